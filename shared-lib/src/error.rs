@@ -1,0 +1,158 @@
+//! The one error type of `shared-lib`.
+//!
+//! It never names HTTP: each service maps it to a status code once, in its own `error.rs`.
+//! Variants are nouns for what went wrong; their messages name the thing involved so that a
+//! 4xx body or a start-up failure tells the reader what to fix.
+
+use crate::artifact::{ArtifactDigest, ModelKind};
+use crate::model_id::{AliasName, ModelName, ModelVersion};
+
+/// A boxed cause, for errors from the S3 SDK and the file system.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    // --- identifiers -------------------------------------------------------------------
+    #[error("invalid {kind} {value:?}: {reason}")]
+    InvalidName {
+        kind: &'static str,
+        value: String,
+        reason: &'static str,
+    },
+    #[error("invalid model version {value:?}: must be a positive whole number")]
+    InvalidVersion { value: String },
+
+    // --- object store ------------------------------------------------------------------
+    #[error("object {key:?} does not exist")]
+    ObjectNotFound { key: String },
+    #[error("object {key:?} already exists")]
+    ObjectExists { key: String },
+    #[error("invalid object key {key:?}: {reason}")]
+    InvalidKey { key: String, reason: &'static str },
+    #[error("invalid model store location {location:?}: {reason}")]
+    InvalidStoreLocation { location: String, reason: String },
+    #[error("object store {operation} of {key:?} failed")]
+    Store {
+        operation: &'static str,
+        key: String,
+        #[source]
+        source: BoxError,
+    },
+
+    // --- artifacts ---------------------------------------------------------------------
+    #[error("artifact digest mismatch: expected sha256 {expected}, got {actual}")]
+    DigestMismatch {
+        expected: ArtifactDigest,
+        actual: ArtifactDigest,
+    },
+    #[error("artifact size mismatch: expected {expected} bytes, got {actual}")]
+    SizeMismatch { expected: u64, actual: u64 },
+    #[error("unsupported artifact format version {found} (this build reads version {supported})")]
+    UnsupportedFormat { found: u32, supported: u32 },
+    #[error("artifact holds a {found} model, expected {expected}")]
+    WrongModelKind {
+        expected: ModelKind,
+        found: ModelKind,
+    },
+    #[error("corrupt artifact: {reason}")]
+    CorruptArtifact { reason: String },
+    #[error("invalid sha256 digest {value:?}: expected 64 lowercase hex characters")]
+    InvalidDigest { value: String },
+
+    // --- registry ----------------------------------------------------------------------
+    #[error("unknown model {model}")]
+    UnknownModel { model: ModelName },
+    #[error("unknown version {version} of model {model}")]
+    UnknownVersion {
+        model: ModelName,
+        version: ModelVersion,
+    },
+    #[error("model {model} has no alias {alias}")]
+    UnknownAlias { model: ModelName, alias: AliasName },
+    #[error(
+        "alias {alias} of model {model} points to {}, not the expected {}",
+        show_version(.actual), show_version(.expected)
+    )]
+    AliasConflict {
+        model: ModelName,
+        alias: AliasName,
+        expected: Option<ModelVersion>,
+        actual: Option<ModelVersion>,
+    },
+    #[error("alias {alias} of model {model} has no earlier version to roll back to")]
+    NothingToRollBack { model: ModelName, alias: AliasName },
+    #[error("version {version} of model {model} is archived")]
+    VersionArchived {
+        model: ModelName,
+        version: ModelVersion,
+    },
+    #[error("version {version} of model {model} is in use by alias {alias}")]
+    VersionInUse {
+        model: ModelName,
+        version: ModelVersion,
+        alias: AliasName,
+    },
+    #[error("invalid manifest: {reason}")]
+    InvalidManifest { reason: String },
+    #[error("corrupt registry record {key:?}: {reason}")]
+    CorruptRecord { key: String, reason: String },
+    #[error("gave up allocating a version of model {model} after {attempts} collisions")]
+    AllocationContention { model: ModelName, attempts: u32 },
+
+    // --- settings and start-up -----------------------------------------------------------
+    #[error("invalid configuration:\n{}", .problems.join("\n"))]
+    Settings { problems: Vec<String> },
+    #[error("telemetry set-up failed: {reason}")]
+    Telemetry { reason: String },
+}
+
+fn show_version(v: &Option<ModelVersion>) -> String {
+    match v {
+        Some(v) => format!("version {v}"),
+        None => "nothing".to_owned(),
+    }
+}
+
+impl Error {
+    pub(crate) fn store(
+        operation: &'static str,
+        key: impl Into<String>,
+        source: impl Into<BoxError>,
+    ) -> Self {
+        Self::Store {
+            operation,
+            key: key.into(),
+            source: source.into(),
+        }
+    }
+
+    pub(crate) fn corrupt_record(key: impl Into<String>, reason: impl ToString) -> Self {
+        Self::CorruptRecord {
+            key: key.into(),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// True for errors that say a thing does not exist (as opposed to failing to reach it).
+    pub fn is_not_found(&self) -> bool {
+        matches!(
+            self,
+            Self::ObjectNotFound { .. }
+                | Self::UnknownModel { .. }
+                | Self::UnknownVersion { .. }
+                | Self::UnknownAlias { .. }
+        )
+    }
+}
+
+/// Formats an error with its whole `source()` chain, for logs (5xx bodies never carry it).
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut cause = err.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
+}

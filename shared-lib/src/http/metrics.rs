@@ -1,0 +1,123 @@
+//! The Prometheus registry of a service and the metrics every service has.
+//!
+//! Names follow Prometheus conventions (`_total`, `_seconds`); labels are bounded: the route
+//! template, the model, its version, the variant and an outcome class, never a user id.
+
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use prometheus::{
+    Encoder as _, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+};
+
+use super::request_context::ServedBy;
+use crate::Error;
+
+/// Buckets for request latency: 100 µs to 2.5 s, dense where a scoring service lives.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+/// A service's metrics: its registry, and the families every service shares.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    pub http: HttpMetrics,
+}
+
+impl Metrics {
+    /// A registry whose every metric carries the constant label `service`.
+    ///
+    /// # Errors
+    /// [`Error::Telemetry`] when a metric cannot be registered (a duplicate name: a bug).
+    pub fn new(service: &str) -> Result<Self, Error> {
+        let registry = Registry::new_custom(
+            None,
+            Some([("service".to_owned(), service.to_owned())].into()),
+        )
+        .map_err(telemetry_error)?;
+        let http = HttpMetrics::register(&registry)?;
+        Ok(Self { registry, http })
+    }
+
+    /// For service-specific metrics, registered beside the shared ones.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        // Encoding into a Vec only fails on invalid metric names, which registration refused.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+pub(crate) fn telemetry_error(e: prometheus::Error) -> Error {
+    Error::Telemetry {
+        reason: format!("metrics: {e}"),
+    }
+}
+
+/// Request duration and count by `{route, model, version, variant, outcome}`.
+#[derive(Clone)]
+pub struct HttpMetrics {
+    duration: HistogramVec,
+    requests: IntCounterVec,
+}
+
+const LABELS: &[&str] = &["route", "model", "version", "variant", "outcome"];
+
+impl HttpMetrics {
+    fn register(registry: &Registry) -> Result<Self, Error> {
+        let duration = HistogramVec::new(
+            HistogramOpts::new("http_request_duration_seconds", "Time to answer a request.")
+                .buckets(LATENCY_BUCKETS.to_vec()),
+            LABELS,
+        )
+        .map_err(telemetry_error)?;
+        let requests = IntCounterVec::new(
+            Opts::new("http_requests_total", "Requests answered."),
+            LABELS,
+        )
+        .map_err(telemetry_error)?;
+        registry
+            .register(Box::new(duration.clone()))
+            .map_err(telemetry_error)?;
+        registry
+            .register(Box::new(requests.clone()))
+            .map_err(telemetry_error)?;
+        Ok(Self { duration, requests })
+    }
+
+    pub(crate) fn observe(
+        &self,
+        route: &str,
+        served: Option<&ServedBy>,
+        status: StatusCode,
+        elapsed: Duration,
+    ) {
+        let outcome = match status.as_u16() {
+            500.. => "server_error",
+            400.. => "client_error",
+            _ => "success",
+        };
+        let (model, version, variant) = served.map_or(("", "", ""), |s| {
+            (s.model.as_str(), s.version.as_str(), s.variant.as_str())
+        });
+        let labels = [route, model, version, variant, outcome];
+        self.duration
+            .with_label_values(&labels)
+            .observe(elapsed.as_secs_f64());
+        self.requests.with_label_values(&labels).inc();
+    }
+}
+
+/// `GET /metrics`.
+pub(crate) async fn metrics_route(metrics: web::Data<Metrics>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(metrics.render())
+}

@@ -1,0 +1,95 @@
+//! The actix-web pieces every service mounts, so all three behave alike:
+//! the error envelope ([`ApiError`]), the request middleware ([`request_context`]),
+//! `/healthz`, `/readyz`, `/metrics`, extractor error handlers and the JSON 404.
+//!
+//! A service calls [`run_server`] with its own routes; the rest is the same everywhere.
+
+mod error;
+mod metrics;
+mod request_context;
+mod server;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+
+pub use error::{ApiError, ErrorCode};
+pub use metrics::{HttpMetrics, Metrics};
+pub use request_context::{
+    MODEL_VERSION, REQUEST_ID, RequestId, ServedBy, VARIANT, current_request_id, request_context,
+};
+pub use server::{SHUTDOWN_GRACE, run_server};
+
+/// Whether the service can take traffic (a model is loaded, an index is built).
+#[derive(Debug, Clone, Default)]
+pub struct Readiness(Arc<AtomicBool>);
+
+impl Readiness {
+    pub fn set_ready(&self, ready: bool) {
+        self.0.store(ready, Ordering::Release);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// Mounts `/healthz`, `/readyz`, `/metrics` and the JSON error handlers of the extractors.
+/// Needs `web::Data<Metrics>` and `web::Data<Readiness>` in the app data.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(web::JsonConfig::default().error_handler(|err, _| {
+        use actix_web::error::JsonPayloadError as E;
+        let status = if matches!(err, E::OverflowKnownLength { .. } | E::Overflow { .. }) {
+            StatusCode::PAYLOAD_TOO_LARGE
+        } else if matches!(err, E::ContentType) {
+            StatusCode::UNSUPPORTED_MEDIA_TYPE
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        let code = match status {
+            StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::PayloadTooLarge,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => ErrorCode::UnsupportedMediaType,
+            _ => ErrorCode::InvalidRequest,
+        };
+        ApiError::new(status, code, format!("invalid JSON body: {err}")).into()
+    }))
+    .app_data(web::QueryConfig::default().error_handler(|err, _| {
+        ApiError::bad_request(format!("invalid query string: {err}")).into()
+    }))
+    .app_data(web::PathConfig::default().error_handler(|err, _| {
+        ApiError::bad_request(format!("invalid path parameter: {err}")).into()
+    }))
+    .route("/healthz", web::get().to(healthz))
+    .route("/readyz", web::get().to(readyz))
+    .route("/metrics", web::get().to(metrics::metrics_route));
+}
+
+/// `GET /healthz`: liveness. Answers `Healthy`, as the classic Flask service does.
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; charset=utf-8")
+        .body("Healthy")
+}
+
+/// `GET /readyz`: 200 once the service can serve, 503 before.
+async fn readyz(readiness: web::Data<Readiness>) -> Result<HttpResponse, ApiError> {
+    if readiness.is_ready() {
+        Ok(HttpResponse::Ok().json(serde_json::json!({ "status": "ready" })))
+    } else {
+        Err(ApiError::unavailable("not ready: no model loaded yet"))
+    }
+}
+
+/// The default service: a JSON 404 naming the method and path.
+///
+/// # Errors
+/// Always: that is its job.
+pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::not_found(format!(
+        "no route for {} {}",
+        req.method(),
+        req.path()
+    )))
+}

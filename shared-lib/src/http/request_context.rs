@@ -1,0 +1,160 @@
+//! The middleware every service wraps its app in: one request id, one root span, one metrics
+//! observation and the serving headers, for every request.
+//!
+//! - `X-Request-Id`: taken from the request when it is a sane token, else a new UUID; echoed
+//!   on the response, recorded on the span, and put in error bodies (via a task-local, because
+//!   `ResponseError::error_response` has no access to the request).
+//! - The root span continues a W3C `traceparent` from the caller, so traces cross services.
+//! - Handlers say which model served a request with [`ServedBy`]; the middleware turns that into
+//!   the `X-Model-Version` and `X-Variant` headers and into metric labels, so no handler can
+//!   forget either.
+
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{HttpMessage, HttpRequest, web};
+use opentelemetry::propagation::Extractor;
+use tracing::Instrument as _;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
+use super::metrics::Metrics;
+
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub const MODEL_VERSION: HeaderName = HeaderName::from_static("x-model-version");
+pub const VARIANT: HeaderName = HeaderName::from_static("x-variant");
+
+tokio::task_local! {
+    static CURRENT_REQUEST_ID: String;
+}
+
+/// The id of the request being handled on this task, if any.
+pub fn current_request_id() -> Option<String> {
+    CURRENT_REQUEST_ID.try_with(Clone::clone).ok()
+}
+
+/// The request id, also available to handlers as a request extension.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+/// Which model answered a request; handlers record it with [`ServedBy::record`].
+#[derive(Debug, Clone)]
+pub struct ServedBy {
+    pub model: String,
+    pub version: String,
+    /// `a`, `b`, `pinned`, … as the router named the variant.
+    pub variant: String,
+}
+
+impl ServedBy {
+    pub fn record(self, req: &HttpRequest) {
+        req.extensions_mut().insert(self);
+    }
+}
+
+/// Accepts a caller's id only if it is a short printable token, so logs stay clean.
+fn accept_request_id(value: &HeaderValue) -> Option<String> {
+    let s = value.to_str().ok()?;
+    let ok = !s.is_empty()
+        && s.len() <= 128
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
+    ok.then(|| s.to_owned())
+}
+
+struct HeaderExtractor<'a>(&'a HeaderMap);
+
+impl Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(HeaderName::as_str).collect()
+    }
+}
+
+/// The middleware; mount with `App::new().wrap(actix_web::middleware::from_fn(request_context))`.
+///
+/// # Errors
+/// Passes on errors of inner middleware unchanged.
+pub async fn request_context(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = Instant::now();
+    let request_id = req
+        .headers()
+        .get(&REQUEST_ID)
+        .and_then(accept_request_id)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    req.extensions_mut().insert(RequestId(request_id.clone()));
+    let route = req
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = req.method().to_string();
+    let metrics = req.app_data::<web::Data<Metrics>>().cloned();
+
+    let span = tracing::info_span!(
+        "http_request",
+        otel.name = %format!("{method} {route}"),
+        otel.kind = "server",
+        http.method = %method,
+        http.route = %route,
+        http.status_code = tracing::field::Empty,
+        request_id = %request_id,
+    );
+    let parent = opentelemetry::global::get_text_map_propagator(|p| {
+        p.extract(&HeaderExtractor(req.headers()))
+    });
+    let _ = span.set_parent(parent);
+
+    let mut res = CURRENT_REQUEST_ID
+        .scope(request_id.clone(), next.call(req).instrument(span.clone()))
+        .await?;
+
+    let status = res.status();
+    span.record("http.status_code", status.as_u16());
+    let served = res.request().extensions().get::<ServedBy>().cloned();
+    let headers = res.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        headers.insert(REQUEST_ID, v);
+    }
+    if let Some(served) = &served {
+        for (name, value) in [(MODEL_VERSION, &served.version), (VARIANT, &served.variant)] {
+            if let Ok(v) = HeaderValue::from_str(value) {
+                headers.insert(name, v);
+            }
+        }
+    }
+    let elapsed = started.elapsed();
+    if let Some(metrics) = metrics {
+        metrics
+            .http
+            .observe(&route, served.as_ref(), status, elapsed);
+    }
+    // Successes are the bulk of traffic and are counted in metrics; log them only at debug.
+    let latency_ms = elapsed.as_secs_f64() * 1e3;
+    span.in_scope(|| match status.as_u16() {
+        500.. => tracing::warn!(status = status.as_u16(), latency_ms, "Request failed."),
+        400.. => tracing::info!(status = status.as_u16(), latency_ms, "Request refused."),
+        _ => tracing::debug!(status = status.as_u16(), latency_ms, "Request handled."),
+    });
+    Ok(res)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_sane_request_ids_are_accepted() {
+        let ok = |s: &str| accept_request_id(&HeaderValue::from_str(s).unwrap());
+        assert_eq!(ok("abc-123_x.y:z").as_deref(), Some("abc-123_x.y:z"));
+        assert_eq!(ok(""), None);
+        assert_eq!(ok("has space"), None);
+        assert_eq!(ok("quote\"d"), None);
+        assert_eq!(ok(&"a".repeat(129)), None);
+    }
+}

@@ -1,0 +1,27 @@
+//! What every service and the trainer share.
+//!
+//! - [`store`]: the object store (local directory or S3) that is the source of truth;
+//! - [`artifact`]: the checked envelope around a serialised model;
+//! - [`registry`]: versions, manifests and aliases on top of the store;
+//! - [`settings`]: environment variables in, every problem reported by name;
+//! - [`telemetry`]: JSON logs and OpenTelemetry traces;
+//! - [`http`]: the actix-web pieces every service mounts (errors, request ids, health, metrics);
+//! - [`service`]: the settings and start-up every service binary shares;
+//! - `testing` (feature): an in-process S3 server for tests.
+//!
+//! Nothing here knows about fraud or recommendations; model maths lives with its trainer and
+//! server code.
+
+pub mod artifact;
+mod error;
+pub mod http;
+pub mod model_id;
+pub mod registry;
+pub mod service;
+pub mod settings;
+pub mod store;
+pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use error::{BoxError, Error, error_chain};

@@ -1,0 +1,190 @@
+//! The object store: the registry's source of truth, behind one interface with two backends.
+//!
+//! - [`LocalStore`]: a directory, the embedded default, so the suite runs with no S3 at all;
+//! - [`S3Store`]: any S3-compatible service through aws-sdk-s3 (AWS, MinIO, Ceph, Garage).
+//!
+//! The interface is deliberately small: whole-object get and put, existence, and listing.
+//! Everything the registry needs for safety rests on one primitive, [`PutMode::CreateNew`]
+//! ("write this key only if nobody has"), which each backend makes as strong as it can.
+//! Backends are a closed set, so dispatch is an enum rather than a trait object.
+
+mod local;
+mod location;
+mod s3;
+
+use bytes::Bytes;
+
+pub use local::LocalStore;
+pub use location::{DEFAULT_MODEL_STORE, S3Credentials, S3Settings, StoreLocation};
+pub use s3::S3Store;
+
+use crate::Error;
+
+/// How a put treats an existing object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutMode {
+    /// Replace whatever is there; readers see the old or the new object, never a mix.
+    Overwrite,
+    /// Fail with [`Error::ObjectExists`] if the key exists. Atomic on the local store and on S3
+    /// stores that honour `If-None-Match: *`; elsewhere the single writer (the registry
+    /// service) serialises the writes, see `DESIGN.md`.
+    CreateNew,
+}
+
+/// A relative object key: `/`-separated segments of safe characters, no `.`/`..` segments.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ObjectKey(String);
+
+impl ObjectKey {
+    /// # Errors
+    /// [`Error::InvalidKey`] when a segment is empty, `.` or `..`, or has characters outside
+    /// `A-Za-z0-9._-`.
+    pub fn parse(key: &str) -> Result<Self, Error> {
+        let invalid = |reason| Error::InvalidKey {
+            key: key.chars().take(200).collect(),
+            reason,
+        };
+        if key.is_empty() || key.len() > 900 {
+            return Err(invalid("must have 1 to 900 characters"));
+        }
+        for segment in key.split('/') {
+            if segment.is_empty() || segment == "." || segment == ".." {
+                return Err(invalid("segments must be non-empty and not '.' or '..'"));
+            }
+            if !segment
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+            {
+                return Err(invalid(
+                    "may contain only A-Z, a-z, 0-9, '.', '_', '-' and '/'",
+                ));
+            }
+        }
+        Ok(Self(key.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// This key with `/segment` appended.
+    ///
+    /// # Errors
+    /// As [`ObjectKey::parse`].
+    pub fn join(&self, segment: &str) -> Result<Self, Error> {
+        Self::parse(&format!("{}/{segment}", self.0))
+    }
+}
+
+impl std::fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An object store, chosen at start-up by `MODEL_STORE`.
+#[derive(Debug, Clone)]
+pub enum ObjectStore {
+    Local(LocalStore),
+    S3(S3Store),
+}
+
+impl ObjectStore {
+    /// Opens the store at `location`. Creates the directory of a local store if missing;
+    /// does not contact S3 (the first request does, so start-up survives an S3 outage).
+    ///
+    /// # Errors
+    /// [`Error::Store`] when the local directory cannot be created.
+    pub async fn open(location: &StoreLocation) -> Result<Self, Error> {
+        match location {
+            StoreLocation::Local(path) => Ok(Self::Local(LocalStore::open(path).await?)),
+            StoreLocation::S3(settings) => Ok(Self::S3(S3Store::new(settings))),
+        }
+    }
+
+    /// Reads a whole object.
+    ///
+    /// # Errors
+    /// [`Error::ObjectNotFound`] when absent, [`Error::Store`] when the store fails.
+    #[tracing::instrument(skip_all, fields(key = %key))]
+    pub async fn get(&self, key: &ObjectKey) -> Result<Bytes, Error> {
+        match self {
+            Self::Local(s) => s.get(key).await,
+            Self::S3(s) => s.get(key).await,
+        }
+    }
+
+    /// Writes a whole object; readers never see a partial one.
+    ///
+    /// # Errors
+    /// [`Error::ObjectExists`] for [`PutMode::CreateNew`] on an existing key, [`Error::Store`].
+    #[tracing::instrument(skip_all, fields(key = %key, size = bytes.len(), ?mode))]
+    pub async fn put(&self, key: &ObjectKey, bytes: Bytes, mode: PutMode) -> Result<(), Error> {
+        match self {
+            Self::Local(s) => s.put(key, bytes, mode).await,
+            Self::S3(s) => s.put(key, bytes, mode).await,
+        }
+    }
+
+    /// # Errors
+    /// [`Error::Store`] when the store fails.
+    pub async fn exists(&self, key: &ObjectKey) -> Result<bool, Error> {
+        match self {
+            Self::Local(s) => s.exists(key).await,
+            Self::S3(s) => s.exists(key).await,
+        }
+    }
+
+    /// Every key below `prefix` (recursively), sorted.
+    ///
+    /// # Errors
+    /// [`Error::Store`] when the store fails. An absent prefix is an empty list.
+    #[tracing::instrument(skip_all, fields(prefix = %prefix))]
+    pub async fn list(&self, prefix: &ObjectKey) -> Result<Vec<ObjectKey>, Error> {
+        match self {
+            Self::Local(s) => s.list(prefix).await,
+            Self::S3(s) => s.list(prefix).await,
+        }
+    }
+
+    /// The names of the direct children of `prefix` that have objects below them ("folders"),
+    /// sorted.
+    ///
+    /// # Errors
+    /// [`Error::Store`] when the store fails.
+    pub async fn list_folders(&self, prefix: &ObjectKey) -> Result<Vec<String>, Error> {
+        match self {
+            Self::Local(s) => s.list_folders(prefix).await,
+            Self::S3(s) => s.list_folders(prefix).await,
+        }
+    }
+
+    /// A short description for logs, e.g. `file:///var/lib/models` or `s3://models/prod`.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Local(s) => format!("file://{}", s.root().display()),
+            Self::S3(s) => s.describe(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_reject_traversal_and_odd_characters() {
+        for good in [
+            "a",
+            "models/fraud/versions/0000000001/manifest.json",
+            "x.y-z_1",
+        ] {
+            assert!(ObjectKey::parse(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "", "/a", "a/", "a//b", "../a", "a/../b", "a/./b", "a b", "a\\b", "é",
+        ] {
+            assert!(ObjectKey::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+}

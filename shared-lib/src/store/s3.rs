@@ -1,0 +1,227 @@
+//! The S3 backend, through aws-sdk-s3 without aws-config (no STS/SSO crates to build).
+//!
+//! Create-new is a `HEAD` followed by `PutObject` with `If-None-Match: *`. Stores that honour
+//! the header (AWS, MinIO, s3s) make it atomic; on stores that ignore it (Garage) the `HEAD`
+//! still catches every non-concurrent duplicate and the registry service, as the single
+//! writer, serialises the concurrent ones.
+
+use std::time::Duration;
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::{
+    BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
+    timeout::TimeoutConfig,
+};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use bytes::Bytes;
+use secrecy::ExposeSecret;
+
+use super::{ObjectKey, PutMode, S3Settings};
+use crate::Error;
+
+#[derive(Debug, Clone)]
+pub struct S3Store {
+    client: Client,
+    bucket: String,
+    prefix: Option<ObjectKey>,
+}
+
+impl S3Store {
+    pub fn new(settings: &S3Settings) -> Self {
+        let mut config = aws_sdk_s3::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(settings.region.clone()))
+            .force_path_style(settings.force_path_style)
+            // Third-party stores vary in checksum support; send and check them only when required.
+            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+            // Fail fast when the store is down, so callers fall back to what they have.
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(3))
+                    .operation_attempt_timeout(Duration::from_secs(60))
+                    .build(),
+            );
+        if let Some(endpoint) = &settings.endpoint {
+            config = config.endpoint_url(endpoint);
+        }
+        config = match &settings.credentials {
+            Some(c) => config.credentials_provider(Credentials::new(
+                c.access_key_id.clone(),
+                c.secret_access_key.expose_secret().to_owned(),
+                c.session_token
+                    .as_ref()
+                    .map(|t| t.expose_secret().to_owned()),
+                None,
+                "model-store-settings",
+            )),
+            None => config.allow_no_auth(),
+        };
+        Self {
+            client: Client::from_conf(config.build()),
+            bucket: settings.bucket.clone(),
+            prefix: settings.prefix.clone(),
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match &self.prefix {
+            Some(prefix) => format!("s3://{}/{prefix}", self.bucket),
+            None => format!("s3://{}", self.bucket),
+        }
+    }
+
+    fn full_key(&self, key: &ObjectKey) -> String {
+        match &self.prefix {
+            Some(prefix) => format!("{prefix}/{key}"),
+            None => key.to_string(),
+        }
+    }
+
+    pub(super) async fn get(&self, key: &ObjectKey) -> Result<Bytes, Error> {
+        let response = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(self.full_key(key))
+            .send()
+            .await;
+        match response {
+            Ok(output) => output
+                .body
+                .collect()
+                .await
+                .map(|data| data.into_bytes())
+                .map_err(|e| Error::store("get", key.as_str(), e)),
+            Err(e) if is_missing_object(&e) => Err(Error::ObjectNotFound {
+                key: key.to_string(),
+            }),
+            Err(e) => Err(Error::store("get", key.as_str(), e)),
+        }
+    }
+
+    pub(super) async fn exists(&self, key: &ObjectKey) -> Result<bool, Error> {
+        let response = self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(self.full_key(key))
+            .send()
+            .await;
+        match response {
+            Ok(_) => Ok(true),
+            Err(e) if is_missing_object(&e) => Ok(false),
+            Err(e) => Err(Error::store("head", key.as_str(), e)),
+        }
+    }
+
+    pub(super) async fn put(
+        &self,
+        key: &ObjectKey,
+        bytes: Bytes,
+        mode: PutMode,
+    ) -> Result<(), Error> {
+        let exists = || Error::ObjectExists {
+            key: key.to_string(),
+        };
+        let mut request = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(self.full_key(key))
+            .body(ByteStream::from(bytes));
+        if mode == PutMode::CreateNew {
+            if self.exists(key).await? {
+                return Err(exists());
+            }
+            request = request.if_none_match("*");
+        }
+        match request.send().await {
+            Ok(_) => Ok(()),
+            // 412: the object exists; 409: another conditional write to it is under way.
+            Err(e) if mode == PutMode::CreateNew && matches!(status_of(&e), Some(412 | 409)) => {
+                Err(exists())
+            }
+            Err(e) => Err(Error::store("put", key.as_str(), e)),
+        }
+    }
+
+    pub(super) async fn list(&self, prefix: &ObjectKey) -> Result<Vec<ObjectKey>, Error> {
+        let (keys, _) = self.list_pages(prefix, None).await?;
+        Ok(keys)
+    }
+
+    pub(super) async fn list_folders(&self, prefix: &ObjectKey) -> Result<Vec<String>, Error> {
+        let (_, folders) = self.list_pages(prefix, Some("/")).await?;
+        Ok(folders)
+    }
+
+    /// Lists every page below `prefix/`; returns keys (relative to the store prefix) and, with a
+    /// delimiter, the names of the child folders.
+    async fn list_pages(
+        &self,
+        prefix: &ObjectKey,
+        delimiter: Option<&str>,
+    ) -> Result<(Vec<ObjectKey>, Vec<String>), Error> {
+        let full_prefix = format!("{}/", self.full_key(prefix));
+        let strip = match &self.prefix {
+            Some(p) => format!("{p}/"),
+            None => String::new(),
+        };
+        let mut keys = Vec::new();
+        let mut folders = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut request = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(&full_prefix);
+            if let Some(d) = delimiter {
+                request = request.delimiter(d);
+            }
+            if let Some(t) = &token {
+                request = request.continuation_token(t);
+            }
+            let page = request
+                .send()
+                .await
+                .map_err(|e| Error::store("list", prefix.as_str(), e))?;
+            for object in page.contents() {
+                if let Some(key) = object.key().and_then(|k| k.strip_prefix(&strip))
+                    && let Ok(key) = ObjectKey::parse(key)
+                {
+                    keys.push(key);
+                }
+            }
+            for common in page.common_prefixes() {
+                if let Some(name) = common
+                    .prefix()
+                    .and_then(|p| p.strip_prefix(&full_prefix))
+                    .map(|p| p.trim_end_matches('/'))
+                    .filter(|p| !p.is_empty())
+                {
+                    folders.push(name.to_owned());
+                }
+            }
+            match page.next_continuation_token() {
+                Some(next) if page.is_truncated() == Some(true) => token = Some(next.to_owned()),
+                _ => break,
+            }
+        }
+        keys.sort();
+        folders.sort();
+        Ok((keys, folders))
+    }
+}
+
+fn status_of<E>(err: &SdkError<E>) -> Option<u16> {
+    err.raw_response().map(|r| r.status().as_u16())
+}
+
+/// A 404 that means "no such key", not "no such bucket" (a misconfiguration to report).
+fn is_missing_object<E: ProvideErrorMetadata>(err: &SdkError<E>) -> bool {
+    status_of(err) == Some(404)
+        && err.as_service_error().and_then(|e| e.code()) != Some("NoSuchBucket")
+}

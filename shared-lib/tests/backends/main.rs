@@ -1,0 +1,61 @@
+//! One store and registry test-suite, run against every backend: the local directory and S3
+//! (the in-process s3s-fs server, reached over loopback by the real aws-sdk-s3 client).
+
+#![allow(clippy::unwrap_used)] // Tests: a failed unwrap is a failed test.
+
+mod harness;
+mod registry_cases;
+mod store_cases;
+
+/// Generates `local::<case>` and `s3::<case>` tests from `async fn case(&Backend)`.
+macro_rules! for_each_backend {
+    ($tests:ident from $module:ident: $($case:ident),* $(,)?) => {
+        mod $tests {
+            mod local {
+                $(
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn $case() {
+                        let backend = crate::harness::Backend::local().await;
+                        crate::$module::$case(&backend).await;
+                    }
+                )*
+            }
+            mod s3 {
+                $(
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn $case() {
+                        let backend = crate::harness::Backend::s3().await;
+                        crate::$module::$case(&backend).await;
+                    }
+                )*
+            }
+        }
+    };
+}
+
+for_each_backend!(store from store_cases:
+    put_then_get_returns_the_same_bytes,
+    get_of_a_missing_key_is_not_found,
+    create_new_refuses_an_existing_key_and_keeps_its_content,
+    overwrite_replaces_the_content,
+    list_returns_sorted_keys_below_the_prefix_only,
+    list_folders_returns_direct_children,
+);
+
+for_each_backend!(registry from registry_cases:
+    published_version_reads_back_and_loads,
+    versions_are_numbered_consecutively_from_one,
+    garbage_artifact_is_refused_and_nothing_is_written,
+    wrong_upload_digest_is_refused,
+    unknown_model_version_and_alias_are_named,
+    alias_moves_are_compare_and_swap,
+    rollback_returns_to_the_previous_version,
+    archived_versions_cannot_be_aliased_and_aliased_ones_cannot_be_archived,
+    history_records_who_did_what_and_why_in_order,
+    flipped_byte_in_a_stored_artifact_is_refused_on_load,
+    truncated_stored_artifact_is_refused_on_load,
+    claim_without_manifest_is_invisible_and_its_number_is_skipped,
+    stale_alias_head_hint_is_probed_past,
+    concurrent_publishes_through_one_registry_get_distinct_consecutive_versions,
+    concurrent_alias_moves_with_the_same_expectation_have_one_winner,
+);
