@@ -3,19 +3,20 @@
 //! - [`store`]: the object store (local directory or S3) that is the source of truth;
 //! - [`artifact`]: the checked envelope around a serialised model;
 //! - [`registry`]: versions, manifests and aliases on top of the store;
+//! - [`models`]: the served model formats (fraud tree ensemble, ALS factors) and their scoring;
 //! - [`settings`]: environment variables in, every problem reported by name;
 //! - [`telemetry`]: JSON logs and OpenTelemetry traces;
 //! - [`http`]: the actix-web pieces every service mounts (errors, request ids, health, metrics);
 //! - [`service`]: the settings and start-up every service binary shares;
 //! - `testing` (feature): an in-process S3 server for tests.
 //!
-//! Nothing here knows about fraud or recommendations; model maths lives with its trainer and
-//! server code.
+//! Training code lives in the trainer; only the served formats and their scoring live here.
 
 pub mod artifact;
 mod error;
 pub mod http;
 pub mod model_id;
+pub mod models;
 pub mod registry;
 pub mod service;
 pub mod settings;

@@ -134,8 +134,19 @@ fn build_tracer_provider(service: &str, endpoint: &str) -> Result<SdkTracerProvi
 /// # Errors
 /// [`Error::Telemetry`] when it cannot be built or a global subscriber is already set.
 pub fn init(settings: &TelemetrySettings) -> Result<TelemetryGuard, Error> {
+    init_with_writer(settings, std::io::stdout)
+}
+
+/// As [`init`], with logs to `sink` (the trainer logs to stderr: its stdout is its result).
+///
+/// # Errors
+/// [`Error::Telemetry`] when it cannot be built or a global subscriber is already set.
+pub fn init_with_writer<W>(settings: &TelemetrySettings, sink: W) -> Result<TelemetryGuard, Error>
+where
+    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
-    let (subscriber, guard) = build_subscriber(settings, std::io::stdout)?;
+    let (subscriber, guard) = build_subscriber(settings, sink)?;
     subscriber.try_init().map_err(|e| Error::Telemetry {
         reason: e.to_string(),
     })?;

@@ -1,7 +1,7 @@
-//! The trainer: generates data, trains, evaluates, gates and publishes models (issue #3).
-//! Not built yet.
+use clap::Parser as _;
 
-fn main() {
-    eprintln!("trainer: not implemented yet (see issue #3)");
-    std::process::exit(2);
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = trainer::cli::Cli::parse();
+    trainer::cli::run(cli).await
 }

@@ -1,0 +1,147 @@
+//! The command line: parse, set up logging and the registry, dispatch, map errors to exit codes.
+//!
+//! Logs go to stderr (JSON); a command's result goes to stdout as one JSON object, so a
+//! script or the suite launcher can read what was published.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use serde::Serialize;
+use shared_lib::registry::Registry;
+use shared_lib::settings::Env;
+use shared_lib::store::{ObjectStore, StoreLocation};
+use shared_lib::telemetry::TelemetrySettings;
+
+use crate::progress::Progress;
+use crate::{Error, fraud, recommender, schedule};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "trainer",
+    version,
+    about = "Train, evaluate, gate and publish fraud and recommender models."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write synthetic data with known structure.
+    #[command(subcommand)]
+    Generate(GenerateCommand),
+    /// Train, evaluate against the held-out split, publish, and promote if the gate passes.
+    #[command(subcommand)]
+    Train(TrainCommand),
+    /// Run training jobs on cron schedules, in-process (for deployments without CronJobs).
+    Schedule(schedule::ScheduleArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GenerateCommand {
+    /// Card transactions with ~2 % fraud following a known non-linear rule.
+    Fraud(fraud::GenerateArgs),
+    /// Ratings or interactions from a planted low-rank model with popularity skew.
+    Ratings(recommender::GenerateArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TrainCommand {
+    /// A fraud classifier: random forest (default) or decision tree.
+    Fraud(fraud::TrainArgs),
+    /// An ALS recommender: explicit ratings or implicit feedback.
+    Recommender(recommender::TrainArgs),
+}
+
+/// What a training run needs from its environment.
+#[derive(Clone)]
+pub struct Context {
+    pub registry: Registry,
+    /// Recorded as who published and who moved aliases.
+    pub actor: String,
+    pub progress: Progress,
+}
+
+impl Context {
+    /// Reads `MODEL_STORE` (and the S3 variables) and `TRAINER_ACTOR`.
+    ///
+    /// # Errors
+    /// Every bad variable, by name.
+    pub async fn from_env(env: &mut Env) -> Result<Self, Error> {
+        let location = StoreLocation::from_env(env);
+        let actor = env
+            .optional_string("TRAINER_ACTOR")
+            .unwrap_or_else(default_actor);
+        let Some(location) = location else {
+            return Err(Error::Usage("MODEL_STORE is invalid".into()));
+        };
+        let store = ObjectStore::open(&location).await?;
+        Ok(Self {
+            registry: Registry::new(store),
+            actor,
+            progress: Progress::for_stderr(),
+        })
+    }
+}
+
+fn default_actor() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
+    format!("trainer@{host}")
+}
+
+/// Runs a parsed command line; returns the process exit code.
+pub async fn run(cli: Cli) -> ExitCode {
+    let mut env = Env::from_process();
+    let telemetry = TelemetrySettings::from_env(&mut env, "trainer");
+    let _guard = match shared_lib::telemetry::init_with_writer(&telemetry, std::io::stderr) {
+        Ok(guard) => Some(guard),
+        Err(e) => {
+            eprintln!("trainer: {e}");
+            None
+        }
+    };
+    match dispatch(cli.command, env).await {
+        Ok(report) => {
+            emit(&report);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::error!(error = %shared_lib::error_chain(&e), "Trainer run failed.");
+            eprintln!("trainer: {}", shared_lib::error_chain(&e));
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+async fn dispatch(command: Command, mut env: Env) -> Result<serde_json::Value, Error> {
+    let report = match command {
+        Command::Generate(GenerateCommand::Fraud(args)) => to_json(fraud::generate(&args)?),
+        Command::Generate(GenerateCommand::Ratings(args)) => to_json(recommender::generate(&args)?),
+        Command::Train(what) => {
+            let ctx = Context::from_env(&mut env).await;
+            env.finish()?;
+            let ctx = ctx?;
+            match what {
+                TrainCommand::Fraud(args) => to_json(fraud::train(&ctx, &args).await?),
+                TrainCommand::Recommender(args) => to_json(recommender::train(&ctx, &args).await?),
+            }
+        }
+        Command::Schedule(args) => {
+            let ctx = Context::from_env(&mut env).await;
+            let jobs = schedule::Jobs::from_env(&mut env, &args);
+            env.finish()?;
+            to_json(schedule::run(ctx?, jobs).await?)
+        }
+    };
+    Ok(report)
+}
+
+fn to_json<T: Serialize>(report: T) -> serde_json::Value {
+    serde_json::to_value(report).unwrap_or(serde_json::Value::Null)
+}
+
+#[allow(clippy::print_stdout)] // The command's result is its stdout.
+fn emit(report: &serde_json::Value) {
+    println!("{report}");
+}

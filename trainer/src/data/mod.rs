@@ -1,0 +1,1 @@
+//! Input data: generators with known structure and readers of real formats.

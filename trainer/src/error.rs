@@ -1,0 +1,43 @@
+//! The trainer's one error type, with the exit code a CronJob (or a person) can act on.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A bad input row or file; names the file and line.
+    #[error("{file}:{line}: {reason}")]
+    BadRow {
+        file: String,
+        line: u64,
+        reason: String,
+    },
+    #[error("cannot read {path}: {reason}")]
+    Input { path: String, reason: String },
+    #[error("cannot write {path}: {source}")]
+    Output {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Bad arguments or configuration.
+    #[error("{0}")]
+    Usage(String),
+    /// Training could not produce a model (e.g. one class only in the training window).
+    #[error("training failed: {0}")]
+    Training(String),
+    #[error(transparent)]
+    Library(#[from] shared_lib::Error),
+}
+
+impl Error {
+    /// 2: usage or configuration; 3: input data; 4: the store or registry; 1: anything else.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Usage(_) => 2,
+            Self::BadRow { .. } | Self::Input { .. } => 3,
+            Self::Library(shared_lib::Error::Settings { .. }) => 2,
+            Self::Library(_) => 4,
+            Self::Output { .. } | Self::Training(_) => 1,
+        }
+    }
+}
