@@ -114,10 +114,18 @@ impl StoreLocation {
                 return None;
             }
         };
-        let Self::S3(mut s3) = location else {
+        let Self::S3(s3) = location else {
             return Some(location);
         };
-        s3.endpoint = env
+        Some(Self::S3(S3Settings::from_env(env, s3.bucket, s3.prefix)))
+    }
+}
+
+impl S3Settings {
+    /// Connection settings for `bucket` from the standard variables (endpoint, region, path
+    /// style, credentials; see [`StoreLocation::from_env`]). Problems are recorded in `env`.
+    pub fn from_env(env: &mut Env, bucket: String, prefix: Option<ObjectKey>) -> Self {
+        let endpoint = env
             .first_string(&["S3_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"])
             .map(|(name, url)| {
                 if !(url.starts_with("http://") || url.starts_with("https://")) {
@@ -125,14 +133,14 @@ impl StoreLocation {
                 }
                 url.trim_end_matches('/').to_owned()
             });
-        if let Some((_, region)) = env.first_string(&["AWS_REGION", "AWS_DEFAULT_REGION"]) {
-            s3.region = region;
-        }
-        s3.force_path_style = env.parse_or("S3_FORCE_PATH_STYLE", s3.endpoint.is_some());
+        let region = env
+            .first_string(&["AWS_REGION", "AWS_DEFAULT_REGION"])
+            .map_or_else(|| "us-east-1".to_owned(), |(_, region)| region);
+        let force_path_style = env.parse_or("S3_FORCE_PATH_STYLE", endpoint.is_some());
         let key_id = env.optional_string("AWS_ACCESS_KEY_ID");
         let secret = env.optional_string("AWS_SECRET_ACCESS_KEY");
         let token = env.optional_string("AWS_SESSION_TOKEN");
-        s3.credentials = match (key_id, secret) {
+        let credentials = match (key_id, secret) {
             (Some(access_key_id), Some(secret)) => Some(S3Credentials {
                 access_key_id,
                 secret_access_key: SecretString::from(secret),
@@ -154,7 +162,14 @@ impl StoreLocation {
                 None
             }
         };
-        Some(Self::S3(s3))
+        Self {
+            bucket,
+            prefix,
+            endpoint,
+            region,
+            force_path_style,
+            credentials,
+        }
     }
 }
 

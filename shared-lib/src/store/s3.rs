@@ -79,6 +79,15 @@ impl S3Store {
         }
     }
 
+    /// Reads one object by its key (below the store prefix, if any), for inputs
+    /// that are not in a model store, e.g. training data at `s3://bucket/key`.
+    ///
+    /// # Errors
+    /// [`Error::ObjectNotFound`], [`Error::Store`].
+    pub async fn get_object(&self, key: &ObjectKey) -> Result<Bytes, Error> {
+        self.get(key).await
+    }
+
     pub(super) async fn get(&self, key: &ObjectKey) -> Result<Bytes, Error> {
         let response = self
             .client

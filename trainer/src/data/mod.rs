@@ -1,1 +1,3 @@
 //! Input data: generators with known structure and readers of real formats.
+
+pub mod source;
