@@ -8,6 +8,7 @@
 //! - [`telemetry`]: JSON logs and OpenTelemetry traces;
 //! - [`http`]: the actix-web pieces every service mounts (errors, request ids, health, metrics);
 //! - [`service`]: the settings and start-up every service binary shares;
+//! - [`serving`]: version selection, A/B and shadow routing, hot reload of models;
 //! - `testing` (feature): an in-process S3 server for tests.
 //!
 //! Training code lives in the trainer; only the served formats and their scoring live here.
@@ -19,6 +20,7 @@ pub mod model_id;
 pub mod models;
 pub mod registry;
 pub mod service;
+pub mod serving;
 pub mod settings;
 pub mod store;
 pub mod telemetry;

@@ -1,6 +1,18 @@
-//! Fraud classifier service: `GET /classify` and batch scoring from a random-forest model (issue #6).
+//! The fraud classifier service.
 //!
-//! Not built yet: the binary runs the shared service skeleton (health, metrics, not ready).
+//! A drop-in for the classic Flask service (`GET /classify?f1=..&f2=..&f3=..` answering `[1]`,
+//! `GET /healthz` answering `Healthy`), plus batch scoring with probabilities
+//! (`POST /v1/classify`), `GET /v1/models`, A/B and shadow versions and hot reload, all through
+//! `shared_lib::serving`. The model is `shared_lib::models::forest::FraudModel`.
+
+pub mod error;
+pub mod features;
+pub mod model;
+pub mod routes;
+pub mod settings;
+pub mod startup;
+
+pub use settings::Settings;
+pub use startup::Application;
 
 pub const SERVICE: &str = "fraud";
-pub const DEFAULT_PORT: u16 = 8080;

@@ -5,6 +5,9 @@
 //! small fixed set ([`ErrorCode`]) a client can branch on; `message` says what was wrong. 5xx
 //! messages say nothing internal: the cause chain goes to the log, not the client.
 
+// Mapping errors to HTTP must place every variant explicitly (STYLE.md: no `_` arm).
+#![warn(clippy::wildcard_enum_match_arm)]
+
 use actix_web::http::StatusCode;
 use actix_web::http::header::ContentType;
 use actix_web::{HttpResponse, ResponseError};
@@ -123,10 +126,16 @@ impl ResponseError for ApiError {
 }
 
 impl From<Error> for ApiError {
-    /// The single mapping of library errors to HTTP; exhaustive so a new variant must be placed.
     fn from(err: Error) -> Self {
+        Self::from(&err)
+    }
+}
+
+impl From<&Error> for ApiError {
+    /// The single mapping of library errors to HTTP; exhaustive so a new variant must be placed.
+    fn from(err: &Error) -> Self {
         use StatusCode as S;
-        let (status, code) = match &err {
+        let (status, code) = match err {
             Error::InvalidName { .. }
             | Error::InvalidVersion { .. }
             | Error::InvalidDigest { .. }
@@ -148,13 +157,13 @@ impl From<Error> for ApiError {
             | Error::VersionInUse { .. }
             | Error::AllocationContention { .. } => (S::CONFLICT, ErrorCode::Conflict),
             Error::Store { .. } => {
-                tracing::error!(error = %error_chain(&err), "Model store request failed.");
+                tracing::error!(error = %error_chain(err), "Model store request failed.");
                 return Self::unavailable("the model store is unreachable; try again later");
             }
             Error::CorruptRecord { .. }
             | Error::InvalidStoreLocation { .. }
             | Error::Settings { .. }
-            | Error::Telemetry { .. } => return Self::internal(&err),
+            | Error::Telemetry { .. } => return Self::internal(err),
         };
         Self::new(status, code, err.to_string())
     }

@@ -16,6 +16,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 
 pub use error::{ApiError, ErrorCode};
+pub(crate) use metrics::telemetry_error;
 pub use metrics::{HttpMetrics, Metrics};
 pub use request_context::{
     MODEL_VERSION, REQUEST_ID, RequestId, ServedBy, VARIANT, current_request_id, request_context,
@@ -36,34 +37,44 @@ impl Readiness {
     }
 }
 
+/// The default JSON body limit; services with batch endpoints set their own with [`json_config`].
+pub const DEFAULT_JSON_LIMIT: usize = 256 * 1024;
+
+/// A JSON extractor config whose errors are the shared envelope: 413 over `limit` bytes, 415
+/// for another content type, 400 for malformed JSON.
+pub fn json_config(limit: usize) -> web::JsonConfig {
+    web::JsonConfig::default()
+        .limit(limit)
+        .error_handler(|err, _| {
+            use actix_web::error::JsonPayloadError as E;
+            let (status, code) =
+                if matches!(err, E::OverflowKnownLength { .. } | E::Overflow { .. }) {
+                    (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::PayloadTooLarge)
+                } else if matches!(err, E::ContentType) {
+                    (
+                        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                        ErrorCode::UnsupportedMediaType,
+                    )
+                } else {
+                    (StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest)
+                };
+            ApiError::new(status, code, format!("invalid JSON body: {err}")).into()
+        })
+}
+
 /// Mounts `/healthz`, `/readyz`, `/metrics` and the JSON error handlers of the extractors.
 /// Needs `web::Data<Metrics>` and `web::Data<Readiness>` in the app data.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.app_data(web::JsonConfig::default().error_handler(|err, _| {
-        use actix_web::error::JsonPayloadError as E;
-        let status = if matches!(err, E::OverflowKnownLength { .. } | E::Overflow { .. }) {
-            StatusCode::PAYLOAD_TOO_LARGE
-        } else if matches!(err, E::ContentType) {
-            StatusCode::UNSUPPORTED_MEDIA_TYPE
-        } else {
-            StatusCode::BAD_REQUEST
-        };
-        let code = match status {
-            StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::PayloadTooLarge,
-            StatusCode::UNSUPPORTED_MEDIA_TYPE => ErrorCode::UnsupportedMediaType,
-            _ => ErrorCode::InvalidRequest,
-        };
-        ApiError::new(status, code, format!("invalid JSON body: {err}")).into()
-    }))
-    .app_data(web::QueryConfig::default().error_handler(|err, _| {
-        ApiError::bad_request(format!("invalid query string: {err}")).into()
-    }))
-    .app_data(web::PathConfig::default().error_handler(|err, _| {
-        ApiError::bad_request(format!("invalid path parameter: {err}")).into()
-    }))
-    .route("/healthz", web::get().to(healthz))
-    .route("/readyz", web::get().to(readyz))
-    .route("/metrics", web::get().to(metrics::metrics_route));
+    cfg.app_data(json_config(DEFAULT_JSON_LIMIT))
+        .app_data(web::QueryConfig::default().error_handler(|err, _| {
+            ApiError::bad_request(format!("invalid query string: {err}")).into()
+        }))
+        .app_data(web::PathConfig::default().error_handler(|err, _| {
+            ApiError::bad_request(format!("invalid path parameter: {err}")).into()
+        }))
+        .route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz))
+        .route("/metrics", web::get().to(metrics::metrics_route));
 }
 
 /// `GET /healthz`: liveness. Answers `Healthy`, as the classic Flask service does.

@@ -1,0 +1,48 @@
+//! The fraud model as this service loads it.
+
+use shared_lib::Error;
+use shared_lib::artifact::{ModelKind, decode_artifact};
+use shared_lib::models::forest::FraudModel;
+use shared_lib::registry::manifest::Manifest;
+use shared_lib::serving::ServableModel;
+
+/// A loaded, validated, warmed-up fraud model.
+pub struct Classifier(pub FraudModel);
+
+impl ServableModel for Classifier {
+    fn accepts(kind: ModelKind) -> bool {
+        matches!(
+            kind,
+            ModelKind::FraudRandomForest | ModelKind::FraudDecisionTree
+        )
+    }
+
+    fn load(manifest: &Manifest, artifact: &[u8]) -> Result<Self, Error> {
+        let model: FraudModel =
+            decode_artifact(artifact, &manifest.artifact.sha256, manifest.artifact.kind)?;
+        let schema =
+            (!manifest.feature_schema.features.is_empty()).then_some(&manifest.feature_schema);
+        model.validate(schema)?;
+        // Warm-up: score one row, so a model that loads but cannot score is never swapped in.
+        let row: Vec<f64> = manifest
+            .feature_schema
+            .features
+            .iter()
+            .map(|f| f.min.unwrap_or(0.0))
+            .chain(std::iter::repeat(0.0))
+            .take(model.n_features())
+            .collect();
+        let p = model.predict_proba(&row);
+        if !(0.0..=1.0).contains(&p) {
+            return Err(Error::CorruptArtifact {
+                reason: format!("warm-up score {p} is not a probability"),
+            });
+        }
+        tracing::debug!(
+            trees = model.trees.len(),
+            nodes = model.node_count(),
+            "Fraud model warmed up."
+        );
+        Ok(Self(model))
+    }
+}

@@ -1,0 +1,180 @@
+//! `GET /classify` (the classic drop-in) and `POST /v1/classify` (batches with probabilities).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
+use serde::{Deserialize, Serialize};
+use shared_lib::http::{RequestId, ServedBy};
+use shared_lib::serving::{Loaded, Variant};
+
+use super::AppState;
+use crate::error::Error;
+use crate::features::{FeatureRow, key_in_json, key_in_query, row_from_json, row_from_query};
+use crate::model::Classifier;
+
+pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
+    cfg.route("/classify", web::get().to(classify_one)).service(
+        web::resource("/v1/classify")
+            .app_data(shared_lib::http::json_config(max_body_bytes))
+            .route(web::post().to(classify_batch)),
+    );
+}
+
+/// The request's A/B key: the caller's `card_id`/`user_id`, else its request id (a per-request
+/// split, as there is nobody to keep sticky).
+fn request_key(req: &HttpRequest, explicit: Option<&str>) -> String {
+    explicit.map(str::to_owned).unwrap_or_else(|| {
+        req.extensions()
+            .get::<RequestId>()
+            .map(|id| id.0.clone())
+            .unwrap_or_default()
+    })
+}
+
+/// One scored row.
+struct Scored {
+    class: u8,
+    probability: f64,
+}
+
+fn score(
+    state: &AppState,
+    loaded: &Arc<Loaded<Classifier>>,
+    variant: Variant,
+    row: &FeatureRow,
+) -> Scored {
+    let model = &loaded.model.0;
+    let probability = model.predict_proba(row.values());
+    let class = model.class_of(probability);
+    state
+        .deployment
+        .metrics()
+        .scores
+        .with_label_values(&[
+            state.deployment.model().as_str(),
+            &loaded.manifest.version.to_string(),
+            variant.as_str(),
+        ])
+        .observe(probability);
+    if let Some(shadow) = state.deployment.shadow() {
+        let row = row.clone();
+        state.shadow.submit(move || {
+            let model = &shadow.model.0;
+            if model.n_features() != row.values().len() {
+                return Err(shared_lib::Error::CorruptArtifact {
+                    reason: "the shadow model has another feature count".into(),
+                });
+            }
+            Ok(model.class_of(model.predict_proba(row.values())) == class)
+        });
+    }
+    Scored { class, probability }
+}
+
+fn served_by(state: &AppState, loaded: &Loaded<Classifier>, variant: Variant) -> ServedBy {
+    ServedBy {
+        model: state.deployment.model().to_string(),
+        version: loaded.manifest.version.to_string(),
+        variant: variant.as_str().to_owned(),
+    }
+}
+
+/// `GET /classify?f1=..&f2=..&f3=..` → `[class]`, exactly as the classic service answers.
+async fn classify_one(
+    req: HttpRequest,
+    query: web::Query<Vec<(String, String)>>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, Error> {
+    let key = request_key(&req, key_in_query(&query));
+    let (loaded, variant) = state.deployment.route(&key).ok_or(Error::NotReady)?;
+    let (row, _) = row_from_query(&query, &loaded.model.0.feature_names)?;
+    let scored = score(&state, &loaded, variant, &row);
+    served_by(&state, &loaded, variant).record(&req);
+    Ok(HttpResponse::Ok().json([scored.class]))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchRequest {
+    instances: Vec<serde_json::Value>,
+}
+
+#[derive(Debug, Serialize)]
+struct Prediction {
+    class: u8,
+    probability: f64,
+    version: u32,
+    variant: Variant,
+}
+
+#[derive(Debug, Serialize)]
+struct BatchResponse {
+    model: String,
+    predictions: Vec<Prediction>,
+}
+
+/// `POST /v1/classify` with `{"instances": [[..], {..}, ...]}`: per row, class, P(fraud),
+/// version and variant. Rows with a `card_id`/`user_id` are routed by it.
+async fn classify_batch(
+    req: HttpRequest,
+    body: web::Json<BatchRequest>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, Error> {
+    let instances = body.into_inner().instances;
+    if instances.is_empty() {
+        return Err(Error::EmptyBatch);
+    }
+    if instances.len() > state.max_batch_rows {
+        return Err(Error::BatchTooLarge {
+            rows: instances.len(),
+            limit: state.max_batch_rows,
+        });
+    }
+    let request_key = request_key(&req, None);
+    let mut routed = Vec::with_capacity(instances.len());
+    for (index, instance) in instances.iter().enumerate() {
+        let key = key_in_json(instance).unwrap_or_else(|| request_key.clone());
+        let (loaded, variant) = state.deployment.route(&key).ok_or(Error::NotReady)?;
+        let (row, _) = row_from_json(instance, &loaded.model.0.feature_names)
+            .map_err(|source| Error::BatchRow { index, source })?;
+        routed.push((loaded, variant, row));
+    }
+    let scoring_state = state.clone();
+    let predictions = web::block(move || {
+        routed
+            .iter()
+            .map(|(loaded, variant, row)| {
+                let s = score(&scoring_state, loaded, *variant, row);
+                (loaded.manifest.version.get(), *variant, s)
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .map_err(|e| {
+        Error::Library(shared_lib::Error::Telemetry {
+            reason: e.to_string(),
+        })
+    })?;
+
+    let versions: BTreeSet<String> = predictions.iter().map(|(v, _, _)| v.to_string()).collect();
+    let variants: BTreeSet<&str> = predictions.iter().map(|(_, v, _)| v.as_str()).collect();
+    ServedBy {
+        model: state.deployment.model().to_string(),
+        version: versions.into_iter().collect::<Vec<_>>().join(","),
+        variant: variants.into_iter().collect::<Vec<_>>().join(","),
+    }
+    .record(&req);
+    Ok(HttpResponse::Ok().json(BatchResponse {
+        model: state.deployment.model().to_string(),
+        predictions: predictions
+            .into_iter()
+            .map(|(version, variant, s)| Prediction {
+                class: s.class,
+                probability: s.probability,
+                version,
+                variant,
+            })
+            .collect(),
+    }))
+}

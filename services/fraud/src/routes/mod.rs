@@ -1,0 +1,18 @@
+//! One file per resource; each ends in `configure`.
+
+pub mod classify;
+pub mod models;
+pub mod openapi;
+
+use std::sync::Arc;
+
+use shared_lib::serving::{Deployment, ShadowRunner};
+
+use crate::model::Classifier;
+
+/// What the handlers share.
+pub struct AppState {
+    pub deployment: Arc<Deployment<Classifier>>,
+    pub shadow: ShadowRunner,
+    pub max_batch_rows: usize,
+}

@@ -1,0 +1,85 @@
+//! Building the service from its settings: store, registry, deployment, routes, server.
+
+use std::sync::Arc;
+
+use actix_web::web;
+use shared_lib::http::{Metrics, Readiness};
+use shared_lib::registry::Registry;
+use shared_lib::serving::{Deployment, ServingMetrics, ShadowRunner};
+use shared_lib::store::ObjectStore;
+
+use crate::model::Classifier;
+use crate::routes::{self, AppState};
+use crate::{SERVICE, Settings};
+
+pub struct Application {
+    inner: shared_lib::service::Application,
+    deployment: Arc<Deployment<Classifier>>,
+    reconciler: tokio::task::JoinHandle<()>,
+}
+
+impl Application {
+    /// Opens the store, starts following the selected versions in the background (the server
+    /// answers at once and reports not-ready until the primary loads), and binds the server.
+    ///
+    /// # Errors
+    /// When the store location cannot be opened, metrics cannot be registered or the address
+    /// cannot be bound.
+    pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
+        let store = ObjectStore::open(&settings.common.store).await?;
+        let metrics = Metrics::new(SERVICE)?;
+        let serving_metrics = ServingMetrics::register(&metrics)?;
+        let readiness = Readiness::default();
+        let deployment = Deployment::<Classifier>::new(
+            &settings.serving,
+            Registry::new(store),
+            serving_metrics.clone(),
+            readiness.clone(),
+        );
+        let reconciler = deployment.spawn();
+        let state = web::Data::new(AppState {
+            deployment: deployment.clone(),
+            shadow: ShadowRunner::new(
+                settings.serving.model.as_str(),
+                serving_metrics,
+                settings.shadow_concurrency,
+            ),
+            max_batch_rows: settings.max_batch_rows,
+        });
+        let max_body = settings.max_body_bytes;
+        let inner = shared_lib::service::Application::build(
+            &settings.common,
+            metrics,
+            readiness,
+            move |cfg| {
+                cfg.app_data(state.clone());
+                routes::classify::configure(cfg, max_body);
+                routes::models::configure(cfg);
+                routes::openapi::configure(cfg);
+            },
+        )?;
+        Ok(Self {
+            inner,
+            deployment,
+            reconciler,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.inner.port()
+    }
+
+    pub fn deployment(&self) -> &Arc<Deployment<Classifier>> {
+        &self.deployment
+    }
+
+    /// Serves until SIGTERM or SIGINT, then drains in-flight requests.
+    ///
+    /// # Errors
+    /// When the server fails.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let result = self.inner.run_until_stopped().await;
+        self.reconciler.abort();
+        result
+    }
+}

@@ -1,0 +1,230 @@
+//! `spawn_app`: the real application on a loopback port, its store an in-process S3 server.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use fraud::{Application, Settings};
+use shared_lib::artifact::{ModelKind, encode_artifact};
+use shared_lib::model_id::{AliasName, ModelName, ModelVersion};
+use shared_lib::models::forest::{FlatTree, FraudModel, LEAF};
+use shared_lib::registry::manifest::{
+    FeatureSchema, FeatureSpec, FeatureType, Manifest, NewVersion,
+};
+use shared_lib::registry::{Change, Registry};
+use shared_lib::settings::Env;
+use shared_lib::store::{ObjectStore, StoreLocation};
+use shared_lib::testing::{ACCESS_KEY, REGION, SECRET_KEY, TestS3};
+
+pub const FEATURES: [&str; 3] = ["txn_amount", "amount_spent_past_mo", "txns_same_merchant"];
+pub const BUCKET: &str = "fraud-models";
+
+/// A model whose answer depends only on `txn_amount`: above `cut` scores `high`, else `low`.
+pub fn threshold_model(cut: f64, low: f32, high: f32) -> FraudModel {
+    FraudModel {
+        feature_names: FEATURES.map(String::from).to_vec(),
+        trees: vec![FlatTree {
+            feature: vec![0, LEAF, LEAF],
+            threshold: vec![cut, 0.0, 0.0],
+            left: vec![1, 0, 0],
+            right: vec![2, 0, 0],
+            value: vec![0.0, low, high],
+        }],
+        threshold: 0.5,
+    }
+}
+
+/// Version 1 flags amounts above 100 as fraud.
+pub fn flags_large() -> FraudModel {
+    threshold_model(100.0, 0.1, 0.9)
+}
+
+/// The opposite model: flags amounts up to 100.
+pub fn flags_small() -> FraudModel {
+    threshold_model(100.0, 0.9, 0.1)
+}
+
+pub struct S3Fixture {
+    pub s3: TestS3,
+    pub registry: Registry,
+}
+
+impl S3Fixture {
+    pub async fn start() -> Self {
+        let s3 = TestS3::start().await;
+        let settings = s3.bucket(BUCKET, Some("suite"));
+        let store = ObjectStore::open(&StoreLocation::S3(settings))
+            .await
+            .unwrap();
+        Self {
+            s3,
+            registry: Registry::new(store),
+        }
+    }
+
+    pub async fn publish(&self, model: &FraudModel) -> Manifest {
+        let artifact = encode_artifact(ModelKind::FraudRandomForest, model).unwrap();
+        let draft = NewVersion {
+            model: ModelName::parse("fraud").unwrap(),
+            run_id: uuid::Uuid::new_v4(),
+            algorithm: "random_forest".into(),
+            parameters: BTreeMap::new(),
+            feature_schema: FeatureSchema {
+                features: FEATURES
+                    .iter()
+                    .map(|n| FeatureSpec {
+                        name: (*n).into(),
+                        dtype: FeatureType::Float,
+                        min: Some(0.0),
+                        max: None,
+                    })
+                    .collect(),
+            },
+            training_data: Default::default(),
+            metrics: BTreeMap::from([("roc_auc".into(), 0.9)]),
+            trainer_version: "test".into(),
+            created_by: "test".into(),
+            gate: None,
+        };
+        self.registry
+            .publish(draft, Bytes::from(artifact.bytes), Some(&artifact.digest))
+            .await
+            .unwrap()
+    }
+
+    pub async fn promote(&self, version: u32) {
+        let fraud = ModelName::parse("fraud").unwrap();
+        let production = AliasName::production();
+        let current = self.registry.resolve_alias(&fraud, &production).await.ok();
+        let who = Change {
+            actor: "test",
+            reason: None,
+        };
+        self.registry
+            .move_alias(
+                &fraud,
+                &production,
+                ModelVersion::new(version).unwrap(),
+                current,
+                &who,
+            )
+            .await
+            .unwrap();
+    }
+
+    /// The environment of a service using this store.
+    pub fn env(&self) -> Vec<(String, String)> {
+        [
+            ("MODEL_STORE", format!("s3://{BUCKET}/suite")),
+            ("S3_ENDPOINT_URL", self.s3.endpoint.clone()),
+            ("AWS_REGION", REGION.to_owned()),
+            ("AWS_ACCESS_KEY_ID", ACCESS_KEY.to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", SECRET_KEY.to_owned()),
+            ("HOST", "127.0.0.1".to_owned()),
+            ("PORT", "0".to_owned()),
+            ("MODEL_POLL_SECONDS", "0.1".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
+    }
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+/// Starts the service with `env` (later pairs override earlier ones).
+pub async fn spawn_app(env: Vec<(String, String)>) -> TestApp {
+    let settings = Settings::from_env(Env::from_pairs(env)).unwrap();
+    let app = Application::build(&settings).await.unwrap();
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let server = tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address,
+        client: reqwest::Client::new(),
+        server,
+    }
+}
+
+pub fn with(mut env: Vec<(String, String)>, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    env.extend(
+        extra
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
+    env
+}
+
+impl TestApp {
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.address))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn post_batch(&self, body: &serde_json::Value) -> reqwest::Response {
+        self.client
+            .post(format!("{}/v1/classify", self.address))
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Waits until `/readyz` answers 200.
+    pub async fn wait_ready(&self) {
+        self.wait_for(|app| async move { app.get("/readyz").await.status() == 200 })
+            .await;
+    }
+
+    /// Waits (up to 10 s) until `check` is true.
+    pub async fn wait_for<'a, F, Fut>(&'a self, check: F)
+    where
+        F: Fn(&'a TestApp) -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !check(self).await {
+            assert!(Instant::now() < deadline, "condition not met within 10 s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn served_version(&self, query: &str) -> String {
+        let res = self.get(&format!("/classify?{query}")).await;
+        assert_eq!(res.status(), 200);
+        res.headers()["x-model-version"]
+            .to_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    pub async fn metrics(&self) -> String {
+        self.get("/metrics").await.text().await.unwrap()
+    }
+}
+
+/// The sum of the samples of metric `name` whose labels include every `key="value"` given.
+pub fn metric_sum(metrics: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .filter(|l| {
+            labels
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}

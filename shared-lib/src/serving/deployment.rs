@@ -1,0 +1,383 @@
+//! The models a server holds, kept in line with what its settings select.
+//!
+//! A [`Deployment`] has a slot per role (primary `a`, experiment `b`, `shadow`). A background
+//! loop resolves each slot's selector (a pinned number, or an alias re-read every poll
+//! interval), and when the wanted version differs from the loaded one it loads the new one
+//! *fully* (fetch, size and sha256 check, decode, validate against the manifest, warm up) and
+//! only then swaps it in atomically. In-flight requests keep the `Arc` of the version they
+//! started with, so a reload never fails a request; a load that fails leaves the old version
+//! serving and is counted and logged. Until the primary loads, `/readyz` says not ready and the
+//! loop retries with backoff; with a cache directory, a restart during a store outage serves
+//! the last-good version.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwapOption;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::cache::ArtifactCache;
+use super::metrics::ServingMetrics;
+use super::routing::{Variant, assign};
+use super::selection::{Percent, Selector, ServingSettings};
+use crate::Error;
+use crate::artifact::ModelKind;
+use crate::http::Readiness;
+use crate::model_id::{ModelName, ModelVersion};
+use crate::registry::Registry;
+use crate::registry::manifest::Manifest;
+
+/// A model type a server can load from an artifact.
+pub trait ServableModel: Sized + Send + Sync + 'static {
+    /// Whether this server can serve artifacts of `kind`.
+    fn accepts(kind: ModelKind) -> bool;
+
+    /// Decodes the verified artifact, validates it against its manifest and warms it up (e.g.
+    /// scores one row). Runs on a blocking thread.
+    ///
+    /// # Errors
+    /// Any reason not to serve it.
+    fn load(manifest: &Manifest, artifact: &[u8]) -> Result<Self, Error>;
+}
+
+/// A loaded version.
+pub struct Loaded<M> {
+    pub manifest: Manifest,
+    pub model: M,
+    pub loaded_at: DateTime<Utc>,
+}
+
+/// A slot's role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    A,
+    B,
+    Shadow,
+}
+
+impl Role {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::A => "a",
+            Self::B => "b",
+            Self::Shadow => "shadow",
+        }
+    }
+}
+
+struct Slot<M> {
+    role: Role,
+    selector: Selector,
+    current: ArcSwapOption<Loaded<M>>,
+    last_error: std::sync::Mutex<Option<String>>,
+}
+
+/// What `/v1/models` reports per slot.
+#[derive(Debug, Clone, Serialize)]
+pub struct SlotStatus {
+    pub role: Role,
+    pub selector: String,
+    pub version: Option<ModelVersion>,
+    pub sha256: Option<String>,
+    pub algorithm: Option<String>,
+    pub loaded_at: Option<DateTime<Utc>>,
+    /// Share of request keys this slot serves (A and B only).
+    pub traffic_percent: Option<u8>,
+    pub last_error: Option<String>,
+}
+
+pub struct Deployment<M> {
+    model: ModelName,
+    registry: Registry,
+    slots: Vec<Slot<M>>,
+    percent_b: Option<Percent>,
+    cache: Option<ArtifactCache>,
+    metrics: ServingMetrics,
+    readiness: Readiness,
+    poll: Duration,
+}
+
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+impl<M: ServableModel> Deployment<M> {
+    pub fn new(
+        settings: &ServingSettings,
+        registry: Registry,
+        metrics: ServingMetrics,
+        readiness: Readiness,
+    ) -> Arc<Self> {
+        let slot = |role, selector: &Selector| Slot {
+            role,
+            selector: selector.clone(),
+            current: ArcSwapOption::empty(),
+            last_error: std::sync::Mutex::new(None),
+        };
+        let mut slots = vec![slot(Role::A, &settings.primary)];
+        if let Some(x) = &settings.experiment {
+            slots.push(slot(Role::B, &x.b));
+        }
+        if let Some(shadow) = &settings.shadow {
+            slots.push(slot(Role::Shadow, shadow));
+        }
+        Arc::new(Self {
+            model: settings.model.clone(),
+            registry,
+            slots,
+            percent_b: settings.experiment.as_ref().map(|x| x.percent_b),
+            cache: settings.cache_dir.clone().map(ArtifactCache::new),
+            metrics,
+            readiness,
+            poll: settings.poll_interval,
+        })
+    }
+
+    pub fn model(&self) -> &ModelName {
+        &self.model
+    }
+
+    /// Starts the background loop that loads and follows the selected versions.
+    pub fn spawn(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut backoff = Duration::from_millis(250);
+            loop {
+                let settled = this.refresh_all().await;
+                let wait = if settled {
+                    backoff = Duration::from_millis(250);
+                    this.poll
+                } else {
+                    backoff = (backoff * 2)
+                        .min(MAX_BACKOFF)
+                        .min(this.poll.max(Duration::from_millis(250)));
+                    backoff
+                };
+                tokio::time::sleep(wait).await;
+            }
+        })
+    }
+
+    /// Brings every slot in line with its selector once. True when every slot is loaded and
+    /// current (a failure anywhere means: try again sooner).
+    pub async fn refresh_all(&self) -> bool {
+        let mut settled = true;
+        for slot in &self.slots {
+            match self.refresh(slot).await {
+                Ok(()) => *lock(&slot.last_error) = None,
+                Err(e) => {
+                    settled = false;
+                    let text = crate::error_chain(&e);
+                    tracing::warn!(model = %self.model, slot = slot.role.as_str(), selector = %slot.selector, error = %text, "Model refresh failed; still serving the loaded version, if any.");
+                    *lock(&slot.last_error) = Some(text);
+                }
+            }
+        }
+        self.readiness
+            .set_ready(self.slots[0].current.load().is_some());
+        settled
+    }
+
+    async fn refresh(&self, slot: &Slot<M>) -> Result<(), Error> {
+        let wanted = match &slot.selector {
+            Selector::Pinned(v) => Ok(*v),
+            Selector::Alias(alias) => self.registry.resolve_alias(&self.model, alias).await,
+        };
+        let wanted = match wanted {
+            Ok(v) => v,
+            Err(e) => return self.fall_back_to_cache(slot, e).await,
+        };
+        if slot
+            .current
+            .load()
+            .as_ref()
+            .is_some_and(|l| l.manifest.version == wanted)
+        {
+            return Ok(());
+        }
+        let fetched = async {
+            let manifest = self.registry.manifest(&self.model, wanted).await?;
+            let bytes = self.registry.fetch_artifact(&manifest).await?;
+            Ok::<_, Error>((manifest, bytes))
+        }
+        .await;
+        let (manifest, bytes) = match fetched {
+            Ok(fetched) => fetched,
+            Err(e) => return self.fall_back_to_cache(slot, e).await,
+        };
+        self.install(slot, manifest, bytes, "loaded").await
+    }
+
+    /// A store failure with nothing loaded: serve the last-good cached version if there is one.
+    async fn fall_back_to_cache(&self, slot: &Slot<M>, cause: Error) -> Result<(), Error> {
+        let store_down = matches!(cause, Error::Store { .. });
+        if !store_down || slot.current.load().is_some() {
+            self.count(slot, "failed");
+            return Err(cause);
+        }
+        let Some(cache) = &self.cache else {
+            self.count(slot, "failed");
+            return Err(cause);
+        };
+        match cache.recall(&self.model, &slot.selector).await {
+            Ok(Some((manifest, bytes))) => {
+                tracing::warn!(model = %self.model, version = %manifest.version, "Store unreachable; serving the last-good cached version.");
+                self.install(slot, manifest, bytes, "cached").await?;
+                Err(cause)
+            }
+            Ok(None) => {
+                self.count(slot, "failed");
+                Err(cause)
+            }
+            Err(e) => {
+                self.count(slot, "failed");
+                Err(e)
+            }
+        }
+    }
+
+    async fn install(
+        &self,
+        slot: &Slot<M>,
+        manifest: Manifest,
+        bytes: Bytes,
+        result: &str,
+    ) -> Result<(), Error> {
+        let started = Instant::now();
+        let loaded = match self.build(&manifest, bytes.clone()).await {
+            Ok(model) => model,
+            Err(e) => {
+                self.count(slot, "failed");
+                return Err(e);
+            }
+        };
+        let version = manifest.version;
+        let sha = manifest.artifact.sha256.to_string();
+        let previous = slot.current.swap(Some(Arc::new(Loaded {
+            manifest: manifest.clone(),
+            model: loaded,
+            loaded_at: Utc::now(),
+        })));
+        if let Some(previous) = previous {
+            let _ = self.metrics.model_info.remove_label_values(&[
+                self.model.as_str(),
+                &previous.manifest.version.to_string(),
+                previous.manifest.artifact.sha256.as_hex(),
+                slot.role.as_str(),
+            ]);
+        }
+        self.metrics
+            .model_info
+            .with_label_values(&[
+                self.model.as_str(),
+                &version.to_string(),
+                &sha,
+                slot.role.as_str(),
+            ])
+            .set(1);
+        self.count(slot, result);
+        tracing::info!(model = %self.model, %version, sha256 = %sha, slot = slot.role.as_str(), load_ms = started.elapsed().as_millis() as u64, "Model loaded.");
+        if result == "loaded"
+            && let Some(cache) = &self.cache
+            && let Err(e) = cache.remember(&slot.selector, &manifest, &bytes).await
+        {
+            tracing::warn!(error = %e, "Could not write the last-good cache.");
+        }
+        Ok(())
+    }
+
+    async fn build(&self, manifest: &Manifest, bytes: Bytes) -> Result<M, Error> {
+        if !M::accepts(manifest.artifact.kind) {
+            return Err(Error::CorruptArtifact {
+                reason: format!(
+                    "this server does not serve {} models",
+                    manifest.artifact.kind
+                ),
+            });
+        }
+        let manifest = manifest.clone();
+        let span = tracing::Span::current();
+        tokio::task::spawn_blocking(move || span.in_scope(|| M::load(&manifest, &bytes)))
+            .await
+            .map_err(|e| Error::CorruptArtifact {
+                reason: format!("loading panicked: {e}"),
+            })?
+    }
+
+    fn count(&self, slot: &Slot<M>, result: &str) {
+        self.metrics
+            .reloads
+            .with_label_values(&[self.model.as_str(), slot.role.as_str(), result])
+            .inc();
+    }
+
+    fn slot(&self, role: Role) -> Option<&Slot<M>> {
+        self.slots.iter().find(|s| s.role == role)
+    }
+
+    /// The version to answer with, for a request keyed by `key` (a user or card id; callers
+    /// without one pass the request id, which splits per request). `None` until the primary
+    /// has loaded. B gets its share of keys only while it is loaded.
+    pub fn route(&self, key: &str) -> Option<(Arc<Loaded<M>>, Variant)> {
+        let mut chosen = None;
+        if let (Some(percent), Some(b)) = (self.percent_b, self.slot(Role::B))
+            && assign(key, percent) == Variant::B
+            && let Some(loaded) = b.current.load_full()
+        {
+            chosen = Some((loaded, Variant::B));
+        }
+        let chosen = match chosen {
+            Some(c) => c,
+            None => (self.slots[0].current.load_full()?, Variant::A),
+        };
+        if self.percent_b.is_some() {
+            self.metrics
+                .ab_assignments
+                .with_label_values(&[self.model.as_str(), chosen.1.as_str()])
+                .inc();
+        }
+        Some(chosen)
+    }
+
+    /// The shadow version, if one is configured and loaded.
+    pub fn shadow(&self) -> Option<Arc<Loaded<M>>> {
+        self.slot(Role::Shadow)?.current.load_full()
+    }
+
+    pub fn metrics(&self) -> &ServingMetrics {
+        &self.metrics
+    }
+
+    /// Every slot's state, for `/v1/models`.
+    pub fn status(&self) -> Vec<SlotStatus> {
+        self.slots
+            .iter()
+            .map(|slot| {
+                let loaded = slot.current.load_full();
+                let traffic_percent = match (slot.role, self.percent_b) {
+                    (Role::A, Some(p)) => Some(100 - p.get()),
+                    (Role::A, None) => Some(100),
+                    (Role::B, Some(p)) => Some(p.get()),
+                    (Role::B | Role::Shadow, _) => None,
+                };
+                SlotStatus {
+                    role: slot.role,
+                    selector: slot.selector.to_string(),
+                    version: loaded.as_ref().map(|l| l.manifest.version),
+                    sha256: loaded
+                        .as_ref()
+                        .map(|l| l.manifest.artifact.sha256.to_string()),
+                    algorithm: loaded.as_ref().map(|l| l.manifest.algorithm.clone()),
+                    loaded_at: loaded.as_ref().map(|l| l.loaded_at),
+                    traffic_percent,
+                    last_error: lock(&slot.last_error).clone(),
+                }
+            })
+            .collect()
+    }
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}

@@ -1,0 +1,80 @@
+//! The serving metrics every model server exports, beside the HTTP ones.
+
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts};
+
+use crate::Error;
+use crate::http::Metrics;
+use crate::http::telemetry_error;
+
+/// `model_info`, reloads, A/B assignments, shadow comparisons and the score distribution.
+#[derive(Clone)]
+pub struct ServingMetrics {
+    /// 1 for each loaded `{model, version, sha256, variant}`.
+    pub model_info: IntGaugeVec,
+    /// Reload attempts by `{model, slot, result}`: `loaded`, `failed`, `cached`.
+    pub reloads: IntCounterVec,
+    /// Requests by assigned `{model, variant}`.
+    pub ab_assignments: IntCounterVec,
+    /// Shadow comparisons by `{model, result}`: `agree`, `disagree`, `dropped`, `failed`.
+    pub shadow: IntCounterVec,
+    /// Model scores by `{model, version, variant}`, for drift dashboards.
+    pub scores: HistogramVec,
+}
+
+impl ServingMetrics {
+    /// Registers the families in the service's registry.
+    ///
+    /// # Errors
+    /// [`Error::Telemetry`] on a duplicate registration (a bug).
+    pub fn register(metrics: &Metrics) -> Result<Self, Error> {
+        let model_info = IntGaugeVec::new(
+            Opts::new("model_info", "The loaded model versions (value 1)."),
+            &["model", "version", "sha256", "variant"],
+        )
+        .map_err(telemetry_error)?;
+        let reloads = IntCounterVec::new(
+            Opts::new("model_reloads_total", "Model load attempts by result."),
+            &["model", "slot", "result"],
+        )
+        .map_err(telemetry_error)?;
+        let ab_assignments = IntCounterVec::new(
+            Opts::new(
+                "ab_assignments_total",
+                "Requests assigned to each experiment variant.",
+            ),
+            &["model", "variant"],
+        )
+        .map_err(telemetry_error)?;
+        let shadow = IntCounterVec::new(
+            Opts::new(
+                "shadow_comparisons_total",
+                "Shadow model results compared with the primary's.",
+            ),
+            &["model", "result"],
+        )
+        .map_err(telemetry_error)?;
+        let scores = HistogramVec::new(
+            HistogramOpts::new("prediction_score", "Distribution of model scores.")
+                .buckets((0..=20).map(|i| f64::from(i) * 0.05).collect()),
+            &["model", "version", "variant"],
+        )
+        .map_err(telemetry_error)?;
+        let registry = metrics.registry();
+        for collector in [
+            Box::new(model_info.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(reloads.clone()),
+            Box::new(ab_assignments.clone()),
+            Box::new(shadow.clone()),
+            Box::new(scores.clone()),
+        ] {
+            registry.register(collector).map_err(telemetry_error)?;
+        }
+        Ok(Self {
+            model_info,
+            reloads,
+            ab_assignments,
+            shadow,
+            scores,
+        })
+    }
+}

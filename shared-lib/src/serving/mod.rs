@@ -1,0 +1,17 @@
+//! What every model server shares: which versions to serve ([`selection`]), A/B assignment
+//! ([`routing`]), loading and hot reload ([`deployment`]), the last-good cache ([`cache`]),
+//! shadow scoring ([`shadow`]) and the serving metrics ([`metrics`]). The fraud and recommender
+//! services differ only in their model type and routes.
+
+pub mod cache;
+pub mod deployment;
+pub mod metrics;
+pub mod routing;
+pub mod selection;
+pub mod shadow;
+
+pub use deployment::{Deployment, Loaded, Role, ServableModel, SlotStatus};
+pub use metrics::ServingMetrics;
+pub use routing::Variant;
+pub use selection::{Selector, ServingSettings};
+pub use shadow::ShadowRunner;
