@@ -1,6 +1,20 @@
-//! Model registry service: versions, aliases, rollback and history over HTTP; the single writer of registry metadata on S3 (issue #8).
+//! The model registry service: the registry core (`shared_lib::registry`) over HTTP.
 //!
-//! Not built yet: the binary runs the shared service skeleton (health, metrics, not ready).
+//! It is the single writer of registry metadata on S3: every registration and alias move goes
+//! through one `Registry`, which serialises them, so publishing and promotion stay safe on
+//! stores that ignore conditional writes (Garage). Serving pods only read the bucket; the
+//! trainer only holds a registry token. Shaped after MLflow's model registry: models, versions,
+//! aliases (with compare-and-swap and one-call rollback), archive, history and a web page.
+
+pub mod auth;
+pub mod catalog;
+pub mod error;
+pub mod index;
+pub mod routes;
+pub mod settings;
+pub mod startup;
+
+pub use settings::Settings;
+pub use startup::Application;
 
 pub const SERVICE: &str = "registry";
-pub const DEFAULT_PORT: u16 = 8082;

@@ -1,0 +1,127 @@
+//! Aliases: list, read (now or at a time), move with compare-and-swap, roll back.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::json;
+use shared_lib::model_id::{AliasName, ModelName, ModelVersion};
+use shared_lib::registry::Change;
+use shared_lib::registry::records::alias_version_at;
+
+use super::{AppState, actor};
+use crate::error::Error;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/v1/models/{model}/aliases", web::get().to(list_aliases))
+        .route(
+            "/v1/models/{model}/aliases/{alias}",
+            web::get().to(get_alias),
+        )
+        .route(
+            "/v1/models/{model}/aliases/{alias}",
+            web::put().to(move_alias),
+        )
+        .route(
+            "/v1/models/{model}/aliases/{alias}/rollback",
+            web::post().to(rollback_alias),
+        );
+}
+
+async fn list_aliases(
+    req: HttpRequest,
+    path: web::Path<ModelName>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, Error> {
+    state.auth.require_read(&req)?;
+    let aliases = state.registry.list_aliases(&path).await?;
+    Ok(HttpResponse::Ok().json(json!({ "model": path.into_inner(), "aliases": aliases })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AtQuery {
+    /// RFC 3339 time: which version did the alias point to then?
+    at: Option<DateTime<Utc>>,
+}
+
+async fn get_alias(
+    req: HttpRequest,
+    path: web::Path<(ModelName, AliasName)>,
+    query: web::Query<AtQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, Error> {
+    state.auth.require_read(&req)?;
+    let (model, alias) = path.into_inner();
+    let Some(at) = query.at else {
+        return Ok(HttpResponse::Ok().json(state.registry.alias(&model, &alias).await?));
+    };
+    let revisions = state.registry.alias_history(&model, &alias).await?;
+    if revisions.is_empty() {
+        return Err(shared_lib::Error::UnknownAlias { model, alias }.into());
+    }
+    let version = alias_version_at(&revisions, at);
+    Ok(HttpResponse::Ok()
+        .json(json!({ "model": model, "alias": alias, "at": at, "version": version })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MoveRequest {
+    version: ModelVersion,
+    /// The version the caller believes the alias holds now; null or absent: the alias must
+    /// not exist yet. A mismatch is a 409 naming the actual version.
+    #[serde(default)]
+    expected_version: Option<ModelVersion>,
+    reason: Option<String>,
+    actor: Option<String>,
+}
+
+async fn move_alias(
+    req: HttpRequest,
+    path: web::Path<(ModelName, AliasName)>,
+    body: web::Json<MoveRequest>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, Error> {
+    state.auth.require_write(&req)?;
+    let (model, alias) = path.into_inner();
+    let body = body.into_inner();
+    let who = actor(&req, body.actor.as_deref());
+    let change = Change {
+        actor: &who,
+        reason: body.reason.as_deref(),
+    };
+    let record = state
+        .registry
+        .move_alias(&model, &alias, body.version, body.expected_version, &change)
+        .await?;
+    Ok(HttpResponse::Ok().json(record))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RollbackRequest {
+    reason: Option<String>,
+    actor: Option<String>,
+}
+
+/// Moves the alias back to the version it held before its latest move, in one call.
+async fn rollback_alias(
+    req: HttpRequest,
+    path: web::Path<(ModelName, AliasName)>,
+    body: Option<web::Json<RollbackRequest>>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, Error> {
+    state.auth.require_write(&req)?;
+    let (model, alias) = path.into_inner();
+    let body = body.map(web::Json::into_inner).unwrap_or_default();
+    let who = actor(&req, body.actor.as_deref());
+    let change = Change {
+        actor: &who,
+        reason: body.reason.as_deref().or(Some("rollback")),
+    };
+    let record = state
+        .registry
+        .rollback_alias(&model, &alias, &change)
+        .await?;
+    Ok(HttpResponse::Ok().json(record))
+}

@@ -1,0 +1,204 @@
+//! `GET /`: a server-rendered page of models, versions with metrics, aliases, recent events,
+//! and a chart of the main metric across versions (inline SVG; no scripts, no external assets).
+
+use std::fmt::Write as _;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+
+use super::AppState;
+use crate::catalog::{self, VersionView};
+use crate::error::Error;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/", web::get().to(index_page));
+}
+
+/// The metric charted: the first of these a model's versions have.
+const MAIN_METRICS: [&str; 5] = ["roc_auc", "ndcg_at_k", "rmse", "pr_auc", "precision_at_k"];
+
+async fn index_page(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, Error> {
+    state.auth.require_read(&req)?;
+    let mut html = String::from(HEAD);
+    let models = catalog::models(&state).await?;
+    if models.is_empty() {
+        html.push_str("<p class=\"empty\">No models registered yet.</p>");
+    }
+    for summary in models {
+        let (versions, _) = catalog::versions(&state, &summary.name).await?;
+        let events = state.registry.history(&summary.name).await?;
+        let _ = write!(
+            html,
+            "<section id=\"model-{0}\"><h2>{0}</h2>",
+            escape(summary.name.as_str())
+        );
+        let aliases: Vec<String> = summary
+            .aliases
+            .iter()
+            .map(|(a, v)| format!("<span class=\"alias\">{} → v{v}</span>", escape(a)))
+            .collect();
+        let _ = write!(
+            html,
+            "<p>{} versions. Aliases: {}</p>",
+            summary.versions,
+            if aliases.is_empty() {
+                "none".into()
+            } else {
+                aliases.join(" ")
+            }
+        );
+        if let Some(metric) = main_metric(&versions) {
+            html.push_str(&chart(&versions, metric));
+        }
+        html.push_str(&version_table(&versions));
+        html.push_str("<h3>Recent events</h3><ol class=\"events\">");
+        for event in events.iter().rev().take(10) {
+            let what = serde_json::to_value(&event.kind)
+                .map(|v| v.to_string())
+                .unwrap_or_default();
+            let _ = write!(
+                html,
+                "<li><time>{}</time> <b>{}</b> {} {}</li>",
+                event.provenance.at.format("%Y-%m-%d %H:%M:%S UTC"),
+                escape(&event.provenance.actor),
+                escape(&what),
+                event
+                    .provenance
+                    .reason
+                    .as_deref()
+                    .map(|r| format!("— {}", escape(r)))
+                    .unwrap_or_default()
+            );
+        }
+        html.push_str("</ol></section>");
+    }
+    html.push_str("</main></body></html>");
+    Ok(HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(html))
+}
+
+const HEAD: &str = "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Model registry</title>\
+<style>body{font-family:system-ui,sans-serif;margin:2rem;color:#222}table{border-collapse:collapse;margin:.5rem 0}\
+td,th{border:1px solid #ccc;padding:.25rem .5rem;text-align:left}.alias{background:#e7f0ff;border-radius:4px;padding:0 .4rem;margin-right:.3rem}\
+.archived{color:#999}svg{border:1px solid #ddd;background:#fafafa}</style></head><body><main><h1>Model registry</h1>";
+
+fn main_metric(versions: &[VersionView]) -> Option<&'static str> {
+    MAIN_METRICS
+        .into_iter()
+        .find(|m| versions.iter().any(|v| v.metrics.contains_key(*m)))
+}
+
+fn version_table(versions: &[VersionView]) -> String {
+    let mut names: Vec<&String> = versions.iter().flat_map(|v| v.metrics.keys()).collect();
+    names.sort();
+    names.dedup();
+    names.truncate(6);
+    let mut t = String::from(
+        "<table><thead><tr><th>version</th><th>status</th><th>aliases</th><th>algorithm</th><th>created</th><th>by</th>",
+    );
+    for n in &names {
+        let _ = write!(t, "<th>{}</th>", escape(n));
+    }
+    t.push_str("</tr></thead><tbody>");
+    for v in versions.iter().rev() {
+        let _ = write!(
+            t,
+            "<tr class=\"{}\"><td>v{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>",
+            v.status,
+            v.version,
+            v.status,
+            escape(&v.aliases.join(", ")),
+            escape(&v.algorithm),
+            v.created_at.format("%Y-%m-%d %H:%M"),
+            escape(&v.created_by)
+        );
+        for n in &names {
+            let cell = v
+                .metrics
+                .get(*n)
+                .map(|x| format!("{x:.4}"))
+                .unwrap_or_default();
+            let _ = write!(t, "<td>{cell}</td>");
+        }
+        t.push_str("</tr>");
+    }
+    t.push_str("</tbody></table>");
+    t
+}
+
+/// A line chart of `metric` over versions, as inline SVG.
+fn chart(versions: &[VersionView], metric: &str) -> String {
+    let points: Vec<(u32, f64)> = versions
+        .iter()
+        .filter_map(|v| Some((v.version.get(), *v.metrics.get(metric)?)))
+        .collect();
+    let (w, h, pad) = (480.0, 160.0, 30.0);
+    let lo = points.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
+    let hi = points.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max);
+    let span = if hi > lo { hi - lo } else { 1.0 };
+    let n = points.len().max(2) as f64 - 1.0;
+    let xy = |i: usize, y: f64| {
+        (
+            pad + (w - 2.0 * pad) * i as f64 / n,
+            h - pad - (h - 2.0 * pad) * (y - lo) / span,
+        )
+    };
+    let path: Vec<String> = points
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let (x, y) = xy(i, p.1);
+            format!("{x:.1},{y:.1}")
+        })
+        .collect();
+    let mut svg = format!(
+        "<figure><svg role=\"img\" aria-label=\"{m} by version\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\"><polyline fill=\"none\" stroke=\"#2563eb\" stroke-width=\"2\" points=\"{}\"/>",
+        path.join(" "),
+        m = escape(metric)
+    );
+    for (i, (version, value)) in points.iter().enumerate() {
+        let (x, y) = xy(i, *value);
+        let _ = write!(
+            svg,
+            "<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"3\" fill=\"#2563eb\"><title>v{version}: {value:.4}</title></circle><text x=\"{x:.1}\" y=\"{:.1}\" font-size=\"10\" text-anchor=\"middle\">v{version}</text>",
+            h - 8.0
+        );
+    }
+    let _ = write!(
+        svg,
+        "<text x=\"4\" y=\"14\" font-size=\"11\">{} {hi:.4}</text><text x=\"4\" y=\"{:.1}\" font-size=\"11\">{lo:.4}</text></svg><figcaption>{} across versions</figcaption></figure>",
+        escape(metric),
+        h - pad + 4.0,
+        escape(metric)
+    );
+    svg
+}
+
+/// Escapes text for HTML content and attribute values.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_neutralises_markup() {
+        assert_eq!(
+            escape("<script>alert('x')</script>&\""),
+            "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&amp;&quot;"
+        );
+    }
+}

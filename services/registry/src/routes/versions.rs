@@ -1,0 +1,243 @@
+//! Versions: list, read, download, register, archive.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use base64::Engine as _;
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::json;
+use shared_lib::artifact::ArtifactDigest;
+use shared_lib::model_id::{ModelName, ModelVersion};
+use shared_lib::registry::Change;
+use shared_lib::registry::manifest::{DataFingerprint, FeatureSchema, GateDecision, NewVersion};
+
+use super::{AppState, actor};
+use crate::catalog;
+use crate::error::Error;
+
+pub fn configure(cfg: &mut web::ServiceConfig, max_upload_bytes: usize) {
+    cfg.service(
+        web::resource("/v1/models/{model}/versions")
+            .app_data(shared_lib::http::json_config(max_upload_bytes))
+            .route(web::get().to(list_versions))
+            .route(web::post().to(register_version)),
+    )
+    .route(
+        "/v1/models/{model}/versions/{version}",
+        web::get().to(get_version),
+    )
+    .route(
+        "/v1/models/{model}/versions/{version}/artifact",
+        web::get().to(download_artifact),
+    )
+    .route(
+        "/v1/models/{model}/versions/{version}/archive",
+        web::post().to(archive_version),
+    );
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    /// `active`, `archived` or `all` (default).
+    status: Option<String>,
+    /// Only versions this alias points to.
+    alias: Option<String>,
+    /// `desc` (newest first, default) or `asc`.
+    order: Option<String>,
+    page_size: Option<usize>,
+    /// The `next_page_token` of the previous page.
+    page_token: Option<ModelVersion>,
+}
+
+async fn list_versions(
+    req: HttpRequest,
+    path: web::Path<ModelName>,
+    query: web::Query<ListQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, Error> {
+    state.auth.require_read(&req)?;
+    let q = query.into_inner();
+    let status = q.status.as_deref().unwrap_or("all");
+    if !matches!(status, "all" | "active" | "archived") {
+        return Err(Error::BadRequest(format!(
+            "status must be active, archived or all, not {status:?}"
+        )));
+    }
+    let descending = match q.order.as_deref().unwrap_or("desc") {
+        "desc" => true,
+        "asc" => false,
+        other => {
+            return Err(Error::BadRequest(format!(
+                "order must be asc or desc, not {other:?}"
+            )));
+        }
+    };
+    let page_size = q.page_size.unwrap_or(50);
+    if !(1..=500).contains(&page_size) {
+        return Err(Error::BadRequest("page_size must be from 1 to 500".into()));
+    }
+    let (mut versions, _) = catalog::versions(&state, &path).await?;
+    versions.retain(|v| status == "all" || v.status == status);
+    if let Some(alias) = &q.alias {
+        versions.retain(|v| v.aliases.iter().any(|a| a == alias));
+    }
+    if descending {
+        versions.reverse();
+    }
+    if let Some(after) = q.page_token {
+        versions.retain(|v| {
+            if descending {
+                v.version < after
+            } else {
+                v.version > after
+            }
+        });
+    }
+    let next_page_token = (versions.len() > page_size).then(|| versions[page_size - 1].version);
+    versions.truncate(page_size);
+    Ok(HttpResponse::Ok().json(json!({
+        "model": path.into_inner(),
+        "versions": versions,
+        "next_page_token": next_page_token,
+    })))
+}
+
+async fn get_version(
+    req: HttpRequest,
+    path: web::Path<(ModelName, ModelVersion)>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, Error> {
+    state.auth.require_read(&req)?;
+    let (model, version) = path.into_inner();
+    let manifest = state
+        .index
+        .manifest(&state.registry, &model, version)
+        .await?;
+    let archived = state.registry.is_archived(&model, version).await?;
+    let aliases: Vec<String> = state
+        .registry
+        .list_aliases(&model)
+        .await?
+        .into_iter()
+        .filter(|a| a.version == version)
+        .map(|a| a.alias.to_string())
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({
+        "manifest": manifest.as_ref(),
+        "status": if archived { "archived" } else { "active" },
+        "aliases": aliases,
+    })))
+}
+
+async fn download_artifact(
+    req: HttpRequest,
+    path: web::Path<(ModelName, ModelVersion)>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, Error> {
+    state.auth.require_read(&req)?;
+    let (model, version) = path.into_inner();
+    let manifest = state
+        .index
+        .manifest(&state.registry, &model, version)
+        .await?;
+    let bytes = state.registry.fetch_artifact(&manifest).await?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/octet-stream")
+        .insert_header(("x-artifact-sha256", manifest.artifact.sha256.to_string()))
+        .body(bytes))
+}
+
+/// The manifest fields a registration supplies (the model comes from the path).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ManifestFields {
+    run_id: uuid::Uuid,
+    algorithm: String,
+    #[serde(default)]
+    parameters: std::collections::BTreeMap<String, serde_json::Value>,
+    #[serde(default)]
+    feature_schema: FeatureSchema,
+    #[serde(default)]
+    training_data: DataFingerprint,
+    #[serde(default)]
+    metrics: std::collections::BTreeMap<String, f64>,
+    trainer_version: String,
+    #[serde(default)]
+    created_by: Option<String>,
+    #[serde(default)]
+    gate: Option<GateDecision>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegisterRequest {
+    manifest: ManifestFields,
+    /// The artifact bytes, base64 (standard alphabet, padded).
+    artifact_base64: String,
+    /// sha256 of the artifact bytes, hex; the registry checks it before writing anything.
+    artifact_sha256: ArtifactDigest,
+}
+
+/// Registers a version: checks the token, the digest and the artifact envelope, writes the
+/// artifact, then the manifest last; answers 201 with the allocated version's manifest.
+async fn register_version(
+    req: HttpRequest,
+    path: web::Path<ModelName>,
+    body: web::Json<RegisterRequest>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, Error> {
+    state.auth.require_write(&req)?;
+    let body = body.into_inner();
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(body.artifact_base64.as_bytes())
+        .map_err(|e| Error::BadRequest(format!("artifact_base64 is not valid base64: {e}")))?;
+    let m = body.manifest;
+    let draft = NewVersion {
+        model: path.into_inner(),
+        run_id: m.run_id,
+        algorithm: m.algorithm,
+        parameters: m.parameters,
+        feature_schema: m.feature_schema,
+        training_data: m.training_data,
+        metrics: m.metrics,
+        trainer_version: m.trainer_version,
+        created_by: actor(&req, m.created_by.as_deref()),
+        gate: m.gate,
+    };
+    let manifest = state
+        .registry
+        .publish(draft, Bytes::from(bytes), Some(&body.artifact_sha256))
+        .await?;
+    Ok(HttpResponse::Created().json(manifest))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChangeRequest {
+    reason: Option<String>,
+    actor: Option<String>,
+}
+
+async fn archive_version(
+    req: HttpRequest,
+    path: web::Path<(ModelName, ModelVersion)>,
+    body: Option<web::Json<ChangeRequest>>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, Error> {
+    state.auth.require_write(&req)?;
+    let (model, version) = path.into_inner();
+    let body = body.map(web::Json::into_inner).unwrap_or_default();
+    let who = actor(&req, body.actor.as_deref());
+    let change = Change {
+        actor: &who,
+        reason: body.reason.as_deref(),
+    };
+    state
+        .registry
+        .archive_version(&model, version, &change)
+        .await?;
+    Ok(
+        HttpResponse::Ok()
+            .json(json!({ "model": model, "version": version, "status": "archived" })),
+    )
+}

@@ -1,0 +1,134 @@
+//! `spawn_app` and request builders.
+
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use registry::{Application, Settings};
+use serde_json::{Value, json};
+use shared_lib::artifact::{ModelKind, encode_artifact};
+use shared_lib::settings::Env;
+use shared_lib::testing::{ACCESS_KEY, REGION, SECRET_KEY, TestS3};
+
+pub const TOKEN: &str = "test-token-0123456789";
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    _s3: TestS3,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+pub async fn spawn_app(extra: &[(&str, &str)]) -> TestApp {
+    let s3 = TestS3::start().await;
+    s3.bucket("registry-models", None);
+    let mut env: Vec<(String, String)> = [
+        ("MODEL_STORE", "s3://registry-models/reg".to_owned()),
+        ("S3_ENDPOINT_URL", s3.endpoint.clone()),
+        ("AWS_REGION", REGION.to_owned()),
+        ("AWS_ACCESS_KEY_ID", ACCESS_KEY.to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", SECRET_KEY.to_owned()),
+        ("HOST", "127.0.0.1".to_owned()),
+        ("PORT", "0".to_owned()),
+        ("REGISTRY_TOKEN", TOKEN.to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    env.extend(
+        extra
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
+    let app = Application::build(&Settings::from_env(Env::from_pairs(env)).unwrap())
+        .await
+        .unwrap();
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let server = tokio::spawn(app.run_until_stopped());
+    let test_app = TestApp {
+        address,
+        client: reqwest::Client::new(),
+        _s3: s3,
+        server,
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while test_app.get("/readyz").await.status() != 200 {
+        assert!(Instant::now() < deadline, "registry not ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    test_app
+}
+
+/// A registration body for a small valid artifact; `seed` varies the bytes.
+pub fn registration(seed: f64) -> Value {
+    let artifact = encode_artifact(ModelKind::FraudRandomForest, &vec![seed; 8]).unwrap();
+    json!({
+        "manifest": {
+            "run_id": uuid::Uuid::new_v4(),
+            "algorithm": "random_forest",
+            "metrics": {"roc_auc": 0.9 + seed / 100.0},
+            "trainer_version": "test",
+            "created_by": "tester"
+        },
+        "artifact_base64": base64::engine::general_purpose::STANDARD.encode(&artifact.bytes),
+        "artifact_sha256": artifact.digest.to_string(),
+    })
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.unwrap()
+    }
+
+    pub async fn get_json(&self, path: &str) -> Value {
+        let res = self.get(path).await;
+        assert_eq!(res.status(), 200, "GET {path}");
+        res.json().await.unwrap()
+    }
+
+    pub async fn register(&self, model: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .post(self.url(&format!("/v1/models/{model}/versions")))
+            .bearer_auth(TOKEN)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn move_alias(&self, model: &str, alias: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .put(self.url(&format!("/v1/models/{model}/aliases/{alias}")))
+            .bearer_auth(TOKEN)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(TOKEN)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+/// The error body's message, asserting the status.
+pub async fn error_message(res: reqwest::Response, status: u16) -> String {
+    assert_eq!(res.status(), status);
+    let body: Value = res.json().await.unwrap();
+    body["error"]["message"].as_str().unwrap().to_owned()
+}

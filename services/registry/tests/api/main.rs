@@ -1,0 +1,7 @@
+//! The registry service over real HTTP, with an in-process S3 server as its store.
+
+#![allow(clippy::unwrap_used)] // Tests: a failed unwrap is a failed test.
+
+mod aliases;
+mod helpers;
+mod versions;

@@ -1,0 +1,312 @@
+//! Registering, listing, reading, downloading and archiving versions; auth; bad input.
+
+use std::collections::BTreeSet;
+
+use serde_json::json;
+
+use crate::helpers::{TOKEN, error_message, registration, spawn_app};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registered_version_reads_back_and_downloads_verified() {
+    // Arrange
+    let app = spawn_app(&[]).await;
+    let body = registration(1.0);
+    // Act
+    let res = app.register("fraud", &body).await;
+    // Assert
+    assert_eq!(res.status(), 201);
+    let manifest: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(manifest["version"], 1);
+    assert_eq!(manifest["created_by"], "tester");
+    let read = app.get_json("/v1/models/fraud/versions/1").await;
+    assert_eq!(read["manifest"], manifest);
+    assert_eq!(read["status"], "active");
+    let download = app.get("/v1/models/fraud/versions/1/artifact").await;
+    assert_eq!(
+        download.headers()["x-artifact-sha256"],
+        body["artifact_sha256"].as_str().unwrap()
+    );
+    let bytes = download.bytes().await.unwrap();
+    use base64::Engine as _;
+    let sent = base64::engine::general_purpose::STANDARD
+        .decode(body["artifact_base64"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(bytes.as_ref(), sent.as_slice());
+    let models = app.get_json("/v1/models").await;
+    assert_eq!(models["models"][0]["name"], "fraud");
+    assert_eq!(models["models"][0]["latest_version"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn twenty_concurrent_registrations_get_twenty_distinct_consecutive_versions() {
+    let app = std::sync::Arc::new(spawn_app(&[]).await);
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let app = app.clone();
+            tokio::spawn(async move {
+                let res = app.register("fraud", &registration(f64::from(i))).await;
+                assert_eq!(res.status(), 201);
+                res.json::<serde_json::Value>().await.unwrap()["version"]
+                    .as_u64()
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut versions = BTreeSet::new();
+    for t in tasks {
+        assert!(versions.insert(t.await.unwrap()), "duplicate version");
+    }
+    assert_eq!(versions, (1..=20).collect());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listing_filters_orders_and_pages() {
+    let app = spawn_app(&[]).await;
+    for i in 0..5 {
+        assert_eq!(
+            app.register("fraud", &registration(f64::from(i)))
+                .await
+                .status(),
+            201
+        );
+    }
+    app.move_alias("fraud", "production", &json!({"version": 4}))
+        .await;
+    app.post(
+        "/v1/models/fraud/versions/2/archive",
+        &json!({"reason": "old"}),
+    )
+    .await;
+
+    let page1 = app.get_json("/v1/models/fraud/versions?page_size=2").await;
+    let versions = |v: &serde_json::Value| {
+        v["versions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["version"].as_u64().unwrap())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(versions(&page1), [5, 4]);
+    let token = page1["next_page_token"].as_u64().unwrap();
+    let page2 = app
+        .get_json(&format!(
+            "/v1/models/fraud/versions?page_size=2&page_token={token}"
+        ))
+        .await;
+    assert_eq!(versions(&page2), [3, 2]);
+    assert_eq!(
+        versions(
+            &app.get_json("/v1/models/fraud/versions?order=asc&status=archived")
+                .await
+        ),
+        [2]
+    );
+    assert_eq!(
+        versions(
+            &app.get_json("/v1/models/fraud/versions?alias=production")
+                .await
+        ),
+        [4]
+    );
+    assert_eq!(
+        versions(
+            &app.get_json("/v1/models/fraud/versions?status=active&order=asc")
+                .await
+        ),
+        [1, 3, 4, 5]
+    );
+    let cmp = app.get_json("/v1/models/fraud/compare?a=1&b=3").await;
+    assert!(
+        (cmp["delta"]["roc_auc"].as_f64().unwrap() - 0.02).abs() < 1e-9,
+        "{cmp}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutations_need_the_token_and_reads_can_too() {
+    let app = spawn_app(&[]).await;
+    let url = app.url("/v1/models/fraud/versions");
+    let none = app
+        .client
+        .post(&url)
+        .json(&registration(1.0))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(none.headers()["www-authenticate"], "Bearer");
+    assert!(
+        error_message(none, 401)
+            .await
+            .contains("bearer token is required")
+    );
+    let wrong = app
+        .client
+        .post(&url)
+        .bearer_auth("not-the-token-at-all")
+        .json(&registration(1.0))
+        .send()
+        .await
+        .unwrap();
+    assert!(error_message(wrong, 401).await.contains("not valid"));
+    assert_eq!(
+        app.get("/v1/models").await.status(),
+        200,
+        "reads are open by default"
+    );
+
+    let locked = spawn_app(&[("REGISTRY_READ_AUTH", "true")]).await;
+    assert_eq!(locked.get("/v1/models").await.status(), 401);
+    let ok = locked
+        .client
+        .get(locked.url("/v1/models"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_registrations_are_refused_and_nothing_is_written() {
+    let app = spawn_app(&[("MAX_UPLOAD_BYTES", "4096")]).await;
+    let mut wrong_digest = registration(1.0);
+    wrong_digest["artifact_sha256"] = json!("0".repeat(64));
+    let mut garbage = registration(1.0);
+    garbage["artifact_base64"] = json!("aGVsbG8gd29ybGQ=");
+    garbage["artifact_sha256"] =
+        json!("b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9");
+    let mut bad_base64 = registration(1.0);
+    bad_base64["artifact_base64"] = json!("***");
+    let mut no_algorithm = registration(1.0);
+    no_algorithm["manifest"]
+        .as_object_mut()
+        .unwrap()
+        .remove("algorithm");
+    let mut extra_field = registration(1.0);
+    extra_field["manifest"]["colour"] = json!("blue");
+    let mut nan_metric = registration(1.0);
+    nan_metric["manifest"]["metrics"] = json!({"roc_auc": "high"});
+    let mut big = registration(1.0);
+    big["artifact_base64"] = json!("A".repeat(8000));
+    let cases = [
+        (wrong_digest, 422, "digest mismatch", "wrong digest"),
+        (garbage, 422, "not a model artifact", "not an artifact"),
+        (bad_base64, 400, "base64", "bad base64"),
+        (no_algorithm, 400, "algorithm", "missing manifest field"),
+        (extra_field, 400, "colour", "unknown manifest field"),
+        (nan_metric, 400, "invalid type", "non-numeric metric"),
+        (big, 413, "JSON", "oversized upload"),
+    ];
+    for (body, status, needle, why) in cases {
+        let message = error_message(app.register("fraud", &body).await, status).await;
+        assert!(message.contains(needle), "{why}: {message}");
+    }
+    let bad_name = app.register("Fraud!", &registration(1.0)).await;
+    assert_eq!(bad_name.status(), 400);
+    assert!(
+        error_message(app.get("/v1/models/fraud/versions").await, 404)
+            .await
+            .contains("unknown model fraud")
+    );
+    assert_eq!(app.get_json("/v1/models").await["models"], json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_things_are_404_and_malformed_paths_400() {
+    let app = spawn_app(&[]).await;
+    app.register("fraud", &registration(1.0)).await;
+    let cases = [
+        ("/v1/models/nope/versions/1", 404, "unknown model nope"),
+        ("/v1/models/fraud/versions/9", 404, "unknown version 9"),
+        (
+            "/v1/models/fraud/versions/9/artifact",
+            404,
+            "unknown version 9",
+        ),
+        (
+            "/v1/models/fraud/aliases/production",
+            404,
+            "has no alias production",
+        ),
+        ("/v1/models/fraud/versions/0", 400, "path"),
+        ("/v1/models/fraud/versions/abc", 400, "path"),
+        ("/v1/models/fraud/versions?status=deleted", 400, "status"),
+        ("/v1/models/fraud/versions?page_size=0", 400, "page_size"),
+        ("/v1/models/fraud/compare?a=1", 400, "query"),
+        ("/v2/nothing", 404, "no route"),
+    ];
+    for (path, status, needle) in cases {
+        let message = error_message(app.get(path).await, status).await;
+        assert!(message.contains(needle), "{path}: {message}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_web_page_lists_models_versions_aliases_events_and_a_chart() {
+    let app = spawn_app(&[]).await;
+    for i in 0..3 {
+        app.register("fraud", &registration(f64::from(i))).await;
+    }
+    app.move_alias(
+        "fraud",
+        "production",
+        &json!({"version": 3, "reason": "<b>best</b>"}),
+    )
+    .await;
+    let res = app.get("/").await;
+    assert_eq!(res.status(), 200);
+    assert!(
+        res.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let html = res.text().await.unwrap();
+    for needle in [
+        "<h2>fraud</h2>",
+        "production → v3",
+        "<svg",
+        "roc_auc across versions",
+        "v1",
+        "&lt;b&gt;best&lt;/b&gt;",
+    ] {
+        assert!(html.contains(needle), "{needle} missing from the page");
+    }
+    assert!(!html.contains("<b>best</b>"), "reasons must be escaped");
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "no external assets"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_lists_every_route() {
+    let app = spawn_app(&[]).await;
+    let doc = app.get_json("/openapi.json").await;
+    let paths = doc["paths"].as_object().unwrap();
+    for path in [
+        "/v1/models",
+        "/v1/models/{model}/versions",
+        "/v1/models/{model}/versions/{version}",
+        "/v1/models/{model}/versions/{version}/artifact",
+        "/v1/models/{model}/versions/{version}/archive",
+        "/v1/models/{model}/aliases",
+        "/v1/models/{model}/aliases/{alias}",
+        "/v1/models/{model}/aliases/{alias}/rollback",
+        "/v1/models/{model}/events",
+        "/v1/models/{model}/compare",
+        "/",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/openapi.json",
+    ] {
+        assert!(paths.contains_key(path), "{path} is not documented");
+    }
+    assert_eq!(
+        paths.len(),
+        15,
+        "a route is documented that the service does not have, or the list above is stale"
+    );
+}
