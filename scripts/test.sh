@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one command that runs every test: formatting and lints, unit and integration tests (an
 # in-process S3 server), and the end-to-end tests against Garage, which it installs on first
-# use (cargo install, ~10-15 minutes once) and starts on loopback for the run.
+# use (cargo install, ~10-15 minutes once) and starts on loopback for the run. The registry
+# page test needs Chromium (`apt-get install chromium`; .ci/run installs it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

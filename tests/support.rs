@@ -31,3 +31,51 @@ pub fn garage_settings(prefix: &str) -> S3Settings {
         }),
     }
 }
+
+/// Starts the registry service on a loopback port with `env`; returns its base URL.
+///
+/// # Panics
+/// When the settings are invalid or the service cannot start.
+pub async fn start_registry(env: Vec<(String, String)>) -> String {
+    let settings = registry::Settings::from_env(shared_lib::settings::Env::from_pairs(env))
+        .unwrap_or_else(|e| panic!("registry settings: {e}"));
+    let app = registry::Application::build(&settings)
+        .await
+        .unwrap_or_else(|e| panic!("registry start: {e}"));
+    let url = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped());
+    let client = reqwest::Client::new();
+    for _ in 0..200 {
+        if let Ok(res) = client.get(format!("{url}/readyz")).send().await
+            && res.status() == 200
+        {
+            return url;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the registry did not become ready");
+}
+
+/// A registration body for the registry API with a small valid artifact.
+///
+/// # Panics
+/// Never for these inputs.
+pub fn registration(seed: f64, metric: f64) -> serde_json::Value {
+    use base64::Engine as _;
+    let artifact = shared_lib::artifact::encode_artifact(
+        shared_lib::artifact::ModelKind::FraudRandomForest,
+        &vec![seed; 4],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    serde_json::json!({
+        "manifest": {
+            "run_id": uuid::Uuid::new_v4(),
+            "algorithm": "random_forest",
+            "metrics": {"roc_auc": metric},
+            "trainer_version": "e2e",
+            "created_by": "e2e"
+        },
+        "artifact_base64": base64::engine::general_purpose::STANDARD.encode(&artifact.bytes),
+        "artifact_sha256": artifact.digest.to_string(),
+    })
+}

@@ -210,3 +210,87 @@ fn raw_client(settings: &shared_lib::store::S3Settings) -> aws_sdk_s3::Client {
         .build();
     aws_sdk_s3::Client::from_conf(config)
 }
+
+/// The registry service on Garage: concurrent registrations and alias moves over HTTP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs Garage: run scripts/test.sh"]
+async fn registry_service_on_garage_allocates_distinct_versions_and_one_cas_winner() {
+    // Arrange
+    let settings = garage_settings("registry-service");
+    let var = |name: &str| std::env::var(name).unwrap();
+    let env: Vec<(String, String)> = [
+        (
+            "MODEL_STORE",
+            format!(
+                "s3://{}/{}",
+                settings.bucket,
+                settings.prefix.as_ref().unwrap()
+            ),
+        ),
+        ("S3_ENDPOINT_URL", var("E2E_S3_ENDPOINT")),
+        ("AWS_REGION", var("E2E_S3_REGION")),
+        ("AWS_ACCESS_KEY_ID", var("E2E_S3_ACCESS_KEY_ID")),
+        ("AWS_SECRET_ACCESS_KEY", var("E2E_S3_SECRET_ACCESS_KEY")),
+        ("HOST", "127.0.0.1".into()),
+        ("PORT", "0".into()),
+        ("REGISTRY_TOKEN", "e2e-token-0123456789".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let url = e2e::start_registry(env).await;
+    let client = reqwest::Client::new();
+
+    // Act: 20 concurrent registrations.
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let (client, url) = (client.clone(), url.clone());
+            tokio::spawn(async move {
+                let res = client
+                    .post(format!("{url}/v1/models/fraud/versions"))
+                    .bearer_auth("e2e-token-0123456789")
+                    .json(&e2e::registration(f64::from(i), 0.9))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(res.status(), 201);
+                res.json::<serde_json::Value>().await.unwrap()["version"]
+                    .as_u64()
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut versions = BTreeSet::new();
+    for t in tasks {
+        assert!(versions.insert(t.await.unwrap()), "duplicate version");
+    }
+    assert_eq!(versions, (1..=20).collect::<BTreeSet<u64>>());
+
+    // Act: concurrent moves of production, all expecting it absent.
+    let moves: Vec<_> = (1..=8)
+        .map(|v| {
+            let (client, url) = (client.clone(), url.clone());
+            tokio::spawn(async move {
+                client
+                    .put(format!("{url}/v1/models/fraud/aliases/production"))
+                    .bearer_auth("e2e-token-0123456789")
+                    .json(&serde_json::json!({"version": v, "expected_version": null}))
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for m in moves {
+        statuses.push(m.await.unwrap());
+    }
+    statuses.sort_unstable();
+    // Assert
+    assert_eq!(statuses, [200, 409, 409, 409, 409, 409, 409, 409]);
+    println!(
+        "garage registry service: 20 registrations -> 1..=20; 8 racing alias moves -> {statuses:?}"
+    );
+}

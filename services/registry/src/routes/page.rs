@@ -5,6 +5,8 @@ use std::fmt::Write as _;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 
+use shared_lib::registry::records::EventKind;
+
 use super::AppState;
 use crate::catalog::{self, VersionView};
 use crate::error::Error;
@@ -52,9 +54,7 @@ async fn index_page(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
         html.push_str(&version_table(&versions));
         html.push_str("<h3>Recent events</h3><ol class=\"events\">");
         for event in events.iter().rev().take(10) {
-            let what = serde_json::to_value(&event.kind)
-                .map(|v| v.to_string())
-                .unwrap_or_default();
+            let what = describe(&event.kind);
             let _ = write!(
                 html,
                 "<li><time>{}</time> <b>{}</b> {} {}</li>",
@@ -172,6 +172,19 @@ fn chart(versions: &[VersionView], metric: &str) -> String {
         escape(metric)
     );
     svg
+}
+
+fn describe(kind: &EventKind) -> String {
+    match kind {
+        EventKind::Registered { version, .. } => format!("registered v{version}"),
+        EventKind::AliasMoved {
+            alias, from, to, ..
+        } => match from {
+            Some(from) => format!("moved {alias} from v{from} to v{to}"),
+            None => format!("created {alias} at v{to}"),
+        },
+        EventKind::Archived { version } => format!("archived v{version}"),
+    }
 }
 
 /// Escapes text for HTML content and attribute values.
