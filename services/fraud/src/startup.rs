@@ -47,6 +47,7 @@ impl Application {
             max_batch_rows: settings.max_batch_rows,
         });
         let max_body = settings.max_body_bytes;
+        let models = deployment.clone();
         let inner = shared_lib::service::Application::build(
             &settings.common,
             metrics,
@@ -54,8 +55,8 @@ impl Application {
             move |cfg| {
                 cfg.app_data(state.clone());
                 routes::classify::configure(cfg, max_body);
-                routes::models::configure(cfg);
-                routes::openapi::configure(cfg);
+                shared_lib::serving::configure_models(cfg, models.clone());
+                shared_lib::http::configure_openapi(cfg, routes::OPENAPI_JSON);
             },
         )?;
         Ok(Self {

@@ -42,7 +42,7 @@ impl Application {
                 routes::versions::configure(cfg, max_upload);
                 routes::aliases::configure(cfg);
                 routes::page::configure(cfg);
-                routes::openapi::configure(cfg);
+                shared_lib::http::configure_openapi(cfg, routes::OPENAPI_JSON);
             },
         )?;
         Ok(Self { inner })

@@ -77,6 +77,19 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/metrics", web::get().to(metrics::metrics_route));
 }
 
+/// Mounts `GET /openapi.json` serving `document` (a service's OpenAPI 3 JSON, embedded with
+/// `include_str!`).
+pub fn configure_openapi(cfg: &mut web::ServiceConfig, document: &'static str) {
+    cfg.route(
+        "/openapi.json",
+        web::get().to(move || async move {
+            HttpResponse::Ok()
+                .content_type("application/json")
+                .body(document)
+        }),
+    );
+}
+
 /// `GET /healthz`: liveness. Answers `Healthy`, as the classic Flask service does.
 async fn healthz() -> HttpResponse {
     HttpResponse::Ok()

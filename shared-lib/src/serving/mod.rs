@@ -15,3 +15,26 @@ pub use metrics::ServingMetrics;
 pub use routing::Variant;
 pub use selection::{Selector, ServingSettings};
 pub use shadow::ShadowRunner;
+
+use std::sync::Arc;
+
+use actix_web::{HttpResponse, web};
+
+/// Mounts `GET /v1/models`: the model's slots (versions, digests, roles, traffic split).
+pub fn configure_models<M: ServableModel>(
+    cfg: &mut web::ServiceConfig,
+    deployment: Arc<Deployment<M>>,
+) {
+    cfg.route(
+        "/v1/models",
+        web::get().to(move || {
+            let deployment = deployment.clone();
+            async move {
+                HttpResponse::Ok().json(serde_json::json!({
+                    "model": deployment.model(),
+                    "slots": deployment.status(),
+                }))
+            }
+        }),
+    );
+}

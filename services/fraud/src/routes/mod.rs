@@ -1,8 +1,9 @@
 //! One file per resource; each ends in `configure`.
 
 pub mod classify;
-pub mod models;
-pub mod openapi;
+
+/// The OpenAPI document, `services/fraud/openapi.json`.
+pub const OPENAPI_JSON: &str = include_str!("../../openapi.json");
 
 use std::sync::Arc;
 

@@ -2,9 +2,11 @@
 
 pub mod aliases;
 pub mod models;
-pub mod openapi;
 pub mod page;
 pub mod versions;
+
+/// The OpenAPI document, `services/registry/openapi.json`.
+pub const OPENAPI_JSON: &str = include_str!("../../openapi.json");
 
 use actix_web::HttpRequest;
 use shared_lib::registry::Registry;
