@@ -46,12 +46,7 @@ BINARIES = {
 }
 SHARED = ROOT / "shared-lib/src"
 
-PENDING: dict[str, dict[str, str]] = {
-    "trainer": {
-        "REGISTRY_URL": "issue #3: the trainer publishes through the registry's HTTP API",
-        "REGISTRY_TOKEN": "issue #3: bearer token for the registry's HTTP API",
-    },
-}
+PENDING: dict[str, dict[str, str]] = {}
 
 NAME = r'"([A-Z][A-Z0-9_]*)"'
 READERS = r"(?:optional_string|string_or|parse_or|optional|required)"

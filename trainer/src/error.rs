@@ -27,6 +27,12 @@ pub enum Error {
     Training(String),
     #[error(transparent)]
     Library(#[from] shared_lib::Error),
+    /// The registry service refused a request or could not be reached.
+    #[error("registry: {message}")]
+    Registry {
+        status: Option<u16>,
+        message: String,
+    },
 }
 
 impl Error {
@@ -36,7 +42,7 @@ impl Error {
             Self::Usage(_) => 2,
             Self::BadRow { .. } | Self::Input { .. } => 3,
             Self::Library(shared_lib::Error::Settings { .. }) => 2,
-            Self::Library(_) => 4,
+            Self::Library(_) | Self::Registry { .. } => 4,
             Self::Output { .. } | Self::Training(_) => 1,
         }
     }

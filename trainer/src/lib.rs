@@ -17,6 +17,7 @@ pub mod evaluate;
 pub mod fraud;
 pub mod progress;
 pub mod publish;
+pub mod publisher;
 pub mod recommender;
 pub mod schedule;
 

@@ -7,15 +7,15 @@
 //! revision's reason. The alias move is compare-and-swap against the champion the gate saw, so
 //! a person who moved `production` meanwhile (a rollback) is never overridden.
 
-use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use shared_lib::artifact::{EncodedArtifact, ModelKind};
 use shared_lib::model_id::{AliasName, ModelName, ModelVersion};
+use shared_lib::registry::Change;
 use shared_lib::registry::manifest::{GateDecision, Manifest, NewVersion};
-use shared_lib::registry::{Change, Registry};
 
 use crate::Error;
+use crate::publisher::{MoveOutcome, Publisher};
 
 /// Which metric decides, in which direction, by how much.
 #[derive(Debug, Clone)]
@@ -70,36 +70,53 @@ pub struct Publication {
     pub gate: GateDecision,
 }
 
+/// What `production` holds now, and that model if it can be compared with a challenger.
+#[derive(Debug)]
+pub struct Champion<T> {
+    /// The version `production` points to: the expected value of the promotion's
+    /// compare-and-swap, whether or not the champion could be scored.
+    pub production: Option<ModelVersion>,
+    /// The champion's manifest and model; `None` when there is none, or it is of another kind,
+    /// or it no longer loads (a server could not serve it either).
+    pub loaded: Option<(Manifest, T)>,
+}
+
 /// Loads the model `production` points to, if any, to score it on the new held-out data.
-/// A champion whose artifact no longer loads is reported and treated as absent: a server could
-/// not serve it either.
 ///
 /// # Errors
-/// Store failures (an unreachable store must not look like "no champion").
+/// Store or registry failures (an unreachable store must not look like "no champion").
 pub async fn load_champion<T: DeserializeOwned>(
-    registry: &Registry,
+    publisher: &Publisher,
     model: &ModelName,
-    kind: ModelKind,
-) -> Result<Option<(Manifest, T)>, Error> {
-    let version = match registry
+    kinds: &[ModelKind],
+) -> Result<Champion<T>, Error> {
+    let Some(version) = publisher
         .resolve_alias(model, &AliasName::production())
-        .await
-    {
-        Ok(version) => version,
-        Err(shared_lib::Error::UnknownAlias { .. } | shared_lib::Error::UnknownModel { .. }) => {
-            return Ok(None);
-        }
-        Err(e) => return Err(e.into()),
+        .await?
+    else {
+        tracing::info!(%model, "No production model yet; the challenger is the first.");
+        return Ok(Champion {
+            production: None,
+            loaded: None,
+        });
     };
-    let manifest = registry.manifest(model, version).await?;
-    match registry.load_model::<T>(&manifest, kind).await {
-        Ok(champion) => Ok(Some((manifest, champion))),
-        Err(e @ shared_lib::Error::Store { .. }) => Err(e.into()),
-        Err(e) => {
-            tracing::warn!(%model, %version, error = %e, "The champion does not load; gating as if there were none.");
-            Ok(None)
+    let loaded = match publisher.load::<T>(model, version, kinds).await {
+        Ok(loaded) => Some(loaded),
+        Err(
+            e @ (Error::Registry { status: None, .. }
+            | Error::Library(shared_lib::Error::Store { .. })),
+        ) => {
+            return Err(e);
         }
-    }
+        Err(e) => {
+            tracing::warn!(%model, %version, error = %e, "The champion cannot be compared; gating as if there were none.");
+            None
+        }
+    };
+    Ok(Champion {
+        production: Some(version),
+        loaded,
+    })
 }
 
 /// Publishes the challenger with the gate's decision, then moves `production` if it won.
@@ -107,17 +124,24 @@ pub async fn load_champion<T: DeserializeOwned>(
 /// # Errors
 /// Registry errors from publishing; a lost alias race is not an error (it is logged, and the
 /// result says not promoted).
+///
+/// `production` is what the alias held when the champion was looked up ([`Champion::production`]);
+/// the promotion is a compare-and-swap against it, so a rollback made meanwhile wins.
 pub async fn publish_and_gate(
-    registry: &Registry,
+    publisher: &Publisher,
     mut draft: NewVersion,
     artifact: EncodedArtifact,
     decision: GateDecision,
+    production: Option<ModelVersion>,
     actor: &str,
 ) -> Result<Publication, Error> {
+    let mut decision = decision;
+    // A champion that could not be scored is still recorded as the one passed over.
+    if decision.champion_version.is_none() {
+        decision.champion_version = production;
+    }
     draft.gate = Some(decision.clone());
-    let manifest = registry
-        .publish(draft, Bytes::from(artifact.bytes), Some(&artifact.digest))
-        .await?;
+    let manifest = publisher.publish(draft, artifact).await?;
     let mut promoted = false;
     if decision.promoted {
         let reason = gate_reason(&decision);
@@ -125,21 +149,20 @@ pub async fn publish_and_gate(
             actor,
             reason: Some(&reason),
         };
-        match registry
+        match publisher
             .move_alias(
                 &manifest.model,
                 &AliasName::production(),
                 manifest.version,
-                decision.champion_version,
+                production,
                 &change,
             )
-            .await
+            .await?
         {
-            Ok(_) => promoted = true,
-            Err(e @ shared_lib::Error::AliasConflict { .. }) => {
-                tracing::warn!(error = %e, "Production moved while training; leaving it alone.");
+            MoveOutcome::Moved => promoted = true,
+            MoveOutcome::Conflict(why) => {
+                tracing::warn!(reason = %why, "Production moved while training; leaving it alone.");
             }
-            Err(e) => return Err(e.into()),
         }
     }
     tracing::info!(
@@ -166,7 +189,11 @@ fn gate_reason(d: &GateDecision) -> String {
             "quality gate: {} {:.6} vs champion v{v} {:.6} (min improvement {})",
             d.metric, d.challenger_score, score, d.min_improvement
         ),
-        _ => format!(
+        (Some(v), None) => format!(
+            "quality gate: champion v{v} not comparable on this data; challenger {} {:.6}",
+            d.metric, d.challenger_score
+        ),
+        (None, _) => format!(
             "quality gate: first model, {} {:.6}",
             d.metric, d.challenger_score
         ),

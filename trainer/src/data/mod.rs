@@ -1,3 +1,5 @@
 //! Input data: generators with known structure and readers of real formats.
 
+pub mod ratings;
 pub mod source;
+pub mod table;

@@ -1,1 +1,4 @@
 //! Held-out evaluation metrics.
+
+pub mod classification;
+pub mod ranking;

@@ -1,0 +1,299 @@
+//! Where the trainer publishes: straight into a model store, or through the registry service.
+//!
+//! With `REGISTRY_URL` set (the normal case on S3), every read and write goes through the
+//! registry's HTTP API with `REGISTRY_TOKEN`: the registry is the single writer of registry
+//! metadata, so the trainer needs no store credentials at all. Without it the trainer opens
+//! `MODEL_STORE` itself, which is safe for a local directory (create-new is `link(2)`), and for
+//! S3 stores that honour conditional writes.
+
+use base64::Engine as _;
+use bytes::Bytes;
+use secrecy::{ExposeSecret, SecretString};
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use shared_lib::artifact::{ArtifactDigest, EncodedArtifact, ModelKind, decode_artifact};
+use shared_lib::model_id::{AliasName, ModelName, ModelVersion};
+use shared_lib::registry::manifest::{Manifest, NewVersion};
+use shared_lib::registry::{Change, Registry};
+
+use crate::Error;
+
+/// The registry, reached one way or the other.
+#[derive(Clone)]
+pub enum Publisher {
+    Store(Registry),
+    Api(RegistryClient),
+}
+
+impl From<Registry> for Publisher {
+    fn from(registry: Registry) -> Self {
+        Self::Store(registry)
+    }
+}
+
+/// The outcome of an alias move.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MoveOutcome {
+    Moved,
+    /// Someone else moved the alias first (compare-and-swap lost); nothing changed.
+    Conflict(String),
+}
+
+impl Publisher {
+    /// The version `alias` points to, or `None` if the model or alias does not exist.
+    ///
+    /// # Errors
+    /// Store or registry failures.
+    pub async fn resolve_alias(
+        &self,
+        model: &ModelName,
+        alias: &AliasName,
+    ) -> Result<Option<ModelVersion>, Error> {
+        match self {
+            Self::Store(r) => match r.resolve_alias(model, alias).await {
+                Ok(v) => Ok(Some(v)),
+                Err(
+                    shared_lib::Error::UnknownAlias { .. } | shared_lib::Error::UnknownModel { .. },
+                ) => Ok(None),
+                Err(e) => Err(e.into()),
+            },
+            Self::Api(c) => c.resolve_alias(model, alias).await,
+        }
+    }
+
+    /// A version's manifest and its model, verified (sha256, envelope, kind), if its kind is
+    /// one of `kinds`.
+    ///
+    /// # Errors
+    /// Store, registry or artifact errors; [`shared_lib::Error::WrongModelKind`] for other kinds.
+    pub async fn load<T: DeserializeOwned>(
+        &self,
+        model: &ModelName,
+        version: ModelVersion,
+        kinds: &[ModelKind],
+    ) -> Result<(Manifest, T), Error> {
+        let manifest = match self {
+            Self::Store(r) => r.manifest(model, version).await?,
+            Self::Api(c) => c.manifest(model, version).await?,
+        };
+        let kind = manifest.artifact.kind;
+        if !kinds.contains(&kind) {
+            return Err(shared_lib::Error::WrongModelKind {
+                expected: kinds.first().copied().unwrap_or(kind),
+                found: kind,
+            }
+            .into());
+        }
+        let bytes = match self {
+            Self::Store(r) => r.fetch_artifact(&manifest).await?,
+            Self::Api(c) => c.artifact(model, version).await?,
+        };
+        let loaded = decode_artifact(&bytes, &manifest.artifact.sha256, kind)?;
+        Ok((manifest, loaded))
+    }
+
+    /// The registry when publishing straight into a store (tests read it back directly).
+    pub fn as_store(&self) -> Option<&Registry> {
+        match self {
+            Self::Store(r) => Some(r),
+            Self::Api(_) => None,
+        }
+    }
+
+    /// Publishes a new version.
+    ///
+    /// # Errors
+    /// Store or registry failures, invalid manifests or artifacts.
+    pub async fn publish(
+        &self,
+        draft: NewVersion,
+        artifact: EncodedArtifact,
+    ) -> Result<Manifest, Error> {
+        match self {
+            Self::Store(r) => Ok(r
+                .publish(draft, Bytes::from(artifact.bytes), Some(&artifact.digest))
+                .await?),
+            Self::Api(c) => c.register(&draft, &artifact).await,
+        }
+    }
+
+    /// Moves `alias` to `to` if it holds `expected`.
+    ///
+    /// # Errors
+    /// Failures other than a lost compare-and-swap.
+    pub async fn move_alias(
+        &self,
+        model: &ModelName,
+        alias: &AliasName,
+        to: ModelVersion,
+        expected: Option<ModelVersion>,
+        change: &Change<'_>,
+    ) -> Result<MoveOutcome, Error> {
+        match self {
+            Self::Store(r) => match r.move_alias(model, alias, to, expected, change).await {
+                Ok(_) => Ok(MoveOutcome::Moved),
+                Err(e @ shared_lib::Error::AliasConflict { .. }) => {
+                    Ok(MoveOutcome::Conflict(e.to_string()))
+                }
+                Err(e) => Err(e.into()),
+            },
+            Self::Api(c) => c.move_alias(model, alias, to, expected, change).await,
+        }
+    }
+}
+
+/// A client of the registry service's HTTP API.
+#[derive(Clone)]
+pub struct RegistryClient {
+    base: String,
+    token: SecretString,
+    http: reqwest::Client,
+}
+
+impl RegistryClient {
+    pub fn new(base_url: &str, token: SecretString) -> Self {
+        Self {
+            base: base_url.trim_end_matches('/').to_owned(),
+            token,
+            http: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(300))
+                .build()
+                .unwrap_or_default(),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response, Error> {
+        request
+            .bearer_auth(self.token.expose_secret())
+            .send()
+            .await
+            .map_err(|e| Error::Registry {
+                status: None,
+                message: format!("registry at {} unreachable: {e}", self.base),
+            })
+    }
+
+    async fn check(response: reqwest::Response) -> Result<reqwest::Response, Error> {
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        let status = response.status().as_u16();
+        let body: serde_json::Value = response.json().await.unwrap_or_default();
+        let message = body["error"]["message"]
+            .as_str()
+            .unwrap_or("no error message")
+            .to_owned();
+        Err(Error::Registry {
+            status: Some(status),
+            message,
+        })
+    }
+
+    async fn json<T: DeserializeOwned>(response: reqwest::Response) -> Result<T, Error> {
+        response.json().await.map_err(|e| Error::Registry {
+            status: None,
+            message: format!("unexpected registry response: {e}"),
+        })
+    }
+
+    async fn resolve_alias(
+        &self,
+        model: &ModelName,
+        alias: &AliasName,
+    ) -> Result<Option<ModelVersion>, Error> {
+        let res = self
+            .send(
+                self.http
+                    .get(self.url(&format!("/v1/models/{model}/aliases/{alias}"))),
+            )
+            .await?;
+        if res.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let record: serde_json::Value = Self::json(Self::check(res).await?).await?;
+        let version = record["version"]
+            .as_u64()
+            .and_then(|v| u32::try_from(v).ok())
+            .map(ModelVersion::new);
+        Ok(version.transpose()?)
+    }
+
+    async fn manifest(&self, model: &ModelName, version: ModelVersion) -> Result<Manifest, Error> {
+        let res = self
+            .send(
+                self.http
+                    .get(self.url(&format!("/v1/models/{model}/versions/{version}"))),
+            )
+            .await?;
+        let body: serde_json::Value = Self::json(Self::check(res).await?).await?;
+        serde_json::from_value(body["manifest"].clone()).map_err(|e| Error::Registry {
+            status: None,
+            message: format!("unexpected manifest from the registry: {e}"),
+        })
+    }
+
+    async fn artifact(&self, model: &ModelName, version: ModelVersion) -> Result<Bytes, Error> {
+        let path = format!("/v1/models/{model}/versions/{version}/artifact");
+        let res = Self::check(self.send(self.http.get(self.url(&path))).await?).await?;
+        res.bytes().await.map_err(|e| Error::Registry {
+            status: None,
+            message: format!("artifact download failed: {e}"),
+        })
+    }
+
+    async fn register(
+        &self,
+        draft: &NewVersion,
+        artifact: &EncodedArtifact,
+    ) -> Result<Manifest, Error> {
+        let mut fields = serde_json::to_value(draft).map_err(|e| Error::Training(e.to_string()))?;
+        if let Some(map) = fields.as_object_mut() {
+            map.remove("model");
+        }
+        let body = json!({
+            "manifest": fields,
+            "artifact_base64": base64::engine::general_purpose::STANDARD.encode(&artifact.bytes),
+            "artifact_sha256": ArtifactDigest::to_string(&artifact.digest),
+        });
+        let path = format!("/v1/models/{}/versions", draft.model);
+        let res = self
+            .send(self.http.post(self.url(&path)).json(&body))
+            .await?;
+        Self::json(Self::check(res).await?).await
+    }
+
+    async fn move_alias(
+        &self,
+        model: &ModelName,
+        alias: &AliasName,
+        to: ModelVersion,
+        expected: Option<ModelVersion>,
+        change: &Change<'_>,
+    ) -> Result<MoveOutcome, Error> {
+        let body = json!({
+            "version": to,
+            "expected_version": expected,
+            "reason": change.reason,
+            "actor": change.actor,
+        });
+        let res = self
+            .send(
+                self.http
+                    .put(self.url(&format!("/v1/models/{model}/aliases/{alias}")))
+                    .json(&body),
+            )
+            .await?;
+        match Self::check(res).await {
+            Ok(_) => Ok(MoveOutcome::Moved),
+            Err(Error::Registry {
+                status: Some(409),
+                message,
+            }) => Ok(MoveOutcome::Conflict(message)),
+            Err(e) => Err(e),
+        }
+    }
+}
