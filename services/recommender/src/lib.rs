@@ -1,6 +1,20 @@
-//! Recommender service: ALS recommendations, similar items and real-time fold-in (issue #7).
+//! The recommender service.
 //!
-//! Not built yet: the binary runs the shared service skeleton (health, metrics, not ready).
+//! Storefront recommendations from an ALS model (`shared_lib::models::als`): top-N for a user
+//! excluding what they already rated or bought, the "actively shopping users" subset in one
+//! call, similar items, and real-time clicks folded into the user's factors at once without
+//! retraining. Version selection, A/B, shadow, hot reload, headers, metrics and errors come from
+//! `shared_lib`, exactly as in the fraud service.
+
+pub mod clicks;
+pub mod error;
+pub mod model;
+pub mod recommend;
+pub mod routes;
+pub mod settings;
+pub mod startup;
+
+pub use settings::Settings;
+pub use startup::Application;
 
 pub const SERVICE: &str = "recommender";
-pub const DEFAULT_PORT: u16 = 8081;

@@ -1,4 +1,13 @@
+use recommender::{Application, Settings};
+use shared_lib::settings::Env;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    shared_lib::service::run_skeleton(recommender::SERVICE, recommender::DEFAULT_PORT).await
+    let settings = Settings::from_env(Env::from_process())?;
+    let _telemetry = shared_lib::telemetry::init(&settings.common.telemetry)?;
+    Application::build(&settings)
+        .await?
+        .run_until_stopped()
+        .await?;
+    Ok(())
 }

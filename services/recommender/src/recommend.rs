@@ -1,0 +1,155 @@
+//! The recommendation use cases, free of HTTP: what to recommend to whom, and why.
+
+use serde::Serialize;
+use shared_lib::models::als::{Feedback, Filter, Scored, ServingAls};
+
+use crate::clicks::Click;
+use crate::error::Error;
+
+/// What to do for a user the model has never seen and who has no recent clicks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ColdStart {
+    /// The most popular items, marked as such.
+    #[default]
+    Popular,
+    /// Nothing (Spark's `coldStartStrategy = "drop"`).
+    Drop,
+}
+
+/// A click's default strength: a top rating for explicit models, one interaction for implicit.
+const DEFAULT_EXPLICIT_CLICK: f32 = 5.0;
+const DEFAULT_IMPLICIT_CLICK: f32 = 1.0;
+
+/// The request's options, in ids as the storefront knows them.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub n: usize,
+    /// Never recommend these (out of stock, in the basket). Unknown ids are ignored.
+    pub exclude: Vec<String>,
+    /// Recommend only among these, when given. Unknown ids are ignored.
+    pub allow: Option<Vec<String>>,
+    pub cold_start: ColdStart,
+}
+
+/// How the list was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    /// The user's trained factors.
+    Als,
+    /// Factors solved from the user's training items plus recent clicks.
+    FoldIn,
+    /// Cold start: popular items.
+    Popular,
+    /// Cold start with `drop`: no items.
+    None,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Item {
+    pub item_id: String,
+    pub score: f32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Recommendations {
+    pub user_id: String,
+    pub strategy: Strategy,
+    pub cold_start: bool,
+    pub items: Vec<Item>,
+}
+
+fn indices(model: &ServingAls, ids: &[String]) -> Vec<u32> {
+    ids.iter().filter_map(|id| model.item_index(id)).collect()
+}
+
+fn items(model: &ServingAls, scored: Vec<Scored>) -> Vec<Item> {
+    scored
+        .into_iter()
+        .map(|s| Item {
+            item_id: model.item_id(s.item).to_owned(),
+            score: s.score,
+        })
+        .collect()
+}
+
+/// Recommendations for one user, given their recent clicks.
+pub fn recommend(
+    model: &ServingAls,
+    user_id: &str,
+    clicks: &[Click],
+    opts: &Options,
+) -> Recommendations {
+    let exclude = indices(model, &opts.exclude);
+    let allow = opts.allow.as_ref().map(|a| indices(model, a));
+    let filter = Filter {
+        exclude: &exclude,
+        allow: allow.as_deref(),
+    };
+    let als = model.model();
+    let default_weight = match als.feedback {
+        Feedback::Explicit => DEFAULT_EXPLICIT_CLICK,
+        Feedback::Implicit => DEFAULT_IMPLICIT_CLICK,
+    };
+    let clicked: Vec<(u32, f32)> = clicks
+        .iter()
+        .filter_map(|c| {
+            Some((
+                model.item_index(&c.item_id)?,
+                c.weight.unwrap_or(default_weight),
+            ))
+        })
+        .collect();
+    let user = model.user_index(user_id);
+    let (strategy, scored) = match (user, clicked.is_empty()) {
+        (Some(u), true) => (Strategy::Als, model.recommend(u, opts.n, filter)),
+        (user, false) => {
+            // Training items are re-weighted from the model (their ratings are not stored), then
+            // the clicks are added and the user's factors solved against the fixed items.
+            let seen = user.map(|u| als.seen(u)).unwrap_or_default();
+            let mut interactions: Vec<(u32, f32)> = seen
+                .iter()
+                .map(|&i| match als.feedback {
+                    Feedback::Explicit => (i, user.map_or(0.0, |u| als.predict(u, i))),
+                    Feedback::Implicit => (i, DEFAULT_IMPLICIT_CLICK),
+                })
+                .collect();
+            interactions.extend_from_slice(&clicked);
+            let vector = model.fold_in(&interactions);
+            let mut excluded: Vec<u32> = seen.to_vec();
+            excluded.extend(clicked.iter().map(|(i, _)| *i));
+            (
+                Strategy::FoldIn,
+                model.recommend_vector(&vector, opts.n, &excluded, filter),
+            )
+        }
+        (None, true) => match opts.cold_start {
+            ColdStart::Popular => (Strategy::Popular, model.popular(opts.n, &[], filter)),
+            ColdStart::Drop => (Strategy::None, Vec::new()),
+        },
+    };
+    Recommendations {
+        user_id: user_id.to_owned(),
+        cold_start: matches!(strategy, Strategy::Popular | Strategy::None),
+        strategy,
+        items: items(model, scored),
+    }
+}
+
+/// The items nearest to `item_id` in factor space.
+///
+/// # Errors
+/// [`Error::UnknownItem`].
+pub fn similar(model: &ServingAls, item_id: &str, opts: &Options) -> Result<Vec<Item>, Error> {
+    let item = model
+        .item_index(item_id)
+        .ok_or_else(|| Error::UnknownItem(item_id.to_owned()))?;
+    let exclude = indices(model, &opts.exclude);
+    let allow = opts.allow.as_ref().map(|a| indices(model, a));
+    let filter = Filter {
+        exclude: &exclude,
+        allow: allow.as_deref(),
+    };
+    Ok(items(model, model.similar_items(item, opts.n, filter)))
+}

@@ -1,0 +1,73 @@
+//! `POST /v1/users/{user_id}/events`: recent clicks, used at once by the next recommendations.
+
+use actix_web::{HttpResponse, web};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{AppState, check_id};
+use crate::clicks::Click;
+use crate::error::Error;
+
+/// Most events in one request.
+const MAX_EVENTS: usize = 100;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/v1/users/{user_id}/events", web::post().to(record_events));
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Event {
+    item_id: String,
+    /// A rating (explicit models) or an interaction strength (implicit); default: a top rating
+    /// or one interaction.
+    weight: Option<f32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventsRequest {
+    events: Vec<Event>,
+}
+
+async fn record_events(
+    path: web::Path<String>,
+    body: web::Json<EventsRequest>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, Error> {
+    let user_id = path.into_inner();
+    check_id("user_id", &user_id)?;
+    let events = body.into_inner().events;
+    if events.is_empty() || events.len() > MAX_EVENTS {
+        return Err(Error::InvalidRequest(format!(
+            "events must have 1 to {MAX_EVENTS} entries"
+        )));
+    }
+    let (loaded, _) = state.deployment.route(&user_id).ok_or(Error::NotReady)?;
+    let mut unknown = Vec::new();
+    for e in &events {
+        check_id("item_id", &e.item_id)?;
+        if e.weight.is_some_and(|w| !w.is_finite() || w <= 0.0) {
+            return Err(Error::InvalidRequest(format!(
+                "the weight of {} must be a positive number",
+                e.item_id
+            )));
+        }
+        if loaded.model.0.item_index(&e.item_id).is_none() {
+            unknown.push(e.item_id.clone());
+        }
+    }
+    if !unknown.is_empty() {
+        return Err(Error::UnknownItems(unknown));
+    }
+    let accepted = events.len();
+    let clicks = events
+        .into_iter()
+        .map(|e| Click {
+            item_id: e.item_id,
+            weight: e.weight,
+        })
+        .collect();
+    state.clicks.record(&user_id, clicks);
+    Ok(HttpResponse::Accepted().json(json!({ "user_id": user_id, "accepted": accepted })))
+}

@@ -1,0 +1,151 @@
+//! `GET /v1/users/{user_id}/recommendations` and `POST /v1/recommendations` (a user subset).
+
+use std::collections::BTreeSet;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::{Deserialize, Serialize};
+use shared_lib::http::ServedBy;
+use shared_lib::serving::Variant;
+
+use super::{AppState, ListQuery, check_id, check_list, check_n};
+use crate::error::Error;
+use crate::recommend::{ColdStart, Options, Recommendations, recommend};
+
+pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
+    cfg.route(
+        "/v1/users/{user_id}/recommendations",
+        web::get().to(for_user),
+    )
+    .service(
+        web::resource("/v1/recommendations")
+            .app_data(shared_lib::http::json_config(max_body_bytes))
+            .route(web::post().to(for_users)),
+    );
+}
+
+#[derive(Debug, Serialize)]
+struct Answer {
+    model: String,
+    version: u32,
+    variant: Variant,
+    #[serde(flatten)]
+    recommendations: Recommendations,
+}
+
+/// Scores one user on the blocking pool (a catalogue scan is milliseconds of CPU); the shadow,
+/// if any, is scored afterwards by the shadow runner, off the request's path.
+async fn answer(
+    state: &web::Data<AppState>,
+    user_id: String,
+    options: Options,
+) -> Result<Answer, Error> {
+    let (loaded, variant) = state.deployment.route(&user_id).ok_or(Error::NotReady)?;
+    let clicks = state.clicks.recent(&user_id);
+    let scoring = loaded.clone();
+    let (user, inputs) = (user_id.clone(), (clicks.clone(), options.clone()));
+    let recommendations =
+        web::block(move || recommend(&scoring.model.0, &user, &inputs.0, &inputs.1))
+            .await
+            .map_err(|e| Error::Scoring(e.to_string()))?;
+    if let Some(shadow) = state.deployment.shadow() {
+        let ours = recommendations.items.first().map(|i| i.item_id.clone());
+        state.shadow.submit(move || {
+            let theirs = recommend(&shadow.model.0, &user_id, &clicks, &options);
+            Ok(theirs.items.first().map(|i| i.item_id.clone()) == ours)
+        });
+    }
+    Ok(Answer {
+        model: state.deployment.model().to_string(),
+        version: loaded.manifest.version.get(),
+        variant,
+        recommendations,
+    })
+}
+
+fn record_served(req: &HttpRequest, state: &AppState, answers: &[&Answer]) {
+    let versions: BTreeSet<String> = answers.iter().map(|a| a.version.to_string()).collect();
+    let variants: BTreeSet<&str> = answers.iter().map(|a| a.variant.as_str()).collect();
+    ServedBy {
+        model: state.deployment.model().to_string(),
+        version: versions.into_iter().collect::<Vec<_>>().join(","),
+        variant: variants.into_iter().collect::<Vec<_>>().join(","),
+    }
+    .record(req);
+}
+
+async fn for_user(
+    req: HttpRequest,
+    path: web::Path<String>,
+    query: web::Query<ListQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, Error> {
+    let user_id = path.into_inner();
+    check_id("user_id", &user_id)?;
+    if query.user_id.is_some() {
+        return Err(Error::InvalidRequest(
+            "user_id is the path, not a query parameter".into(),
+        ));
+    }
+    let options = query.options(state.max_n)?;
+    let answer = answer(&state, user_id, options).await?;
+    record_served(&req, &state, &[&answer]);
+    Ok(HttpResponse::Ok().json(answer))
+}
+
+/// Serialised as a struct, not through `serde_json::Value`, so scores print exactly as in the
+/// single-user answer (a `Value` widens f32 to f64 digits).
+#[derive(Debug, Serialize)]
+struct SubsetAnswer {
+    model: String,
+    results: Vec<Answer>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SubsetRequest {
+    users: Vec<String>,
+    n: Option<usize>,
+    #[serde(default)]
+    exclude: Vec<String>,
+    allow: Option<Vec<String>>,
+    #[serde(default)]
+    cold_start: ColdStart,
+}
+
+/// `recommendForUserSubset`: the same answer per user as the GET, for many users in one call.
+async fn for_users(
+    req: HttpRequest,
+    body: web::Json<SubsetRequest>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, Error> {
+    let body = body.into_inner();
+    if body.users.is_empty() {
+        return Err(Error::InvalidRequest("users must not be empty".into()));
+    }
+    if body.users.len() > state.max_batch_users {
+        return Err(Error::TooManyUsers {
+            count: body.users.len(),
+            limit: state.max_batch_users,
+        });
+    }
+    body.users.iter().try_for_each(|u| check_id("user_id", u))?;
+    check_list("exclude", &body.exclude)?;
+    if let Some(allow) = &body.allow {
+        check_list("allow", allow)?;
+    }
+    let options = Options {
+        n: check_n(body.n, state.max_n)?,
+        exclude: body.exclude,
+        allow: body.allow,
+        cold_start: body.cold_start,
+    };
+    let mut answers = Vec::with_capacity(body.users.len());
+    for user_id in body.users {
+        answers.push(answer(&state, user_id, options.clone()).await?);
+    }
+    record_served(&req, &state, &answers.iter().collect::<Vec<_>>());
+    Ok(HttpResponse::Ok().json(SubsetAnswer {
+        model: state.deployment.model().to_string(),
+        results: answers,
+    }))
+}

@@ -1,0 +1,53 @@
+//! `GET /v1/items/{item_id}/similar`: the nearest items in factor space.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Serialize;
+use shared_lib::http::ServedBy;
+
+use super::{AppState, ListQuery, check_id, request_id};
+use crate::error::Error;
+use crate::recommend::{Item, similar};
+
+#[derive(Debug, Serialize)]
+struct SimilarAnswer {
+    model: String,
+    version: u32,
+    variant: shared_lib::serving::Variant,
+    item_id: String,
+    items: Vec<Item>,
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/v1/items/{item_id}/similar", web::get().to(similar_items));
+}
+
+async fn similar_items(
+    req: HttpRequest,
+    path: web::Path<String>,
+    query: web::Query<ListQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, Error> {
+    let item_id = path.into_inner();
+    check_id("item_id", &item_id)?;
+    let options = query.options(state.max_n)?;
+    let key = query.user_id.clone().unwrap_or_else(|| request_id(&req));
+    let (loaded, variant) = state.deployment.route(&key).ok_or(Error::NotReady)?;
+    let scoring = loaded.clone();
+    let item = item_id.clone();
+    let items = web::block(move || similar(&scoring.model.0, &item, &options))
+        .await
+        .map_err(|e| Error::Scoring(e.to_string()))??;
+    ServedBy {
+        model: state.deployment.model().to_string(),
+        version: loaded.manifest.version.to_string(),
+        variant: variant.as_str().to_owned(),
+    }
+    .record(&req);
+    Ok(HttpResponse::Ok().json(SimilarAnswer {
+        model: state.deployment.model().to_string(),
+        version: loaded.manifest.version.get(),
+        variant,
+        item_id,
+        items,
+    }))
+}

@@ -1,0 +1,155 @@
+//! A small ALS model with known structure, and `spawn_app`.
+//!
+//! Items `a1..a4` point along the first factor, `b1..b4` along the second. `alice` likes the
+//! first direction and has seen `a1`; `bob` the second and has seen `b1`. `b2` is the most popular.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use recommender::{Application, Settings};
+use shared_lib::artifact::{ModelKind, encode_artifact};
+use shared_lib::model_id::ModelName;
+use shared_lib::models::als::{AlsModel, Feedback};
+use shared_lib::registry::Registry;
+use shared_lib::registry::manifest::NewVersion;
+use shared_lib::settings::Env;
+use shared_lib::store::{ObjectStore, StoreLocation};
+use shared_lib::testing::{ACCESS_KEY, REGION, SECRET_KEY, TestS3};
+
+pub fn two_cluster_model() -> AlsModel {
+    let items = ["a1", "a2", "a3", "a4", "b1", "b2", "b3", "b4"];
+    let item_factors = vec![
+        1.0, 0.05, 0.95, 0.1, 0.9, 0.0, 0.85, 0.15, //
+        0.05, 1.0, 0.1, 0.95, 0.0, 0.9, 0.15, 0.85,
+    ];
+    AlsModel {
+        feedback: Feedback::Implicit,
+        rank: 2,
+        lambda: 0.1,
+        alpha: 1.0,
+        user_ids: vec!["alice".into(), "bob".into()],
+        item_ids: items.map(String::from).to_vec(),
+        user_factors: vec![1.0, 0.0, 0.0, 1.0],
+        item_factors,
+        seen_offsets: vec![0, 1, 2],
+        seen_items: vec![0, 4],
+        item_popularity: vec![5, 4, 3, 2, 6, 9, 1, 0],
+    }
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    _s3: TestS3,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+async fn publish(registry: &Registry, model: &AlsModel) {
+    let artifact = encode_artifact(ModelKind::RecommenderAls, model).unwrap();
+    let draft = NewVersion {
+        model: ModelName::parse("recommender").unwrap(),
+        run_id: uuid::Uuid::new_v4(),
+        algorithm: "als-implicit".into(),
+        parameters: BTreeMap::new(),
+        feature_schema: Default::default(),
+        training_data: Default::default(),
+        metrics: BTreeMap::new(),
+        trainer_version: "test".into(),
+        created_by: "test".into(),
+        gate: None,
+    };
+    registry
+        .publish(draft, Bytes::from(artifact.bytes), Some(&artifact.digest))
+        .await
+        .unwrap();
+}
+
+/// Publishes `models` as versions 1, 2, … and starts the service with `extra` settings.
+pub async fn spawn_app(models: &[AlsModel], extra: &[(&str, &str)]) -> TestApp {
+    let s3 = TestS3::start().await;
+    let store = ObjectStore::open(&StoreLocation::S3(s3.bucket("recommender-models", None)))
+        .await
+        .unwrap();
+    let registry = Registry::new(store);
+    for m in models {
+        publish(&registry, m).await;
+    }
+    let mut env: Vec<(String, String)> = [
+        ("MODEL_STORE", "s3://recommender-models".to_owned()),
+        ("S3_ENDPOINT_URL", s3.endpoint.clone()),
+        ("AWS_REGION", REGION.to_owned()),
+        ("AWS_ACCESS_KEY_ID", ACCESS_KEY.to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", SECRET_KEY.to_owned()),
+        ("HOST", "127.0.0.1".to_owned()),
+        ("PORT", "0".to_owned()),
+        ("MODEL_VERSION", "1".to_owned()),
+        ("MODEL_POLL_SECONDS", "0.1".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    env.extend(
+        extra
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
+    let app = Application::build(&Settings::from_env(Env::from_pairs(env)).unwrap())
+        .await
+        .unwrap();
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let server = tokio::spawn(app.run_until_stopped());
+    let test_app = TestApp {
+        address,
+        client: reqwest::Client::new(),
+        _s3: s3,
+        server,
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while test_app.get("/readyz").await.status() != 200 {
+        assert!(Instant::now() < deadline, "recommender not ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    test_app
+}
+
+impl TestApp {
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.address))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        let res = self.get(path).await;
+        assert_eq!(res.status(), 200, "GET {path}");
+        res.json().await.unwrap()
+    }
+
+    pub async fn post(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
+        self.client
+            .post(format!("{}{path}", self.address))
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+/// The item ids of a recommendations answer.
+pub fn item_ids(answer: &serde_json::Value) -> Vec<String> {
+    answer["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["item_id"].as_str().unwrap().to_owned())
+        .collect()
+}

@@ -1,0 +1,6 @@
+//! The recommender service over real HTTP, with models published to an in-process S3 server.
+
+#![allow(clippy::unwrap_used)] // Tests: a failed unwrap is a failed test.
+
+mod helpers;
+mod recommendations;

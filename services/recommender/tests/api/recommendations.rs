@@ -1,0 +1,313 @@
+//! Recommendations, subsets, similar items, clicks, A/B, and bad input.
+
+use serde_json::json;
+
+use crate::helpers::{item_ids, spawn_app, two_cluster_model};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recommendations_follow_the_users_taste_and_exclude_what_they_have_seen() {
+    let app = spawn_app(&[two_cluster_model()], &[]).await;
+    let res = app.get("/v1/users/alice/recommendations?n=3").await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["x-model-version"], "1");
+    assert_eq!(res.headers()["x-variant"], "a");
+    let answer: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(
+        item_ids(&answer),
+        ["a2", "a3", "a4"],
+        "a1 was seen in training"
+    );
+    assert_eq!(
+        (answer["strategy"].as_str(), answer["cold_start"].as_bool()),
+        (Some("als"), Some(false))
+    );
+    let scores: Vec<f64> = answer["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["score"].as_f64().unwrap())
+        .collect();
+    assert!(
+        scores.windows(2).all(|w| w[0] >= w[1]),
+        "scores descend: {scores:?}"
+    );
+    let bob = app.get_json("/v1/users/bob/recommendations?n=2").await;
+    assert_eq!(item_ids(&bob), ["b2", "b3"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exclude_and_allow_lists_filter_the_catalogue() {
+    let app = spawn_app(&[two_cluster_model()], &[]).await;
+    let out_of_stock = app
+        .get_json("/v1/users/alice/recommendations?n=2&exclude=a2,unknown-item")
+        .await;
+    assert_eq!(item_ids(&out_of_stock), ["a3", "a4"]);
+    let allowed = app
+        .get_json("/v1/users/alice/recommendations?n=5&allow=b1,b3,a1")
+        .await;
+    assert_eq!(
+        item_ids(&allowed),
+        ["b1", "b3"],
+        "only allowed items, never the seen a1"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_users_get_popular_items_or_nothing_when_asked_to_drop() {
+    let app = spawn_app(&[two_cluster_model()], &[]).await;
+    let popular = app.get_json("/v1/users/stranger/recommendations?n=3").await;
+    assert_eq!(item_ids(&popular), ["b2", "b1", "a1"]);
+    assert_eq!(
+        (
+            popular["strategy"].as_str(),
+            popular["cold_start"].as_bool()
+        ),
+        (Some("popular"), Some(true))
+    );
+    let dropped = app
+        .get_json("/v1/users/stranger/recommendations?n=3&cold_start=drop")
+        .await;
+    assert!(item_ids(&dropped).is_empty());
+    assert_eq!(dropped["cold_start"], true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_subset_call_answers_exactly_as_the_per_user_calls() {
+    let app = spawn_app(&[two_cluster_model()], &[]).await;
+    let users = ["alice", "bob", "stranger"];
+    let res = app
+        .post("/v1/recommendations", &json!({"users": users, "n": 2}))
+        .await;
+    assert_eq!(res.status(), 200);
+    let subset: serde_json::Value = res.json().await.unwrap();
+    for (i, user) in users.iter().enumerate() {
+        let single = app
+            .get_json(&format!("/v1/users/{user}/recommendations?n=2"))
+            .await;
+        assert_eq!(subset["results"][i], single, "{user}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clicks_fold_in_at_once_and_move_recommendations_toward_their_neighbours() {
+    // Arrange: alice's taste is cluster A.
+    let app = spawn_app(&[two_cluster_model()], &[]).await;
+    assert_eq!(
+        item_ids(&app.get_json("/v1/users/alice/recommendations?n=1").await),
+        ["a2"]
+    );
+    // Act: she clicks around cluster B.
+    let res = app
+        .post(
+            "/v1/users/alice/events",
+            &json!({"events": [{"item_id": "b3", "weight": 20}, {"item_id": "b4", "weight": 20}]}),
+        )
+        .await;
+    assert_eq!(res.status(), 202);
+    // Assert: the very next call recommends B items she has not clicked.
+    let after = app.get_json("/v1/users/alice/recommendations?n=2").await;
+    assert_eq!(after["strategy"], "fold_in");
+    assert!(
+        item_ids(&after).iter().all(|i| i.starts_with('b')),
+        "{after}"
+    );
+    assert!(
+        !item_ids(&after)
+            .iter()
+            .any(|i| i == "b3" || i == "b4" || i == "a1"),
+        "clicked and seen items are excluded"
+    );
+    // A stranger with clicks is no longer cold.
+    app.post(
+        "/v1/users/newbie/events",
+        &json!({"events": [{"item_id": "a3"}]}),
+    )
+    .await;
+    let newbie = app.get_json("/v1/users/newbie/recommendations?n=1").await;
+    assert_eq!(
+        (newbie["strategy"].as_str(), newbie["cold_start"].as_bool()),
+        (Some("fold_in"), Some(false))
+    );
+    assert!(item_ids(&newbie)[0].starts_with('a'), "{newbie}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn similar_items_are_the_nearest_in_factor_space() {
+    let app = spawn_app(&[two_cluster_model()], &[]).await;
+    let similar = app.get_json("/v1/items/a1/similar?n=3").await;
+    // Cosine: a3 (0.9, 0) is closer in angle to a1 (1, 0.05) than a2 (0.95, 0.1) is.
+    assert_eq!(item_ids(&similar), ["a3", "a2", "a4"]);
+    let res = app.get("/v1/items/nope/similar").await;
+    assert_eq!(res.status(), 404);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown item nope")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ab_variants_are_sticky_per_user() {
+    let mut other = two_cluster_model();
+    other.user_factors = vec![0.0, 1.0, 1.0, 0.0];
+    let app = spawn_app(
+        &[two_cluster_model(), other],
+        &[("MODEL_VERSION_B", "2"), ("AB_PERCENT_B", "50")],
+    )
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let mut seen = std::collections::HashMap::new();
+    for round in 0..3 {
+        for u in 0..40 {
+            let res = app
+                .get(&format!("/v1/users/user-{u}/recommendations?n=1"))
+                .await;
+            let variant = res.headers()["x-variant"].to_str().unwrap().to_owned();
+            let version = res.headers()["x-model-version"]
+                .to_str()
+                .unwrap()
+                .to_owned();
+            assert_eq!(version, if variant == "b" { "2" } else { "1" });
+            if round == 0 {
+                seen.insert(u, variant);
+            } else {
+                assert_eq!(seen[&u], variant, "user-{u} switched variant");
+            }
+        }
+    }
+    let b = seen.values().filter(|v| *v == "b").count();
+    assert!((8..=32).contains(&b), "{b} of 40 users in B at 50 %");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_a_4xx_naming_the_problem() {
+    let app = spawn_app(&[two_cluster_model()], &[("MAX_BATCH_USERS", "3")]).await;
+    let long_id = "u".repeat(200);
+    let gets = [
+        (
+            "/v1/users/alice/recommendations?n=0".to_owned(),
+            400,
+            "n must be from 1 to 100",
+        ),
+        (
+            "/v1/users/alice/recommendations?n=101".to_owned(),
+            400,
+            "n must be from 1 to 100",
+        ),
+        (
+            "/v1/users/alice/recommendations?n=abc".to_owned(),
+            400,
+            "query",
+        ),
+        (
+            "/v1/users/alice/recommendations?colour=red".to_owned(),
+            400,
+            "colour",
+        ),
+        (
+            "/v1/users/alice/recommendations?cold_start=maybe".to_owned(),
+            400,
+            "unknown variant `maybe`",
+        ),
+        (
+            format!("/v1/users/{long_id}/recommendations"),
+            400,
+            "user_id must have",
+        ),
+        ("/v1/items/a1/similar?n=-1".to_owned(), 400, "query"),
+    ];
+    for (path, status, needle) in gets {
+        let res = app.get(&path).await;
+        assert_eq!(res.status(), status, "{path}");
+        let body: serde_json::Value = res.json().await.unwrap();
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains(needle),
+            "{path}: {body}"
+        );
+    }
+    let posts = [
+        (
+            "/v1/recommendations",
+            json!({"users": []}),
+            400,
+            "users must not be empty",
+        ),
+        (
+            "/v1/recommendations",
+            json!({"users": ["a", "b", "c", "d"]}),
+            413,
+            "limit is 3",
+        ),
+        (
+            "/v1/recommendations",
+            json!({"users": ["alice"], "n": 0}),
+            400,
+            "n must be",
+        ),
+        (
+            "/v1/recommendations",
+            json!({"user": ["alice"]}),
+            400,
+            "user",
+        ),
+        (
+            "/v1/users/alice/events",
+            json!({"events": [{"item_id": "zz"}]}),
+            422,
+            "unknown item(s): zz",
+        ),
+        (
+            "/v1/users/alice/events",
+            json!({"events": [{"item_id": "a1", "weight": -1}]}),
+            400,
+            "positive",
+        ),
+        (
+            "/v1/users/alice/events",
+            json!({"events": []}),
+            400,
+            "1 to 100",
+        ),
+    ];
+    for (path, body, status, needle) in posts {
+        let res = app.post(path, &body).await;
+        assert_eq!(res.status(), status, "{path} {body}");
+        let err: serde_json::Value = res.json().await.unwrap();
+        assert!(
+            err["error"]["message"].as_str().unwrap().contains(needle),
+            "{path}: {err}"
+        );
+    }
+    let malformed = app
+        .client
+        .post(format!("{}/v1/recommendations", app.address))
+        .header("content-type", "application/json")
+        .body("{\"users\": [")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(malformed.status(), 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_lists_every_route() {
+    let app = spawn_app(&[two_cluster_model()], &[]).await;
+    let doc = app.get_json("/openapi.json").await;
+    for path in [
+        "/v1/users/{user_id}/recommendations",
+        "/v1/recommendations",
+        "/v1/items/{item_id}/similar",
+        "/v1/users/{user_id}/events",
+        "/v1/models",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/openapi.json",
+    ] {
+        assert!(doc["paths"].get(path).is_some(), "{path} is not documented");
+    }
+    assert_eq!(doc["paths"].as_object().unwrap().len(), 9);
+    assert_eq!(app.get_json("/v1/models").await["slots"][0]["version"], 1);
+}
