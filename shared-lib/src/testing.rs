@@ -90,6 +90,28 @@ impl TestS3 {
         ObjectStore::open(&StoreLocation::S3(self.bucket(bucket, Some("suite")))).await
     }
 
+    /// The environment of a service whose model store is `bucket` (created) under `prefix`,
+    /// listening on a free loopback port: `MODEL_STORE`, the S3 variables, `HOST`, `PORT=0`.
+    pub fn service_env(&self, bucket: &str, prefix: Option<&str>) -> Vec<(String, String)> {
+        self.bucket(bucket, None);
+        let store = match prefix {
+            Some(prefix) => format!("s3://{bucket}/{prefix}"),
+            None => format!("s3://{bucket}"),
+        };
+        [
+            ("MODEL_STORE", store),
+            ("S3_ENDPOINT_URL", self.endpoint.clone()),
+            ("AWS_REGION", REGION.to_owned()),
+            ("AWS_ACCESS_KEY_ID", ACCESS_KEY.to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", SECRET_KEY.to_owned()),
+            ("HOST", "127.0.0.1".to_owned()),
+            ("PORT", "0".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
+    }
+
     /// Where the server keeps a bucket's objects, for tests that damage them on purpose.
     pub fn bucket_dir(&self, name: &str) -> PathBuf {
         self.root.path().join(name)

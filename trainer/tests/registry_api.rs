@@ -6,7 +6,7 @@
 use clap::Parser as _;
 use secrecy::SecretString;
 use shared_lib::settings::Env;
-use shared_lib::testing::{ACCESS_KEY, REGION, SECRET_KEY, TestS3};
+use shared_lib::testing::TestS3;
 use trainer::cli::{Cli, Command, Context, TrainCommand};
 use trainer::progress::Progress;
 use trainer::publisher::{Publisher, RegistryClient};
@@ -14,18 +14,8 @@ use trainer::publisher::{Publisher, RegistryClient};
 const TOKEN: &str = "trainer-test-token-0123";
 
 async fn start_registry(s3: &TestS3) -> String {
-    s3.bucket("trainer-registry", None);
-    let env = [
-        ("MODEL_STORE", "s3://trainer-registry/models".to_owned()),
-        ("S3_ENDPOINT_URL", s3.endpoint.clone()),
-        ("AWS_REGION", REGION.to_owned()),
-        ("AWS_ACCESS_KEY_ID", ACCESS_KEY.to_owned()),
-        ("AWS_SECRET_ACCESS_KEY", SECRET_KEY.to_owned()),
-        ("HOST", "127.0.0.1".to_owned()),
-        ("PORT", "0".to_owned()),
-        ("REGISTRY_TOKEN", TOKEN.to_owned()),
-    ]
-    .map(|(k, v)| (k.to_owned(), v));
+    let mut env = s3.service_env("trainer-registry", Some("models"));
+    env.push(("REGISTRY_TOKEN".to_owned(), TOKEN.to_owned()));
     let app =
         registry::Application::build(&registry::Settings::from_env(Env::from_pairs(env)).unwrap())
             .await

@@ -3,10 +3,7 @@
 use std::sync::Arc;
 
 use actix_web::web;
-use shared_lib::http::{Metrics, Readiness};
-use shared_lib::registry::Registry;
-use shared_lib::serving::{Deployment, ServingMetrics, ShadowRunner};
-use shared_lib::store::ObjectStore;
+use shared_lib::serving::{Deployment, ModelServer};
 
 use crate::model::Classifier;
 use crate::routes::{self, AppState};
@@ -26,26 +23,21 @@ impl Application {
     /// When the store location cannot be opened, metrics cannot be registered or the address
     /// cannot be bound.
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
-        let store = ObjectStore::open(&settings.common.store).await?;
-        let metrics = Metrics::new(SERVICE)?;
-        let serving_metrics = ServingMetrics::register(&metrics)?;
-        let readiness = Readiness::default();
-        let deployment = Deployment::<Classifier>::new(
+        let server = ModelServer::<Classifier>::start(
+            SERVICE,
+            &settings.common,
             &settings.serving,
-            Registry::new(store),
-            serving_metrics.clone(),
-            readiness.clone(),
-        );
-        let reconciler = deployment.spawn();
+            settings.shadow_concurrency,
+        )
+        .await?;
+        let deployment = server.deployment.clone();
         let state = web::Data::new(AppState {
             deployment: deployment.clone(),
-            shadow: ShadowRunner::new(
-                settings.serving.model.as_str(),
-                serving_metrics,
-                settings.shadow_concurrency,
-            ),
+            shadow: server.shadow,
             max_batch_rows: settings.max_batch_rows,
         });
+        let (metrics, readiness, reconciler) =
+            (server.metrics, server.readiness, server.reconciler);
         let max_body = settings.max_body_bytes;
         let models = deployment.clone();
         let inner = shared_lib::service::Application::build(

@@ -1,12 +1,7 @@
 //! Building the service from its settings: store, registry, deployment, routes, server.
 
-use std::sync::Arc;
-
 use actix_web::web;
-use shared_lib::http::{Metrics, Readiness};
-use shared_lib::registry::Registry;
-use shared_lib::serving::{Deployment, ServingMetrics, ShadowRunner};
-use shared_lib::store::ObjectStore;
+use shared_lib::serving::ModelServer;
 
 use crate::clicks::ClickStore;
 use crate::model::Recommender;
@@ -26,28 +21,23 @@ impl Application {
     /// When the store location cannot be opened, metrics cannot be registered or the address
     /// cannot be bound.
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
-        let store = ObjectStore::open(&settings.common.store).await?;
-        let metrics = Metrics::new(SERVICE)?;
-        let serving_metrics = ServingMetrics::register(&metrics)?;
-        let readiness = Readiness::default();
-        let deployment: Arc<Deployment<Recommender>> = Deployment::new(
+        let server = ModelServer::<Recommender>::start(
+            SERVICE,
+            &settings.common,
             &settings.serving,
-            Registry::new(store),
-            serving_metrics.clone(),
-            readiness.clone(),
-        );
-        let reconciler = deployment.spawn();
+            settings.shadow_concurrency,
+        )
+        .await?;
+        let deployment = server.deployment.clone();
         let state = web::Data::new(AppState {
             deployment: deployment.clone(),
             clicks: ClickStore::new(settings.clicks.clone()),
-            shadow: ShadowRunner::new(
-                settings.serving.model.as_str(),
-                serving_metrics,
-                settings.shadow_concurrency,
-            ),
+            shadow: server.shadow,
             max_n: settings.max_n,
             max_batch_users: settings.max_batch_users,
         });
+        let (metrics, readiness, reconciler) =
+            (server.metrics, server.readiness, server.reconciler);
         let max_body = settings.max_body_bytes;
         let inner = shared_lib::service::Application::build(
             &settings.common,

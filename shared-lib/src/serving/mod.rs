@@ -8,12 +8,14 @@ pub mod deployment;
 pub mod metrics;
 pub mod routing;
 pub mod selection;
+pub mod server;
 pub mod shadow;
 
 pub use deployment::{Deployment, Loaded, Role, ServableModel, SlotStatus};
 pub use metrics::ServingMetrics;
 pub use routing::Variant;
 pub use selection::{Selector, ServingSettings};
+pub use server::ModelServer;
 pub use shadow::ShadowRunner;
 
 use std::sync::Arc;

@@ -14,7 +14,7 @@ use shared_lib::registry::manifest::{
 use shared_lib::registry::{Change, Registry};
 use shared_lib::settings::Env;
 use shared_lib::store::{ObjectStore, StoreLocation};
-use shared_lib::testing::{ACCESS_KEY, REGION, SECRET_KEY, TestS3};
+use shared_lib::testing::TestS3;
 
 pub const FEATURES: [&str; 3] = ["txn_amount", "amount_spent_past_mo", "txns_same_merchant"];
 pub const BUCKET: &str = "fraud-models";
@@ -114,19 +114,10 @@ impl S3Fixture {
 
     /// The environment of a service using this store.
     pub fn env(&self) -> Vec<(String, String)> {
-        [
-            ("MODEL_STORE", format!("s3://{BUCKET}/suite")),
-            ("S3_ENDPOINT_URL", self.s3.endpoint.clone()),
-            ("AWS_REGION", REGION.to_owned()),
-            ("AWS_ACCESS_KEY_ID", ACCESS_KEY.to_owned()),
-            ("AWS_SECRET_ACCESS_KEY", SECRET_KEY.to_owned()),
-            ("HOST", "127.0.0.1".to_owned()),
-            ("PORT", "0".to_owned()),
-            ("MODEL_POLL_SECONDS", "0.1".to_owned()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect()
+        with(
+            self.s3.service_env(BUCKET, Some("suite")),
+            &[("MODEL_POLL_SECONDS", "0.1")],
+        )
     }
 }
 

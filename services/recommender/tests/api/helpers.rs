@@ -15,7 +15,7 @@ use shared_lib::registry::Registry;
 use shared_lib::registry::manifest::NewVersion;
 use shared_lib::settings::Env;
 use shared_lib::store::{ObjectStore, StoreLocation};
-use shared_lib::testing::{ACCESS_KEY, REGION, SECRET_KEY, TestS3};
+use shared_lib::testing::TestS3;
 
 pub fn two_cluster_model() -> AlsModel {
     let items = ["a1", "a2", "a3", "a4", "b1", "b2", "b3", "b4"];
@@ -81,20 +81,11 @@ pub async fn spawn_app(models: &[AlsModel], extra: &[(&str, &str)]) -> TestApp {
     for m in models {
         publish(&registry, m).await;
     }
-    let mut env: Vec<(String, String)> = [
-        ("MODEL_STORE", "s3://recommender-models".to_owned()),
-        ("S3_ENDPOINT_URL", s3.endpoint.clone()),
-        ("AWS_REGION", REGION.to_owned()),
-        ("AWS_ACCESS_KEY_ID", ACCESS_KEY.to_owned()),
-        ("AWS_SECRET_ACCESS_KEY", SECRET_KEY.to_owned()),
-        ("HOST", "127.0.0.1".to_owned()),
-        ("PORT", "0".to_owned()),
-        ("MODEL_VERSION", "1".to_owned()),
-        ("MODEL_POLL_SECONDS", "0.1".to_owned()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
+    let mut env = s3.service_env("recommender-models", None);
+    env.extend(
+        [("MODEL_VERSION", "1"), ("MODEL_POLL_SECONDS", "0.1")]
+            .map(|(k, v)| (k.to_owned(), v.to_owned())),
+    );
     env.extend(
         extra
             .iter()

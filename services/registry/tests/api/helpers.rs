@@ -7,7 +7,7 @@ use registry::{Application, Settings};
 use serde_json::{Value, json};
 use shared_lib::artifact::{ModelKind, encode_artifact};
 use shared_lib::settings::Env;
-use shared_lib::testing::{ACCESS_KEY, REGION, SECRET_KEY, TestS3};
+use shared_lib::testing::TestS3;
 
 pub const TOKEN: &str = "test-token-0123456789";
 
@@ -26,20 +26,8 @@ impl Drop for TestApp {
 
 pub async fn spawn_app(extra: &[(&str, &str)]) -> TestApp {
     let s3 = TestS3::start().await;
-    s3.bucket("registry-models", None);
-    let mut env: Vec<(String, String)> = [
-        ("MODEL_STORE", "s3://registry-models/reg".to_owned()),
-        ("S3_ENDPOINT_URL", s3.endpoint.clone()),
-        ("AWS_REGION", REGION.to_owned()),
-        ("AWS_ACCESS_KEY_ID", ACCESS_KEY.to_owned()),
-        ("AWS_SECRET_ACCESS_KEY", SECRET_KEY.to_owned()),
-        ("HOST", "127.0.0.1".to_owned()),
-        ("PORT", "0".to_owned()),
-        ("REGISTRY_TOKEN", TOKEN.to_owned()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
+    let mut env = s3.service_env("registry-models", Some("reg"));
+    env.push(("REGISTRY_TOKEN".to_owned(), TOKEN.to_owned()));
     env.extend(
         extra
             .iter()
