@@ -91,7 +91,7 @@ impl ApiError {
 
     /// A 500 whose cause is logged with the request id and not shown to the client.
     pub fn internal(cause: &(dyn std::error::Error + 'static)) -> Self {
-        tracing::error!(error = %error_chain(cause), "Request failed on an internal error.");
+        tracing::error!(request_id = current_request_id().as_deref(), error = %error_chain(cause), "Request failed on an internal error.");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             ErrorCode::Internal,

@@ -19,7 +19,8 @@ pub use error::{ApiError, ErrorCode};
 pub(crate) use metrics::telemetry_error;
 pub use metrics::{HttpMetrics, Metrics};
 pub use request_context::{
-    MODEL_VERSION, REQUEST_ID, RequestId, ServedBy, VARIANT, current_request_id, request_context,
+    MODEL_VERSION, REQUEST_ID, REQUEST_SPAN, RequestId, ServedBy, VARIANT, current_request_id,
+    request_context,
 };
 pub use server::{SHUTDOWN_GRACE, run_server};
 

@@ -22,6 +22,9 @@ use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use super::metrics::Metrics;
 
+/// The name of the per-request root span (exported as a trace; not formatted into logs).
+pub const REQUEST_SPAN: &str = "http_request";
+
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub const MODEL_VERSION: HeaderName = HeaderName::from_static("x-model-version");
 pub const VARIANT: HeaderName = HeaderName::from_static("x-variant");
@@ -97,7 +100,7 @@ pub async fn request_context(
     let metrics = req.app_data::<web::Data<Metrics>>().cloned();
 
     let span = tracing::info_span!(
-        "http_request",
+        REQUEST_SPAN,
         otel.name = %format!("{method} {route}"),
         otel.kind = "server",
         http.method = %method,
@@ -136,11 +139,16 @@ pub async fn request_context(
     }
     // Successes are the bulk of traffic and are counted in metrics; log them only at debug.
     let latency_ms = elapsed.as_secs_f64() * 1e3;
-    span.in_scope(|| match status.as_u16() {
-        500.. => tracing::warn!(status = status.as_u16(), latency_ms, "Request failed."),
-        400.. => tracing::info!(status = status.as_u16(), latency_ms, "Request refused."),
-        _ => tracing::debug!(status = status.as_u16(), latency_ms, "Request handled."),
-    });
+    let status = status.as_u16();
+    match status {
+        500.. => {
+            tracing::warn!(%request_id, %method, %route, status, latency_ms, "Request failed.")
+        }
+        400.. => {
+            tracing::info!(%request_id, %method, %route, status, latency_ms, "Request refused.")
+        }
+        _ => tracing::debug!(%request_id, %method, %route, status, latency_ms, "Request handled."),
+    }
     Ok(res)
 }
 
