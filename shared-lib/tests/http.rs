@@ -152,6 +152,21 @@ async fn bad_input_gets_a_json_4xx_naming_the_problem_and_the_request_id() {
         ),
         ("/nope", 404, "not_found", "/nope", "unknown route"),
     ];
+    let wrong_method = app
+        .client
+        .delete(format!("{}/healthz", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        wrong_method.status(),
+        405,
+        "a known path with another method"
+    );
+    assert_eq!(
+        error_body(wrong_method).await["error"]["code"],
+        "method_not_allowed"
+    );
     for (path, status, code, needle, why) in cases {
         let res = app
             .client

@@ -107,11 +107,21 @@ async fn readyz(readiness: web::Data<Readiness>) -> Result<HttpResponse, ApiErro
     }
 }
 
-/// The default service: a JSON 404 naming the method and path.
+/// The default service: a JSON 405 when the path exists with other methods, else a JSON 404,
+/// naming the method and path.
 ///
 /// # Errors
 /// Always: that is its job.
 pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    // A path that matches a registered resource reached here only because no route of that
+    // resource accepts the method.
+    if req.match_pattern().is_some() {
+        return Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::MethodNotAllowed,
+            format!("{} is not allowed on {}", req.method(), req.path()),
+        ));
+    }
     Err(ApiError::not_found(format!(
         "no route for {} {}",
         req.method(),

@@ -1,0 +1,42 @@
+//! The model artifact envelope on arbitrary bytes: `inspect_artifact`, then `decode_artifact`
+//! into both served model types followed by what the services do at load time (validate, warm
+//! up). The digest given is the bytes' own, so the fuzzer gets past the sha256 check and into
+//! the MessagePack decoding. Errors are fine; a panic is a finding.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use shared_lib::artifact::{ArtifactDigest, ModelKind, decode_artifact, inspect_artifact};
+use shared_lib::models::als::{AlsModel, Filter};
+use shared_lib::models::forest::FraudModel;
+
+fuzz_target!(|bytes: &[u8]| {
+    let _ = inspect_artifact(bytes);
+    let digest = ArtifactDigest::of(bytes);
+
+    for kind in [ModelKind::FraudRandomForest, ModelKind::FraudDecisionTree] {
+        if let Ok(model) = decode_artifact::<FraudModel>(bytes, &digest, kind)
+            && model.validate(None).is_ok()
+        {
+            // As services/fraud/src/model.rs: a validated model scores any full row.
+            let row = vec![0.0; model.n_features()];
+            let p = model.predict_proba(&row);
+            let _ = p.is_finite();
+        }
+    }
+
+    if let Ok(model) = decode_artifact::<AlsModel>(bytes, &digest, ModelKind::RecommenderAls)
+        && let Ok(serving) = model.prepare()
+    {
+        // As services/recommender/src/model.rs: a prepared model answers without panicking.
+        let users = serving.model().n_users();
+        let items = serving.model().n_items();
+        if users > 0 {
+            let _ = serving.recommend(0, 3, Filter::default());
+        }
+        if items > 0 {
+            let _ = serving.similar_items(0, 3, Filter::default());
+            let _ = serving.fold_in(&[(0, 1.0)]);
+        }
+        let _ = serving.popular(3, &[], Filter::default());
+    }
+});
