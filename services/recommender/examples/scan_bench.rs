@@ -1,0 +1,311 @@
+//! The recommender benchmark's in-process measurements (issue #7, `bench/recommender/`), on the
+//! model version `bench_model` published, loaded exactly as the service loads it
+//! (`Registry::load_model` then `AlsModel::prepare`):
+//!
+//! - **stream**: a plain streaming read of the item-factor bytes (sum every float, 16
+//!   accumulators, single thread, best of `--passes`), the practical limit of a scan; and, for
+//!   context, the same read over a buffer 8× larger than the last-level cache (DRAM bandwidth).
+//! - **dot-only scan**: every item's score for one user into a buffer, no selection: what the
+//!   dot product alone costs per request.
+//! - **recommend**: `ServingAls::recommend(user, n, Filter::default())` for `--requests` users,
+//!   single thread; bytes of item factors scanned per request and the achieved scan rate as a
+//!   share of the streaming read.
+//! - **all users**: top-`n` for every user, `--threads` std threads pulling chunks of users;
+//!   the items go to `--top-out` (u32, users × n) for the comparison with `implicit`.
+//! - **blocked (prototype, not the service's code)**: the same top-`n` for all users, scanning the
+//!   items in tiles that stay in L2 for a block of users, with the same `dot`: what a batched
+//!   scan would gain. Its answers are checked against `recommend`'s.
+//!
+//! ```sh
+//! target/release/examples/scan_bench --store /tmp/store [--version 1] [--requests 2000] \
+//!     [--passes 10] [--threads 2] [--n 10] [--top-out FILE] [--skip-all true]
+//! ```
+//!
+//! Prints one JSON object on stdout.
+
+use std::collections::BTreeMap;
+use std::hint::black_box;
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use anyhow::{Context as _, bail};
+use shared_lib::artifact::ModelKind;
+use shared_lib::model_id::{ModelName, ModelVersion};
+use shared_lib::models::als::{AlsModel, Filter, ServingAls, dot};
+use shared_lib::registry::Registry;
+use shared_lib::store::{ObjectStore, StoreLocation};
+
+struct Args {
+    store: PathBuf,
+    version: u32,
+    requests: usize,
+    passes: usize,
+    threads: usize,
+    n: usize,
+    top_out: Option<PathBuf>,
+    skip_all: bool,
+}
+
+fn parse_args() -> anyhow::Result<Args> {
+    let mut values: BTreeMap<String, String> = BTreeMap::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let Some(name) = flag.strip_prefix("--") else {
+            bail!("unexpected argument {flag:?}");
+        };
+        let value = args
+            .next()
+            .with_context(|| format!("{flag} needs a value"))?;
+        values.insert(name.to_owned(), value);
+    }
+    let mut take = |name: &str| values.remove(name);
+    let num = |v: Option<String>, default: usize, name: &str| -> anyhow::Result<usize> {
+        v.map_or(Ok(default), |s| {
+            s.parse().with_context(|| format!("--{name} {s:?}"))
+        })
+    };
+    let parsed = Args {
+        store: take("store").context("--store DIR is required")?.into(),
+        version: num(take("version"), 1, "version")? as u32,
+        requests: num(take("requests"), 2000, "requests")?.max(1),
+        passes: num(take("passes"), 10, "passes")?.max(1),
+        threads: num(take("threads"), 2, "threads")?.max(1),
+        n: num(take("n"), 10, "n")?.max(1),
+        top_out: take("top-out").map(PathBuf::from),
+        skip_all: take("skip-all").is_some_and(|v| v == "true" || v == "1"),
+    };
+    if let Some(unknown) = values.keys().next() {
+        bail!("unknown option --{unknown}");
+    }
+    Ok(parsed)
+}
+
+/// Sums every float: 16 independent accumulators, so the loop is limited by loads, not adds.
+fn stream_sum(values: &[f32]) -> f32 {
+    const LANES: usize = 16;
+    let mut acc = [0.0f32; LANES];
+    let chunks = values.chunks_exact(LANES);
+    let tail: f32 = chunks.remainder().iter().sum();
+    for c in chunks {
+        for l in 0..LANES {
+            acc[l] += c[l];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// Best-of-`passes` single-thread read rate of `values`, GB/s (10⁹ bytes).
+fn stream_gbps(values: &[f32], passes: usize) -> f64 {
+    let bytes = std::mem::size_of_val(values) as f64;
+    let mut best = f64::INFINITY;
+    for _ in 0..passes {
+        let t = Instant::now();
+        black_box(stream_sum(black_box(values)));
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    bytes / best / 1e9
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let idx = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+/// Users spread over the whole id range (a stride co-prime with the count), as traffic would be.
+fn sample_users(n_users: usize, count: usize) -> Vec<u32> {
+    let stride = 7919usize;
+    (0..count)
+        .map(|j| ((j * stride + 13) % n_users) as u32)
+        .collect()
+}
+
+/// Top-`n` of every user on `threads` threads; chunks of users are handed out from a shared
+/// queue. Returns the items, users × n (padded with `u32::MAX` when fewer exist).
+fn all_users<F>(n_users: usize, n: usize, threads: usize, chunk: usize, work: F) -> Vec<u32>
+where
+    F: Fn(std::ops::Range<usize>, &mut [u32]) + Sync,
+{
+    let mut out = vec![u32::MAX; n_users * n];
+    let queue = Mutex::new(out.chunks_mut(chunk * n).enumerate());
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                loop {
+                    let next = queue.lock().ok().and_then(|mut q| q.next());
+                    let Some((c, dst)) = next else { break };
+                    let start = c * chunk;
+                    work(start..(start + chunk).min(n_users), dst);
+                }
+            });
+        }
+    });
+    out
+}
+
+/// The prototype: for a block of users, scan the items in L2-sized tiles, each tile reused by
+/// every user of the block; per-user top-`n` kept as a sorted array with a threshold. Ties go to
+/// the lower index (items arrive in increasing order, so only a strictly better score enters).
+fn blocked_block(model: &AlsModel, users: std::ops::Range<usize>, n: usize, dst: &mut [u32]) {
+    const TILE_ITEMS: usize = 2048;
+    let k = model.rank as usize;
+    let n_items = model.n_items();
+    let block: Vec<u32> = users.map(|u| u as u32).collect();
+    let mut tops: Vec<Vec<(f32, u32)>> = vec![Vec::with_capacity(n + 1); block.len()];
+    let mut cursors: Vec<usize> = vec![0; block.len()];
+    let mut tile_start = 0;
+    while tile_start < n_items {
+        let tile_end = (tile_start + TILE_ITEMS).min(n_items);
+        let tile = &model.item_factors[tile_start * k..tile_end * k];
+        for (b, &u) in block.iter().enumerate() {
+            let x = model.user_factors(u);
+            let seen = model.seen(u);
+            let top = &mut tops[b];
+            let mut cursor = cursors[b];
+            for (j, y) in tile.chunks_exact(k).enumerate() {
+                let i = (tile_start + j) as u32;
+                if seen.get(cursor) == Some(&i) {
+                    cursor += 1;
+                    continue;
+                }
+                let s = dot(x, y);
+                if top.len() < n {
+                    let pos = top.partition_point(|e| e.0 >= s);
+                    top.insert(pos, (s, i));
+                } else if top.last().is_some_and(|w| s > w.0) {
+                    top.pop();
+                    let pos = top.partition_point(|e| e.0 >= s);
+                    top.insert(pos, (s, i));
+                }
+            }
+            cursors[b] = cursor;
+        }
+        tile_start = tile_end;
+    }
+    for (b, top) in tops.iter().enumerate() {
+        for (slot, (_, item)) in dst[b * n..(b + 1) * n].iter_mut().zip(top) {
+            *slot = *item;
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = parse_args()?;
+    let mut out = std::io::stdout().lock();
+    let t = Instant::now();
+    let store = ObjectStore::open(&StoreLocation::Local(args.store.clone())).await?;
+    let registry = Registry::new(store);
+    let name = ModelName::parse("recommender")?;
+    let manifest = registry
+        .manifest(&name, ModelVersion::new(args.version)?)
+        .await?;
+    let model: AlsModel = registry
+        .load_model(&manifest, ModelKind::RecommenderAls)
+        .await?;
+    let serving: ServingAls = model.prepare()?;
+    let load_seconds = t.elapsed().as_secs_f64();
+    let m = serving.model();
+    let (n_users, n_items, k) = (m.n_users(), m.n_items(), m.rank as usize);
+    let bytes_per_request = std::mem::size_of_val(m.item_factors.as_slice());
+
+    // (a) streaming read of the same bytes, and of a buffer well beyond the last-level cache.
+    let stream = stream_gbps(&m.item_factors, args.passes);
+    let big: Vec<f32> = (0..64 * 1024 * 1024).map(|i| (i % 7) as f32).collect(); // 256 MiB
+    let stream_dram = stream_gbps(&big, 3.min(args.passes));
+    drop(big);
+
+    let users = sample_users(n_users, args.requests);
+    // Warm-up: one request, as the service's load does.
+    black_box(serving.recommend(users[0], args.n, Filter::default()));
+
+    // (b1) dot products only: all scores of one user into a buffer.
+    let mut scores = vec![0.0f32; n_items];
+    let dot_users = &users[..users.len().min(500)];
+    let t = Instant::now();
+    for &u in dot_users {
+        let x = m.user_factors(u);
+        for (s, y) in scores.iter_mut().zip(m.item_factors.chunks_exact(k)) {
+            *s = dot(x, y);
+        }
+        black_box(&scores);
+    }
+    let dot_only_ms = t.elapsed().as_secs_f64() * 1e3 / dot_users.len() as f64;
+
+    // (b2) the service's scoring call, single thread.
+    let mut lat = Vec::with_capacity(users.len());
+    let t = Instant::now();
+    for &u in &users {
+        let s = Instant::now();
+        black_box(serving.recommend(u, args.n, Filter::default()));
+        lat.push(s.elapsed().as_secs_f64() * 1e3);
+    }
+    let total = t.elapsed().as_secs_f64();
+    lat.sort_by(f64::total_cmp);
+    let mean_ms = total * 1e3 / users.len() as f64;
+    let scan_gbps = bytes_per_request as f64 / (mean_ms / 1e3) / 1e9;
+
+    let mut report = serde_json::json!({
+        "users": n_users, "items": n_items, "rank": k, "n": args.n,
+        "load_seconds": load_seconds,
+        "bytes_per_request": bytes_per_request,
+        "stream_gbps": stream,
+        "stream_dram_gbps": stream_dram,
+        "dot_only_ms": dot_only_ms,
+        "dot_only_gbps": bytes_per_request as f64 / (dot_only_ms / 1e3) / 1e9,
+        "recommend_requests": users.len(),
+        "recommend_mean_ms": mean_ms,
+        "recommend_p50_ms": percentile(&lat, 50.0),
+        "recommend_p99_ms": percentile(&lat, 99.0),
+        "recommend_max_ms": percentile(&lat, 100.0),
+        "recommend_per_second_1_thread": 1e3 / mean_ms,
+        "scan_gbps": scan_gbps,
+        "scan_pct_of_stream": 100.0 * scan_gbps / stream,
+    });
+
+    if !args.skip_all {
+        // (c) all users, the service's call on `threads` threads.
+        let n = args.n;
+        let t = Instant::now();
+        let ours = all_users(n_users, n, args.threads, 64, |range, dst| {
+            for (j, u) in range.enumerate() {
+                let top = serving.recommend(u as u32, n, Filter::default());
+                for (slot, s) in dst[j * n..(j + 1) * n].iter_mut().zip(&top) {
+                    *slot = s.item;
+                }
+            }
+        });
+        let all_seconds = t.elapsed().as_secs_f64();
+        if let Some(path) = &args.top_out {
+            let bytes: Vec<u8> = ours.iter().flat_map(|v| v.to_le_bytes()).collect();
+            std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))?;
+        }
+        // (d) the blocked prototype, same threads, checked against (c).
+        let t = Instant::now();
+        let blocked = all_users(n_users, n, args.threads, 64, |range, dst| {
+            blocked_block(m, range, n, dst);
+        });
+        let blocked_seconds = t.elapsed().as_secs_f64();
+        let mismatched_users = ours
+            .chunks_exact(n)
+            .zip(blocked.chunks_exact(n))
+            .filter(|(a, b)| a != b)
+            .count();
+        if let Some(obj) = report.as_object_mut() {
+            obj.insert("all_users_threads".into(), args.threads.into());
+            obj.insert("all_users_seconds".into(), all_seconds.into());
+            obj.insert(
+                "all_users_per_second".into(),
+                (n_users as f64 / all_seconds).into(),
+            );
+            obj.insert("blocked_all_users_seconds".into(), blocked_seconds.into());
+            obj.insert("blocked_mismatched_users".into(), mismatched_users.into());
+        }
+    }
+    writeln!(out, "{report}")?;
+    Ok(())
+}
