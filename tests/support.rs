@@ -39,7 +39,7 @@ pub fn garage_settings(prefix: &str) -> S3Settings {
 pub async fn start_registry(env: Vec<(String, String)>) -> String {
     let settings = registry::Settings::from_env(shared_lib::settings::Env::from_pairs(env))
         .unwrap_or_else(|e| panic!("registry settings: {e}"));
-    let app = registry::Application::build(&settings)
+    let app = registry::build(&settings)
         .await
         .unwrap_or_else(|e| panic!("registry start: {e}"));
     let url = format!("http://127.0.0.1:{}", app.port());

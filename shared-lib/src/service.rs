@@ -6,7 +6,6 @@ use std::net::TcpListener;
 use actix_web::dev::Server;
 use actix_web::web;
 
-use crate::Error;
 use crate::http::{Metrics, Readiness, run_server};
 use crate::settings::{Env, ListenSettings};
 use crate::store::StoreLocation;
@@ -41,6 +40,8 @@ impl CommonSettings {
 pub struct Application {
     port: u16,
     server: Server,
+    /// Work that lives as long as the server (e.g. following model versions); stopped with it.
+    background: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Application {
@@ -61,7 +62,18 @@ impl Application {
         let port = listener.local_addr()?.port();
         let server = run_server(listener, metrics, readiness, None, routes)?;
         tracing::info!(service = settings.service, port, "Listening.");
-        Ok(Self { port, server })
+        Ok(Self {
+            port,
+            server,
+            background: Vec::new(),
+        })
+    }
+
+    /// Ties `task` to the server's life: it is aborted when the server stops.
+    #[must_use]
+    pub fn with_background_task(mut self, task: tokio::task::JoinHandle<()>) -> Self {
+        self.background.push(task);
+        self
     }
 
     pub fn port(&self) -> u16 {
@@ -73,34 +85,10 @@ impl Application {
     /// # Errors
     /// When the server fails.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let result = self.server.await;
+        self.background
+            .iter()
+            .for_each(tokio::task::JoinHandle::abort);
+        result
     }
-}
-
-/// The whole `main` of a service whose features have not landed yet: it starts, serves
-/// `/healthz` and `/metrics`, and stays not-ready (503 on `/readyz`).
-///
-/// # Errors
-/// Bad settings (every problem by variable), telemetry or bind failures.
-pub async fn run_skeleton(service: &'static str, default_port: u16) -> anyhow::Result<()> {
-    let mut env = Env::from_process();
-    let settings = CommonSettings::read(&mut env, service, default_port);
-    env.finish()?;
-    let settings = settings.ok_or_else(|| Error::Settings {
-        problems: vec!["MODEL_STORE: invalid".into()],
-    })?;
-    let _telemetry = crate::telemetry::init(&settings.telemetry)?;
-    tracing::warn!(
-        service,
-        "This service is a skeleton: not ready until its feature lands."
-    );
-    Application::build(
-        &settings,
-        Metrics::new(service)?,
-        Readiness::default(),
-        |_| {},
-    )?
-    .run_until_stopped()
-    .await?;
-    Ok(())
 }

@@ -16,10 +16,9 @@ const TOKEN: &str = "trainer-test-token-0123";
 async fn start_registry(s3: &TestS3) -> String {
     let mut env = s3.service_env("trainer-registry", Some("models"));
     env.push(("REGISTRY_TOKEN".to_owned(), TOKEN.to_owned()));
-    let app =
-        registry::Application::build(&registry::Settings::from_env(Env::from_pairs(env)).unwrap())
-            .await
-            .unwrap();
+    let app = registry::build(&registry::Settings::from_env(Env::from_pairs(env)).unwrap())
+        .await
+        .unwrap();
     let url = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());
     for _ in 0..100 {

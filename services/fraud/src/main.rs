@@ -1,13 +1,10 @@
-use fraud::{Application, Settings};
+use fraud::Settings;
 use shared_lib::settings::Env;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let settings = Settings::from_env(Env::from_process())?;
     let _telemetry = shared_lib::telemetry::init(&settings.common.telemetry)?;
-    Application::build(&settings)
-        .await?
-        .run_until_stopped()
-        .await?;
+    fraud::build(&settings).await?.run_until_stopped().await?;
     Ok(())
 }

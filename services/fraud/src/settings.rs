@@ -5,9 +5,8 @@
 //! | `MODEL_VERSION` (or the classic `FF_CLF_VERSION`) | `production` | version number to pin, or alias to follow |
 //! | `MAX_BATCH_ROWS` | 1000 | most rows in one `POST /v1/classify` |
 //! | `MAX_BODY_BYTES` | 1048576 | largest JSON body |
-//! | `SHADOW_CONCURRENCY` | 2 | shadow comparisons in flight; more are dropped and counted |
 //!
-//! plus the shared `MODEL_NAME`, `MODEL_VERSION_B`, `AB_PERCENT_B`, `MODEL_VERSION_SHADOW`,
+//! plus the shared `MODEL_NAME`, `SHADOW_CONCURRENCY`, `MODEL_VERSION_B`, `AB_PERCENT_B`, `MODEL_VERSION_SHADOW`,
 //! `MODEL_POLL_SECONDS`, `MODEL_CACHE_DIR`, `MODEL_STORE`, `HOST`, `PORT` and telemetry ones.
 
 use shared_lib::service::CommonSettings;
@@ -24,7 +23,6 @@ pub struct Settings {
     pub serving: ServingSettings,
     pub max_batch_rows: usize,
     pub max_body_bytes: usize,
-    pub shadow_concurrency: usize,
 }
 
 impl Settings {
@@ -38,7 +36,6 @@ impl Settings {
             env.problem("MAX_BATCH_ROWS", "must be at least 1");
         }
         let max_body_bytes = env.parse_or("MAX_BODY_BYTES", 1024 * 1024usize);
-        let shadow_concurrency = env.parse_or("SHADOW_CONCURRENCY", 2usize);
         env.finish()?;
         match (common, serving) {
             (Some(common), Some(serving)) => Ok(Self {
@@ -46,7 +43,6 @@ impl Settings {
                 serving,
                 max_batch_rows,
                 max_body_bytes,
-                shadow_concurrency,
             }),
             _ => Err(shared_lib::Error::Settings {
                 problems: vec!["invalid settings".into()],

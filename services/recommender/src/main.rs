@@ -1,11 +1,11 @@
-use recommender::{Application, Settings};
+use recommender::Settings;
 use shared_lib::settings::Env;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let settings = Settings::from_env(Env::from_process())?;
     let _telemetry = shared_lib::telemetry::init(&settings.common.telemetry)?;
-    Application::build(&settings)
+    recommender::build(&settings)
         .await?
         .run_until_stopped()
         .await?;

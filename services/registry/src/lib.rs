@@ -15,6 +15,7 @@ pub mod settings;
 pub mod startup;
 
 pub use settings::Settings;
-pub use startup::Application;
+pub use shared_lib::service::Application;
+pub use startup::build;
 
 pub const SERVICE: &str = "registry";

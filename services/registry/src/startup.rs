@@ -3,6 +3,7 @@
 use actix_web::web;
 use shared_lib::http::{Metrics, Readiness};
 use shared_lib::registry::Registry;
+use shared_lib::service::Application;
 use shared_lib::store::ObjectStore;
 
 use crate::auth::Auth;
@@ -10,55 +11,37 @@ use crate::index::ManifestIndex;
 use crate::routes::{self, AppState};
 use crate::{SERVICE, Settings};
 
-pub struct Application {
-    inner: shared_lib::service::Application,
-}
-
-impl Application {
-    /// Opens the store, starts rebuilding the index in the background (ready when done; retried
-    /// with backoff while the store is unreachable), and binds the server.
-    ///
-    /// # Errors
-    /// When the store location cannot be opened, metrics cannot be registered or the address
-    /// cannot be bound.
-    pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
-        let store = ObjectStore::open(&settings.common.store).await?;
-        let readiness = Readiness::default();
-        let state = web::Data::new(AppState {
-            registry: Registry::new(store),
-            index: ManifestIndex::default(),
-            auth: Auth::new(settings.token.as_ref(), settings.read_auth),
-            max_upload_bytes: settings.max_upload_bytes,
-        });
-        tokio::spawn(rebuild_index(state.clone(), readiness.clone()));
-        let max_upload = settings.max_upload_bytes;
-        let inner = shared_lib::service::Application::build(
-            &settings.common,
-            Metrics::new(SERVICE)?,
-            readiness,
-            move |cfg| {
-                cfg.app_data(state.clone());
-                routes::models::configure(cfg);
-                routes::versions::configure(cfg, max_upload);
-                routes::aliases::configure(cfg);
-                routes::page::configure(cfg);
-                shared_lib::http::configure_openapi(cfg, routes::OPENAPI_JSON);
-            },
-        )?;
-        Ok(Self { inner })
-    }
-
-    pub fn port(&self) -> u16 {
-        self.inner.port()
-    }
-
-    /// Serves until SIGTERM or SIGINT, then drains in-flight requests.
-    ///
-    /// # Errors
-    /// When the server fails.
-    pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.inner.run_until_stopped().await
-    }
+/// Opens the store, starts rebuilding the index in the background (ready when done; retried
+/// with backoff while the store is unreachable), and binds the server.
+///
+/// # Errors
+/// When the store location cannot be opened, metrics cannot be registered or the address cannot
+/// be bound.
+pub async fn build(settings: &Settings) -> anyhow::Result<Application> {
+    let store = ObjectStore::open(&settings.common.store).await?;
+    let readiness = Readiness::default();
+    let state = web::Data::new(AppState {
+        registry: Registry::new(store),
+        index: ManifestIndex::default(),
+        auth: Auth::new(settings.token.as_ref(), settings.read_auth),
+        max_upload_bytes: settings.max_upload_bytes,
+    });
+    let indexing = tokio::spawn(rebuild_index(state.clone(), readiness.clone()));
+    let max_upload = settings.max_upload_bytes;
+    let app = Application::build(
+        &settings.common,
+        Metrics::new(SERVICE)?,
+        readiness,
+        move |cfg| {
+            cfg.app_data(state.clone());
+            routes::models::configure(cfg);
+            routes::versions::configure(cfg, max_upload);
+            routes::aliases::configure(cfg);
+            routes::page::configure(cfg);
+            shared_lib::http::configure_openapi(cfg, routes::OPENAPI_JSON);
+        },
+    )?;
+    Ok(app.with_background_task(indexing))
 }
 
 async fn rebuild_index(state: web::Data<AppState>, readiness: Readiness) {

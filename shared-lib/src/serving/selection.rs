@@ -9,6 +9,7 @@
 //! | `MODEL_VERSION_SHADOW` | a version scored on a copy of traffic, never returned |
 //! | `MODEL_POLL_SECONDS` | how often aliases are re-resolved (default 30) |
 //! | `MODEL_CACHE_DIR` | keep last-good artifacts here, to serve through a store outage at restart |
+//! | `SHADOW_CONCURRENCY` | shadow comparisons in flight (default 2); more are dropped and counted |
 
 use std::fmt;
 use std::path::PathBuf;
@@ -89,6 +90,7 @@ pub struct ServingSettings {
     pub shadow: Option<Selector>,
     pub poll_interval: Duration,
     pub cache_dir: Option<PathBuf>,
+    pub shadow_concurrency: usize,
 }
 
 impl ServingSettings {
@@ -129,6 +131,7 @@ impl ServingSettings {
             env.problem("MODEL_POLL_SECONDS", "must be between 0.05 and 86400");
         }
         let cache_dir = env.optional_string("MODEL_CACHE_DIR").map(PathBuf::from);
+        let shadow_concurrency = env.parse_or("SHADOW_CONCURRENCY", 2usize);
         Some(Self {
             model,
             primary,
@@ -136,6 +139,7 @@ impl ServingSettings {
             shadow,
             poll_interval: Duration::from_secs_f64(poll_seconds.clamp(0.05, 86_400.0)),
             cache_dir,
+            shadow_concurrency,
         })
     }
 }

@@ -30,7 +30,6 @@ impl<M: ServableModel> ModelServer<M> {
         service: &str,
         common: &CommonSettings,
         serving: &ServingSettings,
-        shadow_concurrency: usize,
     ) -> Result<Self, Error> {
         let store = ObjectStore::open(&common.store).await?;
         let metrics = Metrics::new(service)?;
@@ -43,7 +42,11 @@ impl<M: ServableModel> ModelServer<M> {
             readiness.clone(),
         );
         let reconciler = deployment.spawn();
-        let shadow = ShadowRunner::new(serving.model.as_str(), serving_metrics, shadow_concurrency);
+        let shadow = ShadowRunner::new(
+            serving.model.as_str(),
+            serving_metrics,
+            serving.shadow_concurrency,
+        );
         Ok(Self {
             metrics,
             readiness,

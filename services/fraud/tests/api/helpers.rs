@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use fraud::{Application, Settings};
+use fraud::Settings;
 use shared_lib::artifact::{ModelKind, encode_artifact};
 use shared_lib::model_id::{AliasName, ModelName, ModelVersion};
 use shared_lib::models::forest::{FlatTree, FraudModel, LEAF};
@@ -136,7 +136,7 @@ impl Drop for TestApp {
 /// Starts the service with `env` (later pairs override earlier ones).
 pub async fn spawn_app(env: Vec<(String, String)>) -> TestApp {
     let settings = Settings::from_env(Env::from_pairs(env)).unwrap();
-    let app = Application::build(&settings).await.unwrap();
+    let app = fraud::build(&settings).await.unwrap();
     let address = format!("http://127.0.0.1:{}", app.port());
     let server = tokio::spawn(app.run_until_stopped());
     TestApp {

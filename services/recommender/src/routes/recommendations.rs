@@ -42,11 +42,13 @@ async fn answer(
     let (loaded, variant) = state.deployment.route(&user_id).ok_or(Error::NotReady)?;
     let clicks = state.clicks.recent(&user_id);
     let scoring = loaded.clone();
-    let (user, inputs) = (user_id.clone(), (clicks.clone(), options.clone()));
-    let recommendations =
-        web::block(move || recommend(&scoring.model.0, &user, &inputs.0, &inputs.1))
-            .await
-            .map_err(|e| Error::Scoring(e.to_string()))?;
+    // The inputs go to the blocking pool and come back, for the shadow, without copies.
+    let (recommendations, user_id, clicks, options) = web::block(move || {
+        let ours = recommend(&scoring.model.0, &user_id, &clicks, &options);
+        (ours, user_id, clicks, options)
+    })
+    .await
+    .map_err(|e| Error::Scoring(e.to_string()))?;
     if let Some(shadow) = state.deployment.shadow() {
         let ours = recommendations.items.first().map(|i| i.item_id.clone());
         state.shadow.submit(move || {

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use recommender::{Application, Settings};
+use recommender::Settings;
 use shared_lib::artifact::{ModelKind, encode_artifact};
 use shared_lib::model_id::ModelName;
 use shared_lib::models::als::{AlsModel, Feedback};
@@ -91,7 +91,7 @@ pub async fn spawn_app(models: &[AlsModel], extra: &[(&str, &str)]) -> TestApp {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
     );
-    let app = Application::build(&Settings::from_env(Env::from_pairs(env)).unwrap())
+    let app = recommender::build(&Settings::from_env(Env::from_pairs(env)).unwrap())
         .await
         .unwrap();
     let address = format!("http://127.0.0.1:{}", app.port());

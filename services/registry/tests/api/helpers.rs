@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use registry::{Application, Settings};
+use registry::Settings;
 use serde_json::{Value, json};
 use shared_lib::artifact::{ModelKind, encode_artifact};
 use shared_lib::settings::Env;
@@ -33,7 +33,7 @@ pub async fn spawn_app(extra: &[(&str, &str)]) -> TestApp {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
     );
-    let app = Application::build(&Settings::from_env(Env::from_pairs(env)).unwrap())
+    let app = registry::build(&Settings::from_env(Env::from_pairs(env)).unwrap())
         .await
         .unwrap();
     let address = format!("http://127.0.0.1:{}", app.port());
