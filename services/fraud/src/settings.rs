@@ -4,9 +4,8 @@
 //! |---|---|---|
 //! | `MODEL_VERSION` (or the classic `FF_CLF_VERSION`) | `production` | version number to pin, or alias to follow |
 //! | `MAX_BATCH_ROWS` | 1000 | most rows in one `POST /v1/classify` |
-//! | `MAX_BODY_BYTES` | 1048576 | largest JSON body |
 //!
-//! plus the shared `MODEL_NAME`, `SHADOW_CONCURRENCY`, `MODEL_VERSION_B`, `AB_PERCENT_B`, `MODEL_VERSION_SHADOW`,
+//! plus the shared `MODEL_NAME`, `SHADOW_CONCURRENCY`, `MAX_BODY_BYTES`, `MODEL_VERSION_B`, `AB_PERCENT_B`, `MODEL_VERSION_SHADOW`,
 //! `MODEL_POLL_SECONDS`, `MODEL_CACHE_DIR`, `MODEL_STORE`, `HOST`, `PORT` and telemetry ones.
 
 use shared_lib::service::CommonSettings;
@@ -22,7 +21,6 @@ pub struct Settings {
     pub common: CommonSettings,
     pub serving: ServingSettings,
     pub max_batch_rows: usize,
-    pub max_body_bytes: usize,
 }
 
 impl Settings {
@@ -35,14 +33,12 @@ impl Settings {
         if max_batch_rows == 0 {
             env.problem("MAX_BATCH_ROWS", "must be at least 1");
         }
-        let max_body_bytes = env.parse_or("MAX_BODY_BYTES", 1024 * 1024usize);
         env.finish()?;
         match (common, serving) {
             (Some(common), Some(serving)) => Ok(Self {
                 common,
                 serving,
                 max_batch_rows,
-                max_body_bytes,
             }),
             _ => Err(shared_lib::Error::Settings {
                 problems: vec!["invalid settings".into()],

@@ -23,7 +23,7 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Application> {
         shadow: server.shadow,
         max_batch_rows: settings.max_batch_rows,
     });
-    let max_body = settings.max_body_bytes;
+    let max_body = settings.serving.max_body_bytes;
     let app = Application::build(
         &settings.common,
         server.metrics,

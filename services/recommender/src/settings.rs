@@ -7,9 +7,8 @@
 //! | `EVENTS_PER_USER` | 50 | recent clicks kept per user (oldest dropped first) |
 //! | `EVENT_USERS` | 100000 | users with recent clicks kept in memory (least recently active dropped first) |
 //! | `EVENT_TTL_SECONDS` | 3600 | clicks older than this are forgotten |
-//! | `MAX_BODY_BYTES` | 1048576 | largest JSON body |
 //!
-//! plus the shared `MODEL_NAME` (default `recommender`), `MODEL_VERSION`, `SHADOW_CONCURRENCY`, `MODEL_VERSION_B`,
+//! plus the shared `MODEL_NAME` (default `recommender`), `MODEL_VERSION`, `SHADOW_CONCURRENCY`, `MAX_BODY_BYTES`, `MODEL_VERSION_B`,
 //! `AB_PERCENT_B`, `MODEL_VERSION_SHADOW`, `MODEL_POLL_SECONDS`, `MODEL_CACHE_DIR`,
 //! `MODEL_STORE`, `HOST`, `PORT` and telemetry ones.
 
@@ -31,7 +30,6 @@ pub struct Settings {
     pub max_n: usize,
     pub max_batch_users: usize,
     pub clicks: ClickLimits,
-    pub max_body_bytes: usize,
 }
 
 impl Settings {
@@ -54,7 +52,6 @@ impl Settings {
             users: positive(&mut env, "EVENT_USERS", 100_000),
             ttl: Duration::from_secs(positive(&mut env, "EVENT_TTL_SECONDS", 3600) as u64),
         };
-        let max_body_bytes = env.parse_or("MAX_BODY_BYTES", 1024 * 1024usize);
         env.finish()?;
         match (common, serving) {
             (Some(common), Some(serving)) => Ok(Self {
@@ -63,7 +60,6 @@ impl Settings {
                 max_n,
                 max_batch_users,
                 clicks,
-                max_body_bytes,
             }),
             _ => Err(shared_lib::Error::Settings {
                 problems: vec!["invalid settings".into()],

@@ -26,7 +26,7 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Application> {
         max_n: settings.max_n,
         max_batch_users: settings.max_batch_users,
     });
-    let max_body = settings.max_body_bytes;
+    let max_body = settings.serving.max_body_bytes;
     let app = Application::build(
         &settings.common,
         server.metrics,

@@ -10,6 +10,7 @@
 //! | `MODEL_POLL_SECONDS` | how often aliases are re-resolved (default 30) |
 //! | `MODEL_CACHE_DIR` | keep last-good artifacts here, to serve through a store outage at restart |
 //! | `SHADOW_CONCURRENCY` | shadow comparisons in flight (default 2); more are dropped and counted |
+//! | `MAX_BODY_BYTES` | largest JSON body a model server accepts (default 1 MiB) |
 
 use std::fmt;
 use std::path::PathBuf;
@@ -91,6 +92,7 @@ pub struct ServingSettings {
     pub poll_interval: Duration,
     pub cache_dir: Option<PathBuf>,
     pub shadow_concurrency: usize,
+    pub max_body_bytes: usize,
 }
 
 impl ServingSettings {
@@ -132,6 +134,7 @@ impl ServingSettings {
         }
         let cache_dir = env.optional_string("MODEL_CACHE_DIR").map(PathBuf::from);
         let shadow_concurrency = env.parse_or("SHADOW_CONCURRENCY", 2usize);
+        let max_body_bytes = env.parse_or("MAX_BODY_BYTES", 1024 * 1024usize);
         Some(Self {
             model,
             primary,
@@ -140,6 +143,7 @@ impl ServingSettings {
             poll_interval: Duration::from_secs_f64(poll_seconds.clamp(0.05, 86_400.0)),
             cache_dir,
             shadow_concurrency,
+            max_body_bytes,
         })
     }
 }
