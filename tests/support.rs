@@ -44,16 +44,8 @@ pub async fn start_registry(env: Vec<(String, String)>) -> String {
         .unwrap_or_else(|e| panic!("registry start: {e}"));
     let url = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());
-    let client = reqwest::Client::new();
-    for _ in 0..200 {
-        if let Ok(res) = client.get(format!("{url}/readyz")).send().await
-            && res.status() == 200
-        {
-            return url;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    panic!("the registry did not become ready");
+    shared_lib::testing::wait_until_ready(&url).await;
+    url
 }
 
 /// A registration body for the registry API with a small valid artifact.

@@ -123,6 +123,36 @@ impl TestS3 {
     }
 }
 
+/// Waits until the service at `base_url` (`http://host:port`) answers `GET /readyz` with 200.
+///
+/// # Panics
+/// When it is not ready within 10 s.
+pub async fn wait_until_ready(base_url: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let address = base_url.trim_start_matches("http://").trim_end_matches('/');
+    while !answers_ready(address).await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{base_url} did not become ready within 10 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// One plain HTTP/1.1 `GET /readyz`; true for a 200.
+async fn answers_ready(address: &str) -> bool {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let Ok(mut stream) = tokio::net::TcpStream::connect(address).await else {
+        return false;
+    };
+    let request = format!("GET /readyz HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+    if stream.write_all(request.as_bytes()).await.is_err() {
+        return false;
+    }
+    let mut status = [0u8; 12];
+    stream.read_exact(&mut status).await.is_ok() && &status == b"HTTP/1.1 200"
+}
+
 impl Drop for TestS3 {
     fn drop(&mut self) {
         self.task.abort();

@@ -21,15 +21,7 @@ async fn start_registry(s3: &TestS3) -> String {
         .unwrap();
     let url = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());
-    for _ in 0..100 {
-        if reqwest::get(format!("{url}/readyz"))
-            .await
-            .is_ok_and(|r| r.status() == 200)
-        {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    shared_lib::testing::wait_until_ready(&url).await;
     url
 }
 

@@ -175,8 +175,7 @@ impl TestApp {
 
     /// Waits until `/readyz` answers 200.
     pub async fn wait_ready(&self) {
-        self.wait_for(|app| async move { app.get("/readyz").await.status() == 200 })
-            .await;
+        shared_lib::testing::wait_until_ready(&self.address).await;
     }
 
     /// Waits (up to 10 s) until `check` is true.

@@ -4,7 +4,6 @@
 //! first direction and has seen `a1`; `bob` the second and has seen `b1`. `b2` is the most popular.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use recommender::Settings;
@@ -102,11 +101,7 @@ pub async fn spawn_app(models: &[AlsModel], extra: &[(&str, &str)]) -> TestApp {
         _s3: s3,
         server,
     };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while test_app.get("/readyz").await.status() != 200 {
-        assert!(Instant::now() < deadline, "recommender not ready");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    shared_lib::testing::wait_until_ready(&test_app.address).await;
     test_app
 }
 

@@ -1,7 +1,5 @@
 //! `spawn_app` and request builders.
 
-use std::time::{Duration, Instant};
-
 use base64::Engine as _;
 use registry::Settings;
 use serde_json::{Value, json};
@@ -44,11 +42,7 @@ pub async fn spawn_app(extra: &[(&str, &str)]) -> TestApp {
         _s3: s3,
         server,
     };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while test_app.get("/readyz").await.status() != 200 {
-        assert!(Instant::now() < deadline, "registry not ready");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    shared_lib::testing::wait_until_ready(&test_app.address).await;
     test_app
 }
 
