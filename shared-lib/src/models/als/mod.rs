@@ -8,6 +8,8 @@
 //!
 //! Scoring scans the item factors with a vectorisable dot product and keeps the best `n` in a
 //! bounded min-heap, so a request costs O(items · rank + items · log n), never a catalogue sort.
+//! Many users at once go through [`ServingAls::recommend_many`] (the `batch` module), which
+//! scores blocks of users against cached item tiles and gives the same answers.
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BinaryHeap, HashMap};
@@ -15,6 +17,9 @@ use std::collections::{BinaryHeap, HashMap};
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
+
+mod batch;
+pub mod synthetic;
 
 /// Larger ranks are refused at load: no sensible ALS model has them, and fold-in is O(rank³).
 pub const MAX_RANK: u32 = 1024;
@@ -223,11 +228,12 @@ impl AlsModel {
         let users = index(&self.user_ids);
         let items = index(&self.item_ids);
         let k = self.k();
-        let item_norms = self
+        let item_norms: Vec<f32> = self
             .item_factors
             .chunks_exact(k)
             .map(|y| dot(y, y).sqrt())
             .collect();
+        let max_item_norm = item_norms.iter().copied().fold(0.0, f32::max);
         let mut by_popularity: Vec<u32> = (0..self.n_items() as u32).collect();
         by_popularity.sort_by_key(|&i| (Reverse(self.item_popularity[i as usize]), i));
         let gram = gram(&self.item_factors, k);
@@ -236,6 +242,7 @@ impl AlsModel {
             users,
             items,
             item_norms,
+            max_item_norm,
             by_popularity,
             gram,
         })
@@ -249,6 +256,8 @@ pub struct ServingAls {
     users: HashMap<String, u32>,
     items: HashMap<String, u32>,
     item_norms: Vec<f32>,
+    /// The largest of `item_norms`, for the batched scan's error bound.
+    max_item_norm: f32,
     /// Item indices by decreasing popularity (ties: lower index first).
     by_popularity: Vec<u32>,
     /// YᵀY of the item factors (rank × rank, f64), for implicit fold-in.

@@ -1,0 +1,92 @@
+//! Random, seeded ALS models of a given shape, for benchmarks and tests of scoring: scoring cost
+//! and correctness depend on the factors' shape, not on what they mean. (Models that *mean*
+//! something, a planted low-rank structure to recover, are the trainer's generators.)
+
+use super::{AlsModel, Feedback};
+
+/// The shape of a [`random_model`].
+#[derive(Debug, Clone, Copy)]
+pub struct Shape {
+    pub users: usize,
+    pub items: usize,
+    pub rank: usize,
+    pub seed: u64,
+    /// Each user has seen between `seen_min` and `seen_max` items (at most `items`).
+    pub seen_min: usize,
+    pub seen_max: usize,
+}
+
+/// SplitMix64: small, seeded, good enough for benchmark data and no extra dependency.
+pub(crate) struct Rng(u64);
+
+impl Rng {
+    pub(crate) fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    pub(crate) fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// Factors uniform around zero with the spread of implicit ALS (scores of order 0.1-1); seen
+/// items skewed towards a popular head; ids `u0..` and `i0..`, so index and id agree.
+///
+/// # Panics
+/// If `users`, `items` or `rank` is zero, or `seen_min > seen_max`.
+pub fn random_model(a: &Shape) -> AlsModel {
+    let mut rng = Rng(a.seed);
+    // Factors around zero with a spread typical of implicit ALS (scores of order 0.1-1).
+    let scale = 1.0 / (a.rank as f64).sqrt();
+    let mut factors = |rows: usize| -> Vec<f32> {
+        (0..rows * a.rank)
+            .map(|_| ((rng.unit() * 2.0 - 1.0) * scale) as f32)
+            .collect()
+    };
+    let user_factors = factors(a.users);
+    let item_factors = factors(a.items);
+    // Seen items: a few per user, skewed towards a popular head (index = items · u³).
+    let mut seen_offsets = Vec::with_capacity(a.users + 1);
+    let mut seen_items = Vec::new();
+    let mut item_popularity = vec![0u32; a.items];
+    seen_offsets.push(0u32);
+    let seen_max = a.seen_max.min(a.items);
+    let seen_min = a.seen_min.min(seen_max);
+    let span = (seen_max - seen_min + 1) as u64;
+    let mut row = Vec::new();
+    for _ in 0..a.users {
+        let count = seen_min + (rng.next_u64() % span) as usize;
+        row.clear();
+        while row.len() < count {
+            let u = rng.unit();
+            let item = ((a.items as f64 * u * u * u) as usize).min(a.items - 1) as u32;
+            if !row.contains(&item) {
+                row.push(item);
+            }
+        }
+        row.sort_unstable();
+        for &i in &row {
+            item_popularity[i as usize] += 1;
+        }
+        seen_items.extend_from_slice(&row);
+        seen_offsets.push(seen_items.len() as u32);
+    }
+    AlsModel {
+        feedback: Feedback::Implicit,
+        rank: a.rank as u32,
+        lambda: 0.1,
+        alpha: 1.0,
+        user_ids: (0..a.users).map(|u| format!("u{u}")).collect(),
+        item_ids: (0..a.items).map(|i| format!("i{i}")).collect(),
+        user_factors,
+        item_factors,
+        seen_offsets,
+        seen_items,
+        item_popularity,
+    }
+}
