@@ -245,15 +245,15 @@ scan_pct=$(json "$s" scan_pct_of_stream)
     echo "  dot products only (no top-n): $(json "$s" dot_only_ms) ms -> $(json "$s" dot_only_gbps) GB/s"
     echo
     echo "all users top-$N, $THREADS threads"
-    echo "  ours (ServingAls::recommend per user): ${ours_all} s"
+    echo "  ours (ServingAls::recommend_many, the batched scan): ${ours_all} s"
     echo "  implicit $(json "$OUT/implicit.json" implicit_version) recommend: ${theirs_all} s" \
         "(fastest of BLAS threads 1 and 2: $(json "$OUT/implicit.json" best_blas_threads);" \
         "runs by BLAS threads $(json "$OUT/implicit.json" runs_by_blas_threads); OpenBLAS kernel" \
         "$("$py" -c 'import json,sys; print(*{b["architecture"] for b in json.load(open(sys.argv[1]))["blas"] if b["internal_api"] == "openblas"})' "$OUT/implicit.json"))"
     echo "  ours / implicit: $all_ratio x the time; identical top-$N lists for" \
         "$(json "$OUT/implicit.json" same_list_users) of $USERS users, mean overlap $(json "$OUT/implicit.json" mean_overlap_at_n)"
-    echo "  blocked-scan prototype (scan_bench, not the service): $(json "$s" blocked_all_users_seconds) s," \
-        "$(json "$s" blocked_mismatched_users) users differing from ours"
+    echo "  ours one user at a time (ServingAls::recommend): $(json "$s" one_by_one_all_users_seconds) s," \
+        "$(json "$s" batch_mismatched_users) users whose lists differ from the batched ones"
     echo
     echo "targets"
     echo "  >= 1000 req/s at c=$CONNECTIONS:      $rps  $(verdict "$rps" '>=' 1000)"

@@ -10,11 +10,11 @@
 //! - **recommend**: `ServingAls::recommend(user, n, Filter::default())` for `--requests` users,
 //!   single thread; bytes of item factors scanned per request and the achieved scan rate as a
 //!   share of the streaming read.
-//! - **all users**: top-`n` for every user, `--threads` std threads pulling chunks of users;
-//!   the items go to `--top-out` (u32, users × n) for the comparison with `implicit`.
-//! - **blocked (prototype, not the service's code)**: the same top-`n` for all users, scanning the
-//!   items in tiles that stay in L2 for a block of users, with the same `dot`: what a batched
-//!   scan would gain. Its answers are checked against `recommend`'s.
+//! - **all users**: top-`n` for every user with `ServingAls::recommend_many` (the batched scan
+//!   `POST /v1/recommendations` uses), `--threads` std threads pulling chunks of users; the items
+//!   go to `--top-out` (u32, users × n) for the comparison with `implicit`.
+//! - **all users, one by one**: the same with `ServingAls::recommend` per user, for comparison;
+//!   the two answers are checked to be identical.
 //!
 //! ```sh
 //! target/release/examples/scan_bench --store /tmp/store [--version 1] [--requests 2000] \
@@ -147,52 +147,6 @@ where
     out
 }
 
-/// The prototype: for a block of users, scan the items in L2-sized tiles, each tile reused by
-/// every user of the block; per-user top-`n` kept as a sorted array with a threshold. Ties go to
-/// the lower index (items arrive in increasing order, so only a strictly better score enters).
-fn blocked_block(model: &AlsModel, users: std::ops::Range<usize>, n: usize, dst: &mut [u32]) {
-    const TILE_ITEMS: usize = 2048;
-    let k = model.rank as usize;
-    let n_items = model.n_items();
-    let block: Vec<u32> = users.map(|u| u as u32).collect();
-    let mut tops: Vec<Vec<(f32, u32)>> = vec![Vec::with_capacity(n + 1); block.len()];
-    let mut cursors: Vec<usize> = vec![0; block.len()];
-    let mut tile_start = 0;
-    while tile_start < n_items {
-        let tile_end = (tile_start + TILE_ITEMS).min(n_items);
-        let tile = &model.item_factors[tile_start * k..tile_end * k];
-        for (b, &u) in block.iter().enumerate() {
-            let x = model.user_factors(u);
-            let seen = model.seen(u);
-            let top = &mut tops[b];
-            let mut cursor = cursors[b];
-            for (j, y) in tile.chunks_exact(k).enumerate() {
-                let i = (tile_start + j) as u32;
-                if seen.get(cursor) == Some(&i) {
-                    cursor += 1;
-                    continue;
-                }
-                let s = dot(x, y);
-                if top.len() < n {
-                    let pos = top.partition_point(|e| e.0 >= s);
-                    top.insert(pos, (s, i));
-                } else if top.last().is_some_and(|w| s > w.0) {
-                    top.pop();
-                    let pos = top.partition_point(|e| e.0 >= s);
-                    top.insert(pos, (s, i));
-                }
-            }
-            cursors[b] = cursor;
-        }
-        tile_start = tile_end;
-    }
-    for (b, top) in tops.iter().enumerate() {
-        for (slot, (_, item)) in dst[b * n..(b + 1) * n].iter_mut().zip(top) {
-            *slot = *item;
-        }
-    }
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
@@ -268,10 +222,29 @@ async fn main() -> anyhow::Result<()> {
     });
 
     if !args.skip_all {
-        // (c) all users, the service's call on `threads` threads.
+        // (c) all users, batched, on `threads` threads.
         let n = args.n;
         let t = Instant::now();
-        let ours = all_users(n_users, n, args.threads, 64, |range, dst| {
+        let batched = all_users(n_users, n, args.threads, 1024, |range, dst| {
+            let users: Vec<u32> = range.map(|u| u as u32).collect();
+            for (j, top) in serving
+                .recommend_many(&users, n, Filter::default())
+                .iter()
+                .enumerate()
+            {
+                for (slot, s) in dst[j * n..(j + 1) * n].iter_mut().zip(top) {
+                    *slot = s.item;
+                }
+            }
+        });
+        let all_seconds = t.elapsed().as_secs_f64();
+        if let Some(path) = &args.top_out {
+            let bytes: Vec<u8> = batched.iter().flat_map(|v| v.to_le_bytes()).collect();
+            std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))?;
+        }
+        // (d) all users one by one, same threads, checked against (c).
+        let t = Instant::now();
+        let one_by_one = all_users(n_users, n, args.threads, 64, |range, dst| {
             for (j, u) in range.enumerate() {
                 let top = serving.recommend(u as u32, n, Filter::default());
                 for (slot, s) in dst[j * n..(j + 1) * n].iter_mut().zip(&top) {
@@ -279,20 +252,10 @@ async fn main() -> anyhow::Result<()> {
                 }
             }
         });
-        let all_seconds = t.elapsed().as_secs_f64();
-        if let Some(path) = &args.top_out {
-            let bytes: Vec<u8> = ours.iter().flat_map(|v| v.to_le_bytes()).collect();
-            std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))?;
-        }
-        // (d) the blocked prototype, same threads, checked against (c).
-        let t = Instant::now();
-        let blocked = all_users(n_users, n, args.threads, 64, |range, dst| {
-            blocked_block(m, range, n, dst);
-        });
-        let blocked_seconds = t.elapsed().as_secs_f64();
-        let mismatched_users = ours
+        let one_by_one_seconds = t.elapsed().as_secs_f64();
+        let mismatched_users = batched
             .chunks_exact(n)
-            .zip(blocked.chunks_exact(n))
+            .zip(one_by_one.chunks_exact(n))
             .filter(|(a, b)| a != b)
             .count();
         if let Some(obj) = report.as_object_mut() {
@@ -302,8 +265,11 @@ async fn main() -> anyhow::Result<()> {
                 "all_users_per_second".into(),
                 (n_users as f64 / all_seconds).into(),
             );
-            obj.insert("blocked_all_users_seconds".into(), blocked_seconds.into());
-            obj.insert("blocked_mismatched_users".into(), mismatched_users.into());
+            obj.insert(
+                "one_by_one_all_users_seconds".into(),
+                one_by_one_seconds.into(),
+            );
+            obj.insert("batch_mismatched_users".into(), mismatched_users.into());
         }
     }
     writeln!(out, "{report}")?;

@@ -74,19 +74,82 @@ fn items(model: &ServingAls, scored: Vec<Scored>) -> Vec<Item> {
         .collect()
 }
 
-/// Recommendations for one user, given their recent clicks.
-pub fn recommend(
+/// The request's `exclude` and `allow` ids as item indices; unknown ids are dropped.
+struct Filters {
+    exclude: Vec<u32>,
+    allow: Option<Vec<u32>>,
+}
+
+impl Filters {
+    fn new(model: &ServingAls, opts: &Options) -> Self {
+        Self {
+            exclude: indices(model, &opts.exclude),
+            allow: opts.allow.as_ref().map(|a| indices(model, a)),
+        }
+    }
+
+    fn filter(&self) -> Filter<'_> {
+        Filter {
+            exclude: &self.exclude,
+            allow: self.allow.as_deref(),
+        }
+    }
+}
+
+fn answer(
+    model: &ServingAls,
+    user_id: &str,
+    strategy: Strategy,
+    scored: Vec<Scored>,
+) -> Recommendations {
+    Recommendations {
+        user_id: user_id.to_owned(),
+        cold_start: matches!(strategy, Strategy::Popular | Strategy::None),
+        strategy,
+        items: items(model, scored),
+    }
+}
+
+/// Recommendations for many users, each with their recent clicks; the same answers as
+/// a single user's request. Users the model knows and who have not clicked since are scored
+/// together by the batched scan ([`ServingAls::recommend_many`]), the rest one by one.
+pub fn recommend_many(
+    model: &ServingAls,
+    users: &[(String, Vec<Click>)],
+    opts: &Options,
+) -> Vec<Recommendations> {
+    let filters = Filters::new(model, opts);
+    let (positions, known): (Vec<usize>, Vec<u32>) = users
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, clicks))| clicks.is_empty())
+        .filter_map(|(pos, (id, _))| Some((pos, model.user_index(id)?)))
+        .unzip();
+    let mut batched = model
+        .recommend_many(&known, opts.n, filters.filter())
+        .into_iter();
+    let mut positions = positions.into_iter().peekable();
+    users
+        .iter()
+        .enumerate()
+        .map(|(pos, (user_id, clicks))| {
+            match positions.next_if_eq(&pos).and_then(|_| batched.next()) {
+                Some(scored) => answer(model, user_id, Strategy::Als, scored),
+                None => recommend_one(model, user_id, clicks, opts, &filters),
+            }
+        })
+        .collect()
+}
+
+/// One user's recommendations, given their recent clicks.
+fn recommend_one(
     model: &ServingAls,
     user_id: &str,
     clicks: &[Click],
     opts: &Options,
+    filters: &Filters,
 ) -> Recommendations {
-    let exclude = indices(model, &opts.exclude);
-    let allow = opts.allow.as_ref().map(|a| indices(model, a));
-    let filter = Filter {
-        exclude: &exclude,
-        allow: allow.as_deref(),
-    };
+    let filter = filters.filter();
     let als = model.model();
     let default_weight = match als.feedback {
         Feedback::Explicit => DEFAULT_EXPLICIT_CLICK,
@@ -129,12 +192,7 @@ pub fn recommend(
             ColdStart::Drop => (Strategy::None, Vec::new()),
         },
     };
-    Recommendations {
-        user_id: user_id.to_owned(),
-        cold_start: matches!(strategy, Strategy::Popular | Strategy::None),
-        strategy,
-        items: items(model, scored),
-    }
+    answer(model, user_id, strategy, scored)
 }
 
 /// The items nearest to `item_id` in factor space.
@@ -145,11 +203,9 @@ pub fn similar(model: &ServingAls, item_id: &str, opts: &Options) -> Result<Vec<
     let item = model
         .item_index(item_id)
         .ok_or_else(|| Error::UnknownItem(item_id.to_owned()))?;
-    let exclude = indices(model, &opts.exclude);
-    let allow = opts.allow.as_ref().map(|a| indices(model, a));
-    let filter = Filter {
-        exclude: &exclude,
-        allow: allow.as_deref(),
-    };
-    Ok(items(model, model.similar_items(item, opts.n, filter)))
+    let filters = Filters::new(model, opts);
+    Ok(items(
+        model,
+        model.similar_items(item, opts.n, filters.filter()),
+    ))
 }

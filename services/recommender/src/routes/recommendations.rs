@@ -1,15 +1,18 @@
 //! `GET /v1/users/{user_id}/recommendations` and `POST /v1/recommendations` (a user subset).
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use shared_lib::http::ServedBy;
-use shared_lib::serving::Variant;
+use shared_lib::serving::{Loaded, Variant};
 
 use super::{AppState, ListQuery, check_id, check_list, check_n};
+use crate::clicks::Click;
 use crate::error::Error;
-use crate::recommend::{ColdStart, Options, Recommendations, recommend};
+use crate::model::Recommender;
+use crate::recommend::{ColdStart, Options, Recommendations, recommend_many};
 
 pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
     cfg.route(
@@ -32,36 +35,62 @@ struct Answer {
     recommendations: Recommendations,
 }
 
-/// Scores one user on the blocking pool (a catalogue scan is milliseconds of CPU); the shadow,
-/// if any, is scored afterwards by the shadow runner, off the request's path.
-async fn answer(
+/// Routes each user (A/B is per user), then scores each variant's users together on the
+/// blocking pool (a catalogue scan is milliseconds of CPU; many users share one batched scan).
+/// The shadow, if any, scores the same users afterwards in the shadow runner, off the request's
+/// path, and counts one comparison per group: agree when every user's top item is the same.
+async fn answers(
     state: &web::Data<AppState>,
-    user_id: String,
+    users: Vec<String>,
     options: Options,
-) -> Result<Answer, Error> {
-    let (loaded, variant) = state.deployment.route(&user_id).ok_or(Error::NotReady)?;
-    let clicks = state.clicks.recent(&user_id);
-    let scoring = loaded.clone();
-    // The inputs go to the blocking pool and come back, for the shadow, without copies.
-    let (recommendations, user_id, clicks, options) = web::block(move || {
-        let ours = recommend(&scoring.model.0, &user_id, &clicks, &options);
-        (ours, user_id, clicks, options)
-    })
-    .await
-    .map_err(|e| Error::Scoring(e.to_string()))?;
-    if let Some(shadow) = state.deployment.shadow() {
-        let ours = recommendations.items.first().map(|i| i.item_id.clone());
-        state.shadow.submit(move || {
-            let theirs = recommend(&shadow.model.0, &user_id, &clicks, &options);
-            Ok(theirs.items.first().map(|i| i.item_id.clone()) == ours)
-        });
+) -> Result<Vec<Answer>, Error> {
+    let mut groups: Vec<(Arc<Loaded<Recommender>>, Variant, Vec<usize>)> = Vec::new();
+    for (pos, user_id) in users.iter().enumerate() {
+        let (loaded, variant) = state.deployment.route(user_id).ok_or(Error::NotReady)?;
+        match groups
+            .iter_mut()
+            .find(|(l, v, _)| Arc::ptr_eq(l, &loaded) && *v == variant)
+        {
+            Some((_, _, positions)) => positions.push(pos),
+            None => groups.push((loaded, variant, vec![pos])),
+        }
     }
-    Ok(Answer {
-        model: state.deployment.model().to_string(),
-        version: loaded.manifest.version.get(),
-        variant,
-        recommendations,
-    })
+    let mut answers: Vec<Option<Answer>> = users.iter().map(|_| None).collect();
+    for (loaded, variant, positions) in groups {
+        let group: Vec<(String, Vec<Click>)> = positions
+            .iter()
+            .map(|&p| (users[p].clone(), state.clicks.recent(&users[p])))
+            .collect();
+        let scoring = loaded.clone();
+        let options = options.clone();
+        // The inputs go to the blocking pool and come back, for the shadow, without copies.
+        let (recommendations, group, options) = web::block(move || {
+            let ours = recommend_many(&scoring.model.0, &group, &options);
+            (ours, group, options)
+        })
+        .await
+        .map_err(|e| Error::Scoring(e.to_string()))?;
+        if let Some(shadow) = state.deployment.shadow() {
+            let ours: Vec<Option<String>> = recommendations.iter().map(top_item).collect();
+            state.shadow.submit(move || {
+                let theirs = recommend_many(&shadow.model.0, &group, &options);
+                Ok(theirs.iter().map(top_item).eq(ours))
+            });
+        }
+        for (pos, recommendations) in positions.into_iter().zip(recommendations) {
+            answers[pos] = Some(Answer {
+                model: state.deployment.model().to_string(),
+                version: loaded.manifest.version.get(),
+                variant,
+                recommendations,
+            });
+        }
+    }
+    Ok(answers.into_iter().flatten().collect())
+}
+
+fn top_item(recommendations: &Recommendations) -> Option<String> {
+    recommendations.items.first().map(|i| i.item_id.clone())
 }
 
 fn record_served(req: &HttpRequest, state: &AppState, answers: &[&Answer]) {
@@ -89,7 +118,10 @@ async fn for_user(
         ));
     }
     let options = query.options(state.max_n)?;
-    let answer = answer(&state, user_id, options).await?;
+    let answer = answers(&state, vec![user_id], options)
+        .await?
+        .pop()
+        .ok_or(Error::NotReady)?;
     record_served(&req, &state, &[&answer]);
     Ok(HttpResponse::Ok().json(answer))
 }
@@ -141,10 +173,7 @@ async fn for_users(
         allow: body.allow,
         cold_start: body.cold_start,
     };
-    let mut answers = Vec::with_capacity(body.users.len());
-    for user_id in body.users {
-        answers.push(answer(&state, user_id, options.clone()).await?);
-    }
+    let answers = answers(&state, body.users, options).await?;
     record_served(&req, &state, &answers.iter().collect::<Vec<_>>());
     Ok(HttpResponse::Ok().json(SubsetAnswer {
         model: state.deployment.model().to_string(),

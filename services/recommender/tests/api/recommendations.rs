@@ -1,6 +1,7 @@
 //! Recommendations, subsets, similar items, clicks, A/B, and bad input.
 
 use serde_json::json;
+use shared_lib::models::als::synthetic::{Shape, random_model};
 
 use crate::helpers::{item_ids, spawn_app, two_cluster_model};
 
@@ -86,6 +87,47 @@ async fn the_subset_call_answers_exactly_as_the_per_user_calls() {
             .await;
         assert_eq!(subset["results"][i], single, "{user}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_subset_scored_in_batches_answers_exactly_as_the_per_user_calls() {
+    // Enough known users to take the batched scan, mixed with a stranger and a user who has
+    // clicked (both scored one by one), over a catalogue of several item tiles.
+    let model = random_model(&Shape {
+        users: 40,
+        items: 2_500,
+        rank: 12,
+        seed: 11,
+        seen_min: 0,
+        seen_max: 30,
+    });
+    let app = spawn_app(&[model], &[]).await;
+    app.post(
+        "/v1/users/u3/events",
+        &json!({"events": [{"item_id": "i7"}]}),
+    )
+    .await;
+    let mut users: Vec<String> = (0..40).rev().map(|u| format!("u{u}")).collect();
+    users.insert(5, "stranger".into());
+    let body = json!({"users": users, "n": 7, "exclude": ["i1", "i2000", "nope"]});
+    let res = app.post("/v1/recommendations", &body).await;
+    assert_eq!(res.status(), 200);
+    let subset: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(
+        subset["results"].as_array().map(Vec::len),
+        Some(users.len())
+    );
+    for (i, user) in users.iter().enumerate() {
+        let single = app
+            .get_json(&format!(
+                "/v1/users/{user}/recommendations?n=7&exclude=i1,i2000,nope"
+            ))
+            .await;
+        assert_eq!(subset["results"][i], single, "{user}");
+    }
+    assert_eq!(subset["results"][5]["strategy"], "popular");
+    let u3 = users.iter().position(|u| u == "u3").unwrap();
+    assert_eq!(subset["results"][u3]["strategy"], "fold_in");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
