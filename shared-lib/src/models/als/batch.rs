@@ -19,7 +19,8 @@
 use ndarray::linalg::general_mat_mul;
 use ndarray::{Array2, ArrayView2, ArrayViewMut2};
 
-use super::{Filter, Scored, ServingAls, TopN, dot, sorted_unique};
+use super::select::{Candidates, within};
+use super::{Filter, Scored, ServingAls, dot, sorted_unique};
 
 /// Users scored together: their factors (users × rank) and a score tile stay in cache.
 const BLOCK_USERS: usize = 256;
@@ -141,87 +142,6 @@ fn margin(k: usize, user_norm: f32, max_item_norm: f32) -> Option<f32> {
     Some(2.0 * delta)
 }
 
-/// The part of a sorted index list that falls in `range`.
-fn within<'a>(sorted: &'a [u32], range: &std::ops::Range<u32>) -> &'a [u32] {
-    let lo = sorted.partition_point(|&i| i < range.start);
-    let hi = sorted.partition_point(|&i| i < range.end);
-    &sorted[lo..hi]
-}
-
-/// Items whose approximate score may still make a user's top `n`.
-struct Candidates {
-    n: usize,
-    margin: f32,
-    /// The `n`-th best approximate score so far minus `margin`; lower until `n` are known.
-    threshold: f32,
-    /// (approximate score, item); pruned to those ≥ `threshold` when it reaches `cap`.
-    items: Vec<(f32, u32)>,
-    cap: usize,
-}
-
-impl Candidates {
-    fn new(n: usize, margin: f32) -> Self {
-        let cap = n.saturating_mul(4).saturating_add(32);
-        Self {
-            n,
-            margin,
-            threshold: f32::MIN,
-            items: Vec::with_capacity(cap.min(1 << 16)),
-            cap,
-        }
-    }
-
-    /// Takes a row of approximate scores for items `offset..`; excluded items are −∞.
-    fn scan(&mut self, row: &[f32], offset: u32) {
-        const LANES: usize = 16;
-        for (c, chunk) in row.chunks(LANES).enumerate() {
-            // The common case, no score near the top, is a vectorised max and one compare.
-            let best = chunk
-                .iter()
-                .fold(f32::NEG_INFINITY, |a, &s| if s > a { s } else { a });
-            if best < self.threshold {
-                continue;
-            }
-            let base = offset + (c * LANES) as u32;
-            for (j, &s) in chunk.iter().enumerate() {
-                if s >= self.threshold {
-                    self.items.push((s, base + j as u32));
-                    if self.items.len() >= self.cap {
-                        self.prune();
-                    }
-                }
-            }
-        }
-    }
-
-    /// Raises the threshold to the `n`-th best score so far minus the margin and drops the rest.
-    fn prune(&mut self) {
-        if self.items.len() >= self.n {
-            let (_, nth, _) = self
-                .items
-                .select_nth_unstable_by(self.n - 1, |a, b| b.0.total_cmp(&a.0));
-            self.threshold = self.threshold.max(nth.0 - self.margin);
-            let threshold = self.threshold;
-            self.items.retain(|&(s, _)| s >= threshold);
-        }
-        // Many near-equal scores (duplicated items): grow rather than prune on every push.
-        if self.items.len() * 2 > self.cap {
-            self.cap = self.items.len().saturating_mul(2);
-        }
-    }
-
-    /// The exact top `n`: the candidates rescored with `exact` and chosen as the per-user scan
-    /// chooses (scores descending, ties to the lower index).
-    fn choose(mut self, exact: impl Fn(u32) -> f32) -> Vec<Scored> {
-        self.prune();
-        let mut top = TopN::new(self.n);
-        for (_, item) in self.items {
-            top.push(item, exact(item));
-        }
-        top.into_sorted()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::super::synthetic::{Shape, random_model};
@@ -304,21 +224,6 @@ mod tests {
             m.recommend_many(&users[..2], 0, Filter::default()),
             vec![vec![]; 2]
         );
-    }
-
-    #[test]
-    fn candidates_keep_every_score_within_the_margin_of_the_nth() {
-        let mut c = Candidates::new(2, 0.5);
-        c.scan(&[1.0, 3.0, 2.8, 2.4, f32::NEG_INFINITY, 2.6, 0.0], 10);
-        let mut kept: Vec<u32> = {
-            c.prune();
-            c.items.iter().map(|&(_, i)| i).collect()
-        };
-        kept.sort_unstable();
-        // 2nd best is 2.8: keep ≥ 2.3 (items 11, 12, 13, 15), never the excluded −∞.
-        assert_eq!(kept, vec![11, 12, 13, 15]);
-        let top = c.choose(|i| i as f32);
-        assert_eq!(top.iter().map(|s| s.item).collect::<Vec<_>>(), vec![15, 13]);
     }
 
     #[test]

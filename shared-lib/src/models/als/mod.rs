@@ -6,8 +6,9 @@
 //! are not stored: [`AlsModel::prepare`] validates the model and builds them, giving a
 //! [`ServingAls`] that scores without further checks.
 //!
-//! Scoring scans the item factors with a vectorisable dot product and keeps the best `n` in a
-//! bounded min-heap, so a request costs O(items · rank + items · log n), never a catalogue sort.
+//! Scoring scans the item factors with a vectorisable dot product, a row of scores at a time,
+//! and keeps only the items that can still make the top `n` (the `select` module), so a
+//! request costs O(items · rank) plus little, never a catalogue sort.
 //! Many users at once go through [`ServingAls::recommend_many`] (the `batch` module), which
 //! scores blocks of users against cached item tiles and gives the same answers.
 
@@ -19,6 +20,9 @@ use serde::{Deserialize, Serialize};
 use crate::Error;
 
 mod batch;
+mod select;
+
+use select::{Candidates, within};
 pub mod synthetic;
 
 /// Larger ranks are refused at load: no sensible ALS model has them, and fold-in is O(rank³).
@@ -331,18 +335,33 @@ impl ServingAls {
                     }
                 }
             }
-            None => {
-                let mut next_excluded = excluded.iter().copied().peekable();
-                for (i, y) in model.item_factors.chunks_exact(model.k()).enumerate() {
-                    let i = i as u32;
-                    if next_excluded.next_if_eq(&i).is_some() {
-                        continue;
-                    }
-                    top.push(i, dot(user_vector, y));
-                }
-            }
+            None => return self.scan_all(user_vector, n, &excluded),
         }
         top.into_sorted()
+    }
+
+    /// The whole catalogue for one user vector, a row of exact scores at a time; `excluded` is
+    /// sorted. Candidates with margin 0 keep every score tied with the `n`-th best, so the
+    /// choice equals a [`TopN`] over all items.
+    fn scan_all(&self, user_vector: &[f32], n: usize, excluded: &[u32]) -> Vec<Scored> {
+        /// Items scored per row: the row stays in L1 between scoring and selection.
+        const ROW_ITEMS: usize = 256;
+        let model = &self.model;
+        let k = model.k();
+        let mut found = Candidates::new(n, 0.0);
+        let mut row = [0.0f32; ROW_ITEMS];
+        for (r, tile) in model.item_factors.chunks(ROW_ITEMS * k).enumerate() {
+            let start = (r * ROW_ITEMS) as u32;
+            let row = &mut row[..tile.len() / k];
+            for (score, y) in row.iter_mut().zip(tile.chunks_exact(k)) {
+                *score = dot(user_vector, y);
+            }
+            for &i in within(excluded, &(start..start + row.len() as u32)) {
+                row[(i - start) as usize] = f32::NEG_INFINITY;
+            }
+            found.scan(row, start);
+        }
+        found.choose(|i| dot(user_vector, model.item_factors(i)))
     }
 
     /// The `n` items closest to `item` by cosine similarity of their factors, without `item`.
@@ -715,6 +734,44 @@ mod tests {
             reference.truncate(n);
             let got: Vec<(u32, f32)> = got.iter().map(|s| (s.item, s.score)).collect();
             assert_eq!(got, reference, "n = {n}");
+        }
+    }
+
+    #[test]
+    fn recommend_equals_a_full_sort_over_many_rows_with_ties() {
+        let mut m = synthetic::random_model(&synthetic::Shape {
+            users: 30,
+            items: 1_300,
+            rank: 9,
+            seed: 5,
+            seen_min: 0,
+            seen_max: 50,
+        });
+        // Items 600.. repeat items 0..: every score appears at least twice.
+        let k = 9;
+        let (head, tail) = m.item_factors.split_at_mut(600 * k);
+        tail[..600 * k].copy_from_slice(head);
+        let m = m.prepare().unwrap();
+        let exclude = [1u32, 601, 1_299];
+        for u in 0..30u32 {
+            for n in [1, 10, 70, 1_300] {
+                let filter = Filter {
+                    exclude: &exclude,
+                    allow: None,
+                };
+                let got: Vec<(u32, f32)> = m
+                    .recommend(u, n, filter)
+                    .iter()
+                    .map(|s| (s.item, s.score))
+                    .collect();
+                let mut reference: Vec<(u32, f32)> = (0..1_300u32)
+                    .filter(|i| !m.model().seen(u).contains(i) && !exclude.contains(i))
+                    .map(|i| (i, m.model().predict(u, i)))
+                    .collect();
+                reference.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+                reference.truncate(n);
+                assert_eq!(got, reference, "user {u}, n = {n}");
+            }
         }
     }
 
