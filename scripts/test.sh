@@ -2,7 +2,8 @@
 # The one command that runs every test: formatting and lints, unit and integration tests (an
 # in-process S3 server), and the end-to-end tests against Garage, which it installs on first
 # use (cargo install, ~10-15 minutes once) and starts on loopback for the run. The registry
-# page test needs Chromium (`apt-get install chromium`; .ci/run installs it). API fuzzing uses a
+# page test needs Chromium (`apt-get install chromium`; .ci/run installs it), the hot-reload
+# fault test wrk (`apt-get install wrk`; .ci/run installs it). API fuzzing uses a
 # virtualenv it creates (.venv-fuzz); the fuzz targets need cargo-fuzz (installed on first use)
 # and build once into fuzz/target (about 10 minutes the first time).
 set -euo pipefail
@@ -17,6 +18,8 @@ eval "$(GARAGE_S3_PORT=${GARAGE_S3_PORT:-3910} scripts/garage.sh start "$garage_
 scripts/check-deploy.sh
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The fault tests (tests/e2e/faults.rs) run the real binaries from target/debug: build them.
+cargo build --workspace --bins --locked
 cargo nextest run --workspace --locked --run-ignored all --no-fail-fast
 # Schemathesis against each running service (>= 500 cases each), then each cargo-fuzz
 # target for a bounded time. Both exit non-zero on any 5xx, schema violation, panic or crash.

@@ -3,9 +3,25 @@
 //! `scripts/test.sh` starts Garage and exports `E2E_S3_*`; the tests that need it are
 //! `#[ignore]`d so a plain `cargo test` without Garage skips them visibly rather than failing,
 //! and the test script runs them with `--run-ignored all`.
+//!
+//! The fault tests (`e2e/faults.rs`) run the real binaries ([`process`]), against a Garage of
+//! their own where the store must go away ([`garage`]), with a proxy that stops a request
+//! part-way ([`proxy`]).
 
+#[path = "support/garage.rs"]
+pub mod garage;
+#[path = "support/process.rs"]
+pub mod process;
+#[path = "support/proxy.rs"]
+pub mod proxy;
+
+use base64::Engine as _;
 use secrecy::SecretString;
+use shared_lib::artifact::{ModelKind, encode_artifact};
+use shared_lib::models::forest::FraudModel;
 use shared_lib::store::{ObjectKey, S3Credentials, S3Settings};
+
+use crate::process::Service;
 
 /// S3 settings for the store started by `scripts/garage.sh`, under a fresh prefix per test.
 ///
@@ -32,6 +48,42 @@ pub fn garage_settings(prefix: &str) -> S3Settings {
     }
 }
 
+/// The environment of a service whose model store is `settings` (e.g. [`garage_settings`]):
+/// `MODEL_STORE` and the S3 variables.
+///
+/// # Panics
+/// When `settings` has no endpoint or no static credentials.
+pub fn store_env(settings: &S3Settings) -> Vec<(String, String)> {
+    use secrecy::ExposeSecret as _;
+    let credentials = settings
+        .credentials
+        .as_ref()
+        .unwrap_or_else(|| panic!("no static credentials"));
+    let store = match &settings.prefix {
+        Some(prefix) => format!("s3://{}/{prefix}", settings.bucket),
+        None => format!("s3://{}", settings.bucket),
+    };
+    [
+        ("MODEL_STORE", store),
+        (
+            "S3_ENDPOINT_URL",
+            settings
+                .endpoint
+                .clone()
+                .unwrap_or_else(|| panic!("no endpoint")),
+        ),
+        ("AWS_REGION", settings.region.clone()),
+        ("AWS_ACCESS_KEY_ID", credentials.access_key_id.clone()),
+        (
+            "AWS_SECRET_ACCESS_KEY",
+            credentials.secret_access_key.expose_secret().to_owned(),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
 /// Starts the registry service on a loopback port with `env`; returns its base URL.
 ///
 /// # Panics
@@ -53,7 +105,6 @@ pub async fn start_registry(env: Vec<(String, String)>) -> String {
 /// # Panics
 /// Never for these inputs.
 pub fn registration(seed: f64, metric: f64) -> serde_json::Value {
-    use base64::Engine as _;
     let artifact = shared_lib::artifact::encode_artifact(
         shared_lib::artifact::ModelKind::FraudRandomForest,
         &vec![seed; 4],
@@ -70,4 +121,169 @@ pub fn registration(seed: f64, metric: f64) -> serde_json::Value {
         "artifact_base64": base64::engine::general_purpose::STANDARD.encode(&artifact.bytes),
         "artifact_sha256": artifact.digest.to_string(),
     })
+}
+
+/// A one-split fraud forest: `txn_amount` above `cut` scores 0.9, else 0.1.
+pub fn fraud_model(cut: f64) -> FraudModel {
+    shared_lib::testing::threshold_fraud_model(cut, 0.1, 0.9)
+}
+
+/// A registration body for the registry API: `model` encoded as a fraud forest artifact of
+/// any serialisable shape (a real [`fraud_model`], or something that is not one).
+///
+/// # Panics
+/// When `model` cannot be encoded.
+pub fn fraud_registration(model: &impl serde::Serialize) -> serde_json::Value {
+    let artifact =
+        encode_artifact(ModelKind::FraudRandomForest, model).unwrap_or_else(|e| panic!("{e}"));
+    let draft = shared_lib::testing::fraud_draft("e2e");
+    let mut manifest = serde_json::to_value(&draft).unwrap_or_else(|e| panic!("{e}"));
+    if let Some(fields) = manifest.as_object_mut() {
+        fields.remove("model");
+    }
+    serde_json::json!({
+        "manifest": manifest,
+        "artifact_base64": base64::engine::general_purpose::STANDARD.encode(&artifact.bytes),
+        "artifact_sha256": artifact.digest.to_string(),
+    })
+}
+
+/// The token the fault tests give the registry binary.
+pub const REGISTRY_TOKEN: &str = "e2e-token-0123456789";
+
+/// The registry binary, reached over HTTP like the trainer and an operator reach it.
+pub struct RegistryApi {
+    pub service: Service,
+}
+
+impl RegistryApi {
+    /// Starts the registry binary on the store in `store_env` and waits until it is ready.
+    pub async fn start(store_env: &[(String, String)]) -> Self {
+        let mut env = store_env.to_vec();
+        env.push(("REGISTRY_TOKEN".into(), REGISTRY_TOKEN.into()));
+        Self {
+            service: Service::start_ready("registry", &env).await,
+        }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.service.url
+    }
+
+    /// Registers a version of `model`; returns its number.
+    ///
+    /// # Panics
+    /// Unless the registry answers 201.
+    pub async fn register(&self, model: &str, body: &serde_json::Value) -> u64 {
+        let res = self
+            .service
+            .client
+            .post(format!("{}/v1/models/{model}/versions", self.url()))
+            .bearer_auth(REGISTRY_TOKEN)
+            .json(body)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("register: {e}"));
+        let status = res.status();
+        let answer: serde_json::Value = res.json().await.unwrap_or_default();
+        assert_eq!(status, 201, "register {model}: {answer}");
+        answer["version"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no version in {answer}"))
+    }
+
+    /// Moves `alias` of `model` to `version` if it holds `expected`; returns the status.
+    pub async fn move_alias(
+        &self,
+        model: &str,
+        alias: &str,
+        version: u64,
+        expected: Option<u64>,
+    ) -> u16 {
+        self.service
+            .client
+            .put(format!("{}/v1/models/{model}/aliases/{alias}", self.url()))
+            .bearer_auth(REGISTRY_TOKEN)
+            .json(&serde_json::json!({"version": version, "expected_version": expected}))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("move alias: {e}"))
+            .status()
+            .as_u16()
+    }
+
+    /// Moves `production` of `model` from where it is to `version`.
+    ///
+    /// # Panics
+    /// Unless the move succeeds.
+    pub async fn promote(&self, model: &str, version: u64) {
+        let current = self.alias(model, "production").await;
+        let status = self.move_alias(model, "production", version, current).await;
+        assert_eq!(status, 200, "move production of {model} to {version}");
+    }
+
+    /// The version `alias` points to, if it exists.
+    pub async fn alias(&self, model: &str, alias: &str) -> Option<u64> {
+        let res = self
+            .service
+            .get(&format!("/v1/models/{model}/aliases/{alias}"))
+            .await;
+        if res.status() == 404 {
+            return None;
+        }
+        let record: serde_json::Value = res.json().await.unwrap_or_default();
+        record["version"].as_u64()
+    }
+
+    /// The listed versions of `model`, oldest first (empty for an unknown model), each checked
+    /// to be whole: its manifest reads and its artifact downloads with the manifest's size and
+    /// sha256.
+    ///
+    /// # Panics
+    /// When a listed version is not whole.
+    pub async fn complete_versions(&self, model: &str) -> Vec<u64> {
+        let res = self
+            .service
+            .get(&format!(
+                "/v1/models/{model}/versions?order=asc&page_size=500"
+            ))
+            .await;
+        if res.status() == 404 {
+            return Vec::new();
+        }
+        let listing: serde_json::Value = res.json().await.unwrap_or_default();
+        let versions: Vec<u64> = listing["versions"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no versions in {listing}"))
+            .iter()
+            .filter_map(|v| v["version"].as_u64())
+            .collect();
+        for v in &versions {
+            let manifest = self
+                .service
+                .get_json(&format!("/v1/models/{model}/versions/{v}"))
+                .await["manifest"]
+                .clone();
+            let artifact = self
+                .service
+                .get(&format!("/v1/models/{model}/versions/{v}/artifact"))
+                .await;
+            assert_eq!(artifact.status(), 200, "artifact of version {v}");
+            let bytes = artifact
+                .bytes()
+                .await
+                .unwrap_or_else(|e| panic!("artifact of version {v}: {e}"));
+            let digest = shared_lib::artifact::ArtifactDigest::of(&bytes).to_string();
+            assert_eq!(
+                manifest["artifact"]["sha256"].as_str(),
+                Some(digest.as_str()),
+                "version {v}: the artifact does not match its manifest"
+            );
+            assert_eq!(
+                manifest["artifact"]["size"].as_u64(),
+                Some(bytes.len() as u64)
+            );
+        }
+        versions
+    }
 }

@@ -139,6 +139,40 @@ pub async fn wait_until_ready(base_url: &str) {
     }
 }
 
+/// Polls `check` every 50 ms until it is true.
+///
+/// # Panics
+/// When it is still false after `timeout`; the message names `what`.
+pub async fn eventually<F, Fut>(what: &str, timeout: std::time::Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + timeout;
+    while !check().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not within {timeout:?}: {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// The sum of the samples of Prometheus metric `name` (in the text format `metrics`) whose
+/// labels include every `key="value"` given.
+pub fn metric_sum(metrics: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .filter(|l| {
+            labels
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// One plain HTTP/1.1 `GET /readyz`; true for a 200.
 async fn answers_ready(address: &str) -> bool {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -156,5 +190,55 @@ async fn answers_ready(address: &str) -> bool {
 impl Drop for TestS3 {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+/// The fraud service's inputs, in order.
+pub const FRAUD_FEATURES: [&str; 3] = ["txn_amount", "amount_spent_past_mo", "txns_same_merchant"];
+
+/// A one-split fraud forest: `txn_amount` above `cut` scores `high`, else `low`.
+pub fn threshold_fraud_model(cut: f64, low: f32, high: f32) -> crate::models::forest::FraudModel {
+    use crate::models::forest::{FlatTree, FraudModel, LEAF};
+    FraudModel {
+        feature_names: FRAUD_FEATURES.map(String::from).to_vec(),
+        trees: vec![FlatTree {
+            feature: vec![0, LEAF, LEAF],
+            threshold: vec![cut, 0.0, 0.0],
+            left: vec![1, 0, 0],
+            right: vec![2, 0, 0],
+            value: vec![0.0, low, high],
+        }],
+        threshold: 0.5,
+    }
+}
+
+/// A fraud version's draft as the trainer would publish it (the schema of [`FRAUD_FEATURES`],
+/// ROC AUC 0.9), by `actor`.
+///
+/// # Panics
+/// Never: the model name is valid.
+pub fn fraud_draft(actor: &str) -> crate::registry::manifest::NewVersion {
+    use crate::registry::manifest::{FeatureSchema, FeatureSpec, FeatureType, NewVersion};
+    NewVersion {
+        model: crate::model_id::ModelName::parse("fraud").unwrap_or_else(|e| panic!("{e}")),
+        run_id: uuid::Uuid::new_v4(),
+        algorithm: "random_forest".into(),
+        parameters: std::collections::BTreeMap::new(),
+        feature_schema: FeatureSchema {
+            features: FRAUD_FEATURES
+                .iter()
+                .map(|n| FeatureSpec {
+                    name: (*n).into(),
+                    dtype: FeatureType::Float,
+                    min: Some(0.0),
+                    max: None,
+                })
+                .collect(),
+        },
+        training_data: Default::default(),
+        metrics: std::collections::BTreeMap::from([("roc_auc".into(), 0.9)]),
+        trainer_version: actor.into(),
+        created_by: actor.into(),
+        gate: None,
     }
 }

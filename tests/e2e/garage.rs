@@ -211,52 +211,25 @@ fn raw_client(settings: &shared_lib::store::S3Settings) -> aws_sdk_s3::Client {
     aws_sdk_s3::Client::from_conf(config)
 }
 
-/// The registry service on Garage: concurrent registrations and alias moves over HTTP.
+/// The registry binary on Garage: 20 concurrent registrations and 20 racing alias moves over
+/// HTTP (issue #5's concurrent-publishers fault): no version lost or duplicated, exactly one
+/// compare-and-swap winner per round, and the alias holds the winner.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "needs Garage: run scripts/test.sh"]
+#[ignore = "needs Garage and the built binaries: run scripts/test.sh"]
 async fn registry_service_on_garage_allocates_distinct_versions_and_one_cas_winner() {
     // Arrange
-    let settings = garage_settings("registry-service");
-    let var = |name: &str| std::env::var(name).unwrap();
-    let env: Vec<(String, String)> = [
-        (
-            "MODEL_STORE",
-            format!(
-                "s3://{}/{}",
-                settings.bucket,
-                settings.prefix.as_ref().unwrap()
-            ),
-        ),
-        ("S3_ENDPOINT_URL", var("E2E_S3_ENDPOINT")),
-        ("AWS_REGION", var("E2E_S3_REGION")),
-        ("AWS_ACCESS_KEY_ID", var("E2E_S3_ACCESS_KEY_ID")),
-        ("AWS_SECRET_ACCESS_KEY", var("E2E_S3_SECRET_ACCESS_KEY")),
-        ("HOST", "127.0.0.1".into()),
-        ("PORT", "0".into()),
-        ("REGISTRY_TOKEN", "e2e-token-0123456789".into()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
-    let url = e2e::start_registry(env).await;
-    let client = reqwest::Client::new();
+    let registry = std::sync::Arc::new(
+        e2e::RegistryApi::start(&e2e::store_env(&garage_settings("registry-service"))).await,
+    );
 
     // Act: 20 concurrent registrations.
     let tasks: Vec<_> = (0..20)
         .map(|i| {
-            let (client, url) = (client.clone(), url.clone());
+            let registry = registry.clone();
             tokio::spawn(async move {
-                let res = client
-                    .post(format!("{url}/v1/models/fraud/versions"))
-                    .bearer_auth("e2e-token-0123456789")
-                    .json(&e2e::registration(f64::from(i), 0.9))
-                    .send()
+                registry
+                    .register("fraud", &e2e::registration(f64::from(i), 0.9))
                     .await
-                    .unwrap();
-                assert_eq!(res.status(), 201);
-                res.json::<serde_json::Value>().await.unwrap()["version"]
-                    .as_u64()
-                    .unwrap()
             })
         })
         .collect();
@@ -264,33 +237,54 @@ async fn registry_service_on_garage_allocates_distinct_versions_and_one_cas_winn
     for t in tasks {
         assert!(versions.insert(t.await.unwrap()), "duplicate version");
     }
-    assert_eq!(versions, (1..=20).collect::<BTreeSet<u64>>());
 
-    // Act: concurrent moves of production, all expecting it absent.
-    let moves: Vec<_> = (1..=8)
-        .map(|v| {
-            let (client, url) = (client.clone(), url.clone());
-            tokio::spawn(async move {
-                client
-                    .put(format!("{url}/v1/models/fraud/aliases/production"))
-                    .bearer_auth("e2e-token-0123456789")
-                    .json(&serde_json::json!({"version": v, "expected_version": null}))
-                    .send()
-                    .await
-                    .unwrap()
-                    .status()
-                    .as_u16()
+    // Assert: 1..=20 handed out, and all 20 listed, each whole.
+    assert_eq!(versions, (1..=20).collect::<BTreeSet<u64>>());
+    assert_eq!(
+        registry.complete_versions("fraud").await,
+        (1..=20).collect::<Vec<u64>>()
+    );
+
+    // Act: two rounds of racing moves of production: 20 expecting it absent, then 19 (to
+    // every other version) expecting the first round's winner.
+    let mut winners = Vec::new();
+    let mut expected = None;
+    for round in 0..2 {
+        let moves: Vec<_> = (1..=20u64)
+            .filter(|v| Some(*v) != expected)
+            .map(|to| {
+                let registry = registry.clone();
+                tokio::spawn(async move {
+                    let status = registry
+                        .move_alias("fraud", "production", to, expected)
+                        .await;
+                    (to, status)
+                })
             })
-        })
-        .collect();
-    let mut statuses = Vec::new();
-    for m in moves {
-        statuses.push(m.await.unwrap());
+            .collect();
+        let mut outcomes = Vec::new();
+        for m in moves {
+            outcomes.push(m.await.unwrap());
+        }
+        // Assert: one 200, every other one 409, and the alias holds the one that won.
+        let won: Vec<u64> = outcomes
+            .iter()
+            .filter(|(_, s)| *s == 200)
+            .map(|(v, _)| *v)
+            .collect();
+        let lost = outcomes.iter().filter(|(_, s)| *s == 409).count();
+        assert_eq!(
+            (won.len(), lost),
+            (1, outcomes.len() - 1),
+            "round {round}: {outcomes:?}"
+        );
+        assert_eq!(registry.alias("fraud", "production").await, Some(won[0]));
+        expected = Some(won[0]);
+        winners.push(won[0]);
     }
-    statuses.sort_unstable();
-    // Assert
-    assert_eq!(statuses, [200, 409, 409, 409, 409, 409, 409, 409]);
     println!(
-        "garage registry service: 20 registrations -> 1..=20; 8 racing alias moves -> {statuses:?}"
+        "garage registry binary: 20 concurrent registrations -> versions 1..=20, all listed \
+         and whole; racing alias moves (20 from absent, then 19 from the winner) -> exactly one \
+         winner each ({winners:?}), the rest 409"
     );
 }

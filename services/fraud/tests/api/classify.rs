@@ -196,6 +196,53 @@ async fn bad_batches_get_a_4xx_naming_the_problem() {
     }
 }
 
+/// `body` padded with JSON whitespace to exactly `len` bytes.
+fn padded(body: &serde_json::Value, len: usize) -> String {
+    let text = body.to_string();
+    assert!(text.len() <= len, "{} bytes already", text.len());
+    format!("{text}{}", " ".repeat(len - text.len()))
+}
+
+/// The limits are exact: the largest allowed batch and body pass, one more row or byte is a
+/// 413 whose JSON error names the limit (issue #5, part 4).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_largest_allowed_batch_and_body_pass_and_one_more_is_refused() {
+    let (_fixture, app) = ready_app(&[("MAX_BATCH_ROWS", "5"), ("MAX_BODY_BYTES", "2000")]).await;
+    let url = format!("{}/v1/classify", app.address);
+    let post = |body: String| {
+        app.client
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let five = json!({"instances": vec![[500, 1, 1]; 5]});
+    let six = json!({"instances": vec![[500, 1, 1]; 6]});
+    let one = json!({"instances": [[500, 1, 1]]});
+
+    let at_rows = post(five.to_string()).await.unwrap();
+    assert_eq!(at_rows.status(), 200);
+    let answer: serde_json::Value = at_rows.json().await.unwrap();
+    assert_eq!(answer["predictions"].as_array().unwrap().len(), 5);
+    let over_rows = post(six.to_string()).await.unwrap();
+    assert_eq!(over_rows.status(), 413);
+    let message = over_rows.json::<serde_json::Value>().await.unwrap()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(message.contains("limit is 5"), "{message}");
+
+    let at_bytes = post(padded(&one, 2000)).await.unwrap();
+    assert_eq!(at_bytes.status(), 200, "a body of exactly MAX_BODY_BYTES");
+    let over_bytes = post(padded(&one, 2001)).await.unwrap();
+    assert_eq!(over_bytes.status(), 413);
+    let message = over_bytes.json::<serde_json::Value>().await.unwrap()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(message.contains("limit: 2000 bytes"), "{message}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn models_lists_the_loaded_version_digest_and_split() {
     let (fixture, app) = ready_app(&[]).await;

@@ -1,38 +1,20 @@
 //! `spawn_app`: the real application on a loopback port, its store an in-process S3 server.
 
-use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use fraud::Settings;
 use shared_lib::artifact::{ModelKind, encode_artifact};
 use shared_lib::model_id::{AliasName, ModelName, ModelVersion};
-use shared_lib::models::forest::{FlatTree, FraudModel, LEAF};
-use shared_lib::registry::manifest::{
-    FeatureSchema, FeatureSpec, FeatureType, Manifest, NewVersion,
-};
+use shared_lib::models::forest::FraudModel;
+use shared_lib::registry::manifest::Manifest;
 use shared_lib::registry::{Change, Registry};
 use shared_lib::settings::Env;
 use shared_lib::store::{ObjectStore, StoreLocation};
 use shared_lib::testing::TestS3;
 
-pub const FEATURES: [&str; 3] = ["txn_amount", "amount_spent_past_mo", "txns_same_merchant"];
+pub use shared_lib::testing::threshold_fraud_model as threshold_model;
 pub const BUCKET: &str = "fraud-models";
-
-/// A model whose answer depends only on `txn_amount`: above `cut` scores `high`, else `low`.
-pub fn threshold_model(cut: f64, low: f32, high: f32) -> FraudModel {
-    FraudModel {
-        feature_names: FEATURES.map(String::from).to_vec(),
-        trees: vec![FlatTree {
-            feature: vec![0, LEAF, LEAF],
-            threshold: vec![cut, 0.0, 0.0],
-            left: vec![1, 0, 0],
-            right: vec![2, 0, 0],
-            value: vec![0.0, low, high],
-        }],
-        threshold: 0.5,
-    }
-}
 
 /// Version 1 flags amounts above 100 as fraud.
 pub fn flags_large() -> FraudModel {
@@ -64,28 +46,7 @@ impl S3Fixture {
 
     pub async fn publish(&self, model: &FraudModel) -> Manifest {
         let artifact = encode_artifact(ModelKind::FraudRandomForest, model).unwrap();
-        let draft = NewVersion {
-            model: ModelName::parse("fraud").unwrap(),
-            run_id: uuid::Uuid::new_v4(),
-            algorithm: "random_forest".into(),
-            parameters: BTreeMap::new(),
-            feature_schema: FeatureSchema {
-                features: FEATURES
-                    .iter()
-                    .map(|n| FeatureSpec {
-                        name: (*n).into(),
-                        dtype: FeatureType::Float,
-                        min: Some(0.0),
-                        max: None,
-                    })
-                    .collect(),
-            },
-            training_data: Default::default(),
-            metrics: BTreeMap::from([("roc_auc".into(), 0.9)]),
-            trainer_version: "test".into(),
-            created_by: "test".into(),
-            gate: None,
-        };
+        let draft = shared_lib::testing::fraud_draft("test");
         self.registry
             .publish(draft, Bytes::from(artifact.bytes), Some(&artifact.digest))
             .await
@@ -184,11 +145,8 @@ impl TestApp {
         F: Fn(&'a TestApp) -> Fut,
         Fut: std::future::Future<Output = bool>,
     {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !check(self).await {
-            assert!(Instant::now() < deadline, "condition not met within 10 s");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        shared_lib::testing::eventually("the condition", Duration::from_secs(10), || check(self))
+            .await;
     }
 
     pub async fn served_version(&self, query: &str) -> String {
@@ -205,16 +163,4 @@ impl TestApp {
     }
 }
 
-/// The sum of the samples of metric `name` whose labels include every `key="value"` given.
-pub fn metric_sum(metrics: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    metrics
-        .lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")))
-        .filter(|l| {
-            labels
-                .iter()
-                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
+pub use shared_lib::testing::metric_sum;

@@ -3,4 +3,5 @@
 #![allow(clippy::unwrap_used)] // Tests: a failed unwrap is a failed test.
 
 mod helpers;
+mod limits;
 mod recommendations;

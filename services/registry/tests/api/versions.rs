@@ -212,6 +212,35 @@ async fn bad_registrations_are_refused_and_nothing_is_written() {
     assert_eq!(app.get_json("/v1/models").await["models"], json!([]));
 }
 
+/// `MAX_UPLOAD_BYTES` is exact: a registration of exactly that many bytes is accepted, one
+/// byte more is a 413 whose JSON error names the limit, and nothing is written for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_of_exactly_max_upload_bytes_passes_and_one_byte_more_is_refused() {
+    let app = spawn_app(&[("MAX_UPLOAD_BYTES", "4096")]).await;
+    let post = |body: &serde_json::Value, len: usize| {
+        let text = body.to_string();
+        assert!(text.len() <= len, "{} bytes already", text.len());
+        app.client
+            .post(app.url("/v1/models/fraud/versions"))
+            .bearer_auth(TOKEN)
+            .header("content-type", "application/json")
+            .body(format!("{text}{}", " ".repeat(len - text.len())))
+            .send()
+    };
+    let over = post(&registration(1.0), 4097).await.unwrap();
+    let message = error_message(over, 413).await;
+    assert!(message.contains("limit: 4096 bytes"), "{message}");
+    assert!(
+        error_message(app.get("/v1/models/fraud/versions").await, 404)
+            .await
+            .contains("unknown model fraud")
+    );
+    let at = post(&registration(2.0), 4096).await.unwrap();
+    assert_eq!(at.status(), 201);
+    let listed = app.get_json("/v1/models/fraud/versions").await;
+    assert_eq!(listed["versions"].as_array().unwrap().len(), 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_things_are_404_and_malformed_paths_400() {
     let app = spawn_app(&[]).await;
