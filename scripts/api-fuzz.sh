@@ -36,7 +36,9 @@ fi
 PY=$VENV/bin/python
 
 echo "api-fuzz: building the debug binaries..." >&2
-cargo build --quiet --locked -p trainer -p registry -p fraud -p recommender
+# The whole workspace's binaries, as scripts/test.sh builds them: the same feature set, so
+# nothing (aws-sdk-s3 above all) is compiled a second time with other features.
+cargo build --quiet --locked --workspace --bins
 BIN=$PWD/target/debug
 
 # --- the suite, as scripts/up.sh starts it ------------------------------------------------------
