@@ -170,7 +170,7 @@ pub fn metric_sum(metrics: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
                 .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
         })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+        .fold(0.0, |sum, v| sum + v) // not `sum()`: an empty f64 sum is -0, printed "-0"
 }
 
 /// One plain HTTP/1.1 `GET /readyz`; true for a 200.
