@@ -1,5 +1,5 @@
-//! Read-side use cases shared by the JSON API and the web page: model summaries and version
-//! listings with their status and aliases.
+//! Read-side use cases shared by the JSON API and the web page: model summaries, version
+//! listings with their status and aliases, and event histories; manifests come from the index.
 
 use std::collections::BTreeMap;
 
@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use shared_lib::Error;
 use shared_lib::model_id::{ModelName, ModelVersion};
-use shared_lib::registry::records::AliasRecord;
+use shared_lib::registry::records::{AliasRecord, Event};
 
 use crate::routes::AppState;
 
@@ -97,4 +97,25 @@ pub async fn models(state: &AppState) -> Result<Vec<ModelSummary>, Error> {
         });
     }
     Ok(out)
+}
+
+/// The event history of `model` (as [`shared_lib::registry::Registry::history`]), its
+/// manifests from the index rather than read again from the store.
+///
+/// # Errors
+/// [`Error::UnknownModel`], store failures.
+pub async fn history(state: &AppState, model: &ModelName) -> Result<Vec<Event>, Error> {
+    let states = state.registry.list_versions(model).await?;
+    let mut versions = Vec::with_capacity(states.len());
+    for s in states {
+        let manifest = state
+            .index
+            .manifest(&state.registry, model, s.version)
+            .await?;
+        versions.push((s, manifest));
+    }
+    state
+        .registry
+        .history_of(model, versions.iter().map(|(s, m)| (s, m.as_ref())))
+        .await
 }

@@ -583,9 +583,28 @@ impl Registry {
     /// # Errors
     /// [`Error::UnknownModel`], [`Error::CorruptRecord`], [`Error::Store`].
     pub async fn history(&self, model: &ModelName) -> Result<Vec<Event>, Error> {
-        let mut events = Vec::new();
+        let mut versions = Vec::new();
         for state in self.list_versions(model).await? {
             let manifest = self.manifest(model, state.version).await?;
+            versions.push((state, manifest));
+        }
+        self.history_of(model, versions.iter().map(|(s, m)| (s, m)))
+            .await
+    }
+
+    /// [`Registry::history`] for the versions (with their manifests) a caller already holds,
+    /// e.g. a registry service's in-memory index: manifests are immutable, so only archive
+    /// markers and alias records, which change, are read from the store.
+    ///
+    /// # Errors
+    /// [`Error::CorruptRecord`], [`Error::Store`].
+    pub async fn history_of<'a>(
+        &self,
+        model: &ModelName,
+        versions: impl IntoIterator<Item = (&'a VersionState, &'a Manifest)>,
+    ) -> Result<Vec<Event>, Error> {
+        let mut events = Vec::new();
+        for (state, manifest) in versions {
             events.push(Event {
                 model: model.clone(),
                 kind: EventKind::Registered {

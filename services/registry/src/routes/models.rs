@@ -31,7 +31,7 @@ async fn list_events(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, Error> {
     state.auth.require_read(&req)?;
-    let events = state.registry.history(&path).await?;
+    let events = catalog::history(&state, &path).await?;
     Ok(HttpResponse::Ok().json(json!({ "model": path.into_inner(), "events": events })))
 }
 

@@ -27,7 +27,7 @@ async fn index_page(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
     }
     for summary in models {
         let (versions, _) = catalog::versions(&state, &summary.name).await?;
-        let events = state.registry.history(&summary.name).await?;
+        let events = catalog::history(&state, &summary.name).await?;
         let _ = write!(
             html,
             "<section id=\"model-{0}\"><h2>{0}</h2>",
