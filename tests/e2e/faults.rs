@@ -50,6 +50,18 @@ fn logged_errors(proc: &Proc, message: &str, needle: &str) -> usize {
         .count()
 }
 
+/// Registers two fraud versions and points production at the first.
+async fn production_v1_and_unpromoted_v2(registry: &RegistryApi) -> (u64, u64) {
+    let v1 = registry
+        .register("fraud", &fraud_registration(&fraud_model(100.0)))
+        .await;
+    registry.promote("fraud", v1).await;
+    let v2 = registry
+        .register("fraud", &fraud_registration(&fraud_model(1000.0)))
+        .await;
+    (v1, v2)
+}
+
 const REFRESH_FAILED: &str = "Model refresh failed; still serving the loaded version, if any.";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -59,13 +71,7 @@ async fn store_outage_while_serving_answers_from_memory_and_the_next_move_is_pic
     let (garage, start_time) = private_garage();
     let store = garage.service_env("outage");
     let registry = RegistryApi::start(&store).await;
-    let v1 = registry
-        .register("fraud", &fraud_registration(&fraud_model(100.0)))
-        .await;
-    registry.promote("fraud", v1).await;
-    let v2 = registry
-        .register("fraud", &fraud_registration(&fraud_model(1000.0)))
-        .await;
+    let (v1, v2) = production_v1_and_unpromoted_v2(&registry).await;
     let fraud =
         Service::start_ready("fraud", &with(&store, &[("MODEL_POLL_SECONDS", "0.2")])).await;
     assert_eq!(fraud.served_version(CLASSIFY).await, v1.to_string());
@@ -145,13 +151,7 @@ async fn a_restart_during_a_store_outage_serves_the_last_good_version_from_the_c
     let store = garage.service_env("cache");
     let cache = tempfile::tempdir().unwrap();
     let registry = RegistryApi::start(&store).await;
-    let v1 = registry
-        .register("fraud", &fraud_registration(&fraud_model(100.0)))
-        .await;
-    registry.promote("fraud", v1).await;
-    let v2 = registry
-        .register("fraud", &fraud_registration(&fraud_model(1000.0)))
-        .await;
+    let (_, v2) = production_v1_and_unpromoted_v2(&registry).await;
     let cached_env = with(
         &store,
         &[
