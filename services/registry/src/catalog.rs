@@ -2,12 +2,14 @@
 //! listings with their status and aliases, and event histories; manifests come from the index.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use shared_lib::Error;
 use shared_lib::model_id::{ModelName, ModelVersion};
-use shared_lib::registry::records::{AliasRecord, Event};
+use shared_lib::registry::manifest::Manifest;
+use shared_lib::registry::records::{AliasRecord, Event, VersionState};
 
 use crate::routes::AppState;
 
@@ -44,14 +46,10 @@ pub async fn versions(
     state: &AppState,
     model: &ModelName,
 ) -> Result<(Vec<VersionView>, Vec<AliasRecord>), Error> {
-    let states = state.registry.list_versions(model).await?;
+    let versions = indexed_versions(state, model).await?;
     let aliases = state.registry.list_aliases(model).await?;
-    let mut out = Vec::with_capacity(states.len());
-    for s in states {
-        let m = state
-            .index
-            .manifest(&state.registry, model, s.version)
-            .await?;
+    let mut out = Vec::with_capacity(versions.len());
+    for (s, m) in versions {
         out.push(VersionView {
             version: s.version,
             status: if s.archived { "archived" } else { "active" },
@@ -105,6 +103,19 @@ pub async fn models(state: &AppState) -> Result<Vec<ModelSummary>, Error> {
 /// # Errors
 /// [`Error::UnknownModel`], store failures.
 pub async fn history(state: &AppState, model: &ModelName) -> Result<Vec<Event>, Error> {
+    let versions = indexed_versions(state, model).await?;
+    state
+        .registry
+        .history_of(model, versions.iter().map(|(s, m)| (s, m.as_ref())))
+        .await
+}
+
+/// Every version of `model` with its manifest, from the index (read from the store only the
+/// first time).
+async fn indexed_versions(
+    state: &AppState,
+    model: &ModelName,
+) -> Result<Vec<(VersionState, Arc<Manifest>)>, Error> {
     let states = state.registry.list_versions(model).await?;
     let mut versions = Vec::with_capacity(states.len());
     for s in states {
@@ -114,8 +125,5 @@ pub async fn history(state: &AppState, model: &ModelName) -> Result<Vec<Event>, 
             .await?;
         versions.push((s, manifest));
     }
-    state
-        .registry
-        .history_of(model, versions.iter().map(|(s, m)| (s, m.as_ref())))
-        .await
+    Ok(versions)
 }
