@@ -17,23 +17,16 @@ use crate::{SERVICE, Settings};
 pub async fn build(settings: &Settings) -> anyhow::Result<Application> {
     let server =
         ModelServer::<Classifier>::start(SERVICE, &settings.common, &settings.serving).await?;
-    let deployment = server.deployment.clone();
     let state = web::Data::new(AppState {
-        deployment: deployment.clone(),
-        shadow: server.shadow,
+        deployment: server.deployment.clone(),
+        shadow: server.shadow.clone(),
         max_batch_rows: settings.max_batch_rows,
     });
     let max_body = settings.serving.max_body_bytes;
-    let app = Application::build(
-        &settings.common,
-        server.metrics,
-        server.readiness,
-        move |cfg| {
+    Ok(
+        server.serve(&settings.common, routes::OPENAPI_JSON, move |cfg| {
             cfg.app_data(state.clone());
             routes::classify::configure(cfg, max_body);
-            shared_lib::serving::configure_models(cfg, deployment.clone());
-            shared_lib::http::configure_openapi(cfg, routes::OPENAPI_JSON);
-        },
-    )?;
-    Ok(app.with_background_task(server.reconciler))
+        })?,
+    )
 }

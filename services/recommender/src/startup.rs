@@ -18,27 +18,20 @@ use crate::{SERVICE, Settings};
 pub async fn build(settings: &Settings) -> anyhow::Result<Application> {
     let server =
         ModelServer::<Recommender>::start(SERVICE, &settings.common, &settings.serving).await?;
-    let deployment = server.deployment.clone();
     let state = web::Data::new(AppState {
-        deployment: deployment.clone(),
+        deployment: server.deployment.clone(),
         clicks: ClickStore::new(settings.clicks.clone()),
-        shadow: server.shadow,
+        shadow: server.shadow.clone(),
         max_n: settings.max_n,
         max_batch_users: settings.max_batch_users,
     });
     let max_body = settings.serving.max_body_bytes;
-    let app = Application::build(
-        &settings.common,
-        server.metrics,
-        server.readiness,
-        move |cfg| {
+    Ok(
+        server.serve(&settings.common, routes::OPENAPI_JSON, move |cfg| {
             cfg.app_data(state.clone());
             routes::recommendations::configure(cfg, max_body);
             routes::similar::configure(cfg);
             routes::events::configure(cfg);
-            shared_lib::serving::configure_models(cfg, deployment.clone());
-            shared_lib::http::configure_openapi(cfg, routes::OPENAPI_JSON);
-        },
-    )?;
-    Ok(app.with_background_task(server.reconciler))
+        })?,
+    )
 }

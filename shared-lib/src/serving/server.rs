@@ -3,11 +3,13 @@
 
 use std::sync::Arc;
 
+use actix_web::web;
+
 use super::{Deployment, ServableModel, ServingMetrics, ServingSettings, ShadowRunner};
 use crate::Error;
 use crate::http::{Metrics, Readiness};
 use crate::registry::Registry;
-use crate::service::CommonSettings;
+use crate::service::{Application, CommonSettings};
 use crate::store::ObjectStore;
 
 /// A model server's moving parts, ready to be given routes.
@@ -54,5 +56,29 @@ impl<M: ServableModel> ModelServer<M> {
             shadow,
             reconciler,
         })
+    }
+
+    /// Binds the server: the service's `routes` plus what every model server has, the loaded
+    /// versions (`/v1/models`) and its OpenAPI document (`openapi_json`) beside health,
+    /// readiness and metrics. The version-following loop stops with the server.
+    ///
+    /// # Errors
+    /// When the address cannot be bound.
+    pub fn serve<F>(
+        self,
+        common: &CommonSettings,
+        openapi_json: &'static str,
+        routes: F,
+    ) -> std::io::Result<Application>
+    where
+        F: Fn(&mut web::ServiceConfig) + Send + Clone + 'static,
+    {
+        let deployment = self.deployment;
+        let app = Application::build(common, self.metrics, self.readiness, move |cfg| {
+            routes(cfg);
+            super::configure_models(cfg, deployment.clone());
+            crate::http::configure_openapi(cfg, openapi_json);
+        })?;
+        Ok(app.with_background_task(self.reconciler))
     }
 }
