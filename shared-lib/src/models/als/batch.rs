@@ -19,7 +19,7 @@
 use ndarray::linalg::general_mat_mul;
 use ndarray::{Array2, ArrayView2, ArrayViewMut2};
 
-use super::select::{Candidates, within};
+use super::select::Candidates;
 use super::{Filter, Scored, ServingAls, dot, sorted_unique};
 
 /// Users scored together: their factors (users × rank) and a score tile stay in cache.
@@ -89,20 +89,13 @@ impl ServingAls {
                 )
                 .expect("the score buffer holds a block × tile");
                 general_mat_mul(1.0, &x, &items.t(), 0.0, &mut tile);
-                let range = start as u32..end as u32;
                 for ((row, &u), found) in scores
                     .chunks_exact_mut(width)
                     .zip(block)
                     .zip(&mut candidates)
                 {
                     let Some(found) = found else { continue };
-                    for &i in within(model.seen(u), &range)
-                        .iter()
-                        .chain(within(exclude, &range))
-                    {
-                        row[(i - range.start) as usize] = f32::NEG_INFINITY;
-                    }
-                    found.scan(row, range.start);
+                    found.scan(row, start as u32, &[model.seen(u), exclude]);
                 }
                 start = end;
             }

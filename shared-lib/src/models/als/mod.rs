@@ -22,7 +22,7 @@ use crate::Error;
 mod batch;
 mod select;
 
-use select::{Candidates, within};
+use select::Candidates;
 pub mod synthetic;
 
 /// Larger ranks are refused at load: no sensible ALS model has them, and fold-in is O(rank³).
@@ -356,10 +356,7 @@ impl ServingAls {
             for (score, y) in row.iter_mut().zip(tile.chunks_exact(k)) {
                 *score = dot(user_vector, y);
             }
-            for &i in within(excluded, &(start..start + row.len() as u32)) {
-                row[(i - start) as usize] = f32::NEG_INFINITY;
-            }
-            found.scan(row, start);
+            found.scan(row, start, &[excluded]);
         }
         found.choose(|i| dot(user_vector, model.item_factors(i)))
     }

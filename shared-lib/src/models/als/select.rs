@@ -1,6 +1,6 @@
 //! Choosing the top `n` from rows of scores without sorting the catalogue.
 //!
-//! Scores arrive a row (a tile of items) at a time, excluded items already set to −∞.
+//! Scores arrive a row (a tile of items) at a time, with the sorted lists of excluded items.
 //! [`Candidates`] keeps only the items that may still make the top `n`: the common case, a run
 //! of scores none of which beats the current `n`-th best, costs a vectorised max and one compare.
 //! A `margin` keeps near-misses too, for scores that are approximate (the batched scan); the
@@ -10,7 +10,7 @@
 use super::{Scored, TopN};
 
 /// The part of a sorted index list that falls in `range`.
-pub(super) fn within<'a>(sorted: &'a [u32], range: &std::ops::Range<u32>) -> &'a [u32] {
+fn within<'a>(sorted: &'a [u32], range: &std::ops::Range<u32>) -> &'a [u32] {
     let lo = sorted.partition_point(|&i| i < range.start);
     let hi = sorted.partition_point(|&i| i < range.end);
     &sorted[lo..hi]
@@ -39,8 +39,13 @@ impl Candidates {
         }
     }
 
-    /// Takes a row of approximate scores for items `offset..`; excluded items are −∞.
-    pub(super) fn scan(&mut self, row: &[f32], offset: u32) {
+    /// Takes a row of approximate scores for items `offset..`, never choosing the items of the
+    /// `excluded` lists (each sorted; their scores in `row` are set to −∞).
+    pub(super) fn scan(&mut self, row: &mut [f32], offset: u32, excluded: &[&[u32]]) {
+        let range = offset..offset + row.len() as u32;
+        for &i in excluded.iter().flat_map(|sorted| within(sorted, &range)) {
+            row[(i - offset) as usize] = f32::NEG_INFINITY;
+        }
         const LANES: usize = 16;
         for (c, chunk) in row.chunks(LANES).enumerate() {
             // The common case, no score near the top, is a vectorised max and one compare.
@@ -97,13 +102,13 @@ mod tests {
     #[test]
     fn candidates_keep_every_score_within_the_margin_of_the_nth() {
         let mut c = Candidates::new(2, 0.5);
-        c.scan(&[1.0, 3.0, 2.8, 2.4, f32::NEG_INFINITY, 2.6, 0.0], 10);
+        c.scan(&mut [1.0, 3.0, 2.8, 2.4, 9.0, 2.6, 0.0], 10, &[&[14]]);
         let mut kept: Vec<u32> = {
             c.prune();
             c.items.iter().map(|&(_, i)| i).collect()
         };
         kept.sort_unstable();
-        // 2nd best is 2.8: keep ≥ 2.3 (items 11, 12, 13, 15), never the excluded −∞.
+        // Item 14 (9.0) is excluded; 2nd best is then 2.8: keep ≥ 2.3 (items 11, 12, 13, 15).
         assert_eq!(kept, vec![11, 12, 13, 15]);
         let top = c.choose(|i| i as f32);
         assert_eq!(top.iter().map(|s| s.item).collect::<Vec<_>>(), vec![15, 13]);
