@@ -39,8 +39,8 @@ OUT=${OUT:-$here/last-run}
 target_dir=${CARGO_TARGET_DIR:-$root/target}
 venv=$root/bench/.venv
 
-log() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-die() { log "error: $*"; exit 1; }
+# shellcheck source=bench/lib.sh
+source "$root/bench/lib.sh"
 
 # ---------------------------------------------------------------- tools -----------------------
 if ! command -v wrk >/dev/null; then
@@ -71,13 +71,6 @@ for bin in "$service_bin" "$model_bin" "$scan_bin"; do [[ -x $bin ]] || die "$bi
 work=$(mktemp -d "${TMPDIR:-/tmp}/recommender-bench.XXXXXX")
 mkdir -p "$OUT" && rm -f "$OUT"/*.txt "$OUT"/*.json "$OUT"/*.log
 pids=()
-stop_pid() {
-    local pid=$1
-    kill -0 "$pid" 2>/dev/null || return 0
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-}
 cleanup() {
     for pid in "${pids[@]}"; do stop_pid "$pid"; done
     rm -rf "$work"
@@ -106,23 +99,10 @@ wait_quiet() {
     load_at[$1]=$(loadavg)
     log "$1: loadavg ${load_at[$1]}"
 }
-to_ms() { # wrk's 812.00us / 1.23ms / 2.01s / 1.00m -> milliseconds
-    awk -v v="$1" 'BEGIN {
-        n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
-        if (u == "us") n /= 1000; else if (u == "s") n *= 1000; else if (u == "m") n *= 60000
-        printf "%.3f", n }'
-}
 status_kib() { awk -v f="$2" '$1 == f ":" {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 mib() { awk -v kb="$1" 'BEGIN { printf "%.1f", kb / 1024 }'; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 clk_tck=$(getconf CLK_TCK)
-wait_ok() { # url seconds
-    local deadline=$((SECONDS + $2))
-    until curl -fsS -o /dev/null --max-time 2 "$1" 2>/dev/null; do
-        ((SECONDS < deadline)) || return 1
-        sleep 0.5
-    done
-}
 json() { "$py" -c 'import json,sys; d=json.load(open(sys.argv[1])); v=d
 for k in sys.argv[2].split("."): v=v[int(k)] if k.isdigit() else v[k]
 print(f"{v:.6g}" if isinstance(v, float) else v)' "$@"; }
@@ -212,10 +192,6 @@ load_end=$(loadavg)
 s=$OUT/scan.json
 ours_all=$(json "$s" all_users_seconds)
 theirs_all=$(json "$OUT/implicit.json" recommend_all_seconds)
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
-verdict() { awk -v v="$1" -v op="$2" -v t="$3" 'BEGIN {
-    ok = (op == ">=") ? (v >= t) : (op == "<=") ? (v <= t) : (v < t)
-    print ((v != "n/a" && ok) ? "met" : "MISSED") }'; }
 all_ratio=$(ratio "$ours_all" "$theirs_all")
 scan_pct=$(json "$s" scan_pct_of_stream)
 {

@@ -28,8 +28,8 @@ OUT=${OUT:-$root/bench/serving/last-run}
 target_dir=${CARGO_TARGET_DIR:-$root/target}
 venv=$root/bench/.venv
 
-log() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-die() { log "error: $*"; exit 1; }
+# shellcheck source=bench/lib.sh
+source "$root/bench/lib.sh"
 
 # ---------------------------------------------------------------- tools -----------------------
 if ! command -v wrk >/dev/null; then
@@ -60,13 +60,6 @@ for bin in "$fraud_bin" "$floor_bin" "$trainer_bin"; do [[ -x $bin ]] || die "$b
 work=$(mktemp -d "${TMPDIR:-/tmp}/fraud-bench.XXXXXX")
 mkdir -p "$OUT" && rm -f "$OUT"/wrk-*.txt "$OUT"/summary.txt
 pids=()
-stop_pid() {
-    local pid=$1
-    kill -0 "$pid" 2>/dev/null || return 0
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-}
 cleanup() {
     for pid in "${pids[@]}"; do stop_pid "$pid"; done
     rm -rf "$work"
@@ -111,12 +104,6 @@ path="/classify?$query"
 log "Query: $path"
 
 # ---------------------------------------------------------------- measuring -------------------
-to_ms() { # wrk's 812.00us / 1.23ms / 2.01s / 1.00m -> milliseconds
-    awk -v v="$1" 'BEGIN {
-        n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
-        if (u == "us") n /= 1000; else if (u == "s") n *= 1000; else if (u == "m") n *= 60000
-        printf "%.3f", n }'
-}
 rss_mib() { # VmRSS of a process and its children, MiB
     local total=0 kb pid
     for pid in "$1" $(pgrep -P "$1" || true); do
@@ -133,13 +120,6 @@ cpu_ticks() { # user + system CPU ticks of a process (all threads) and its child
     echo "$total"
 }
 clk_tck=$(getconf CLK_TCK)
-wait_ok() { # url seconds
-    local deadline=$((SECONDS + $2))
-    until curl -fsS -o /dev/null --max-time 2 "$1" 2>/dev/null; do
-        ((SECONDS < deadline)) || return 1
-        sleep 0.2
-    done
-}
 port_free() { ! curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$1/" 2>/dev/null; }
 
 declare -A rps p50 p99 c1p50 c1p99 rss_idle rss_load errors body cpu_us
@@ -218,10 +198,6 @@ stop_pid "${pids[-1]}"
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # ---------------------------------------------------------------- summary ---------------------
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
-verdict() { awk -v v="$1" -v op="$2" -v t="$3" 'BEGIN {
-    ok = (op == ">=") ? (v >= t) : (op == "<=") ? (v <= t) : (v < t)
-    print ((v != "n/a" && ok) ? "met" : "MISSED") }'; }
 ours_flask=$(ratio "${rps[fraud]}" "${rps[flask]}")
 ours_floor=$(ratio "${rps[fraud]}" "${rps[floor]}")
 p99_ratio=$(ratio "${p99[fraud]}" "${p99[floor]}")
