@@ -240,5 +240,6 @@ pub fn fraud_draft(actor: &str) -> crate::registry::manifest::NewVersion {
         trainer_version: actor.into(),
         created_by: actor.into(),
         gate: None,
+        held_out: None,
     }
 }

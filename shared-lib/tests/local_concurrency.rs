@@ -27,6 +27,7 @@ fn draft(i: u32) -> NewVersion {
         trainer_version: "test".into(),
         created_by: format!("publisher-{i}"),
         gate: None,
+        held_out: None,
     }
 }
 

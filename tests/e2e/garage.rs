@@ -31,6 +31,7 @@ fn draft(by: &str) -> NewVersion {
         trainer_version: env!("CARGO_PKG_VERSION").into(),
         created_by: by.into(),
         gate: None,
+        held_out: None,
     }
 }
 

@@ -125,6 +125,7 @@ async fn main() -> anyhow::Result<()> {
         trainer_version: env!("CARGO_PKG_VERSION").to_owned(),
         created_by: "bench-recommender".to_owned(),
         gate: None,
+        held_out: None,
     };
     let manifest = registry
         .publish(

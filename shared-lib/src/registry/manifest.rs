@@ -97,6 +97,45 @@ pub struct ArtifactRef {
     pub format_version: u32,
 }
 
+/// Which rows a training run held out: a pure function of each row, so a later gate can tell
+/// which of its own held-out rows this version never trained on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "method", rename_all = "snake_case")]
+pub enum HeldOutRule {
+    /// A row is held out when the seeded hash of its key, as a fraction of the hash range, is
+    /// below `test_fraction`. The key is the `key_column`'s text, or the row's whole content
+    /// when there is no key column.
+    Hash {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        key_column: Option<String>,
+        test_fraction: f64,
+        hash_seed: u64,
+        /// The hash function, spelled out so it can never change silently.
+        hash: String,
+    },
+    /// The newest rows are held out: those with a timestamp at or after `cutoff` (Unix time).
+    Time { cutoff: i64, test_fraction: f64 },
+    /// A separate test file, identified by its sha256; the training file is used whole.
+    File { source: String, sha256: String },
+}
+
+/// Why the gate decided as it did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GateOutcome {
+    /// No `production` version yet, and the challenger meets the floor.
+    FirstModel,
+    /// Beats the champion by the margin on rows neither trained on, and meets the floor.
+    BeatsChampion,
+    /// Does not beat the champion by the margin.
+    NotBetter,
+    /// Below the absolute floor, whatever the champion.
+    BelowFloor,
+    /// The champion could not be found, loaded or scored on rows it never saw: any doubt means
+    /// no promotion (the run exits non-zero).
+    ChampionUnavailable,
+}
+
 /// The quality gate's verdict: the challenger against the champion on the same held-out data.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GateDecision {
@@ -105,10 +144,24 @@ pub struct GateDecision {
     /// True when a larger value of the metric is better.
     pub higher_is_better: bool,
     pub champion_version: Option<ModelVersion>,
+    /// The champion's score on the rows held out from both models.
     pub champion_score: Option<f64>,
+    /// The challenger's score on the rows the decision used: the rows held out from both when
+    /// there is a champion, else all its held-out rows.
     pub challenger_score: f64,
     pub min_improvement: f64,
     pub promoted: bool,
+    /// The bound even a first model must meet (at least, or at most for lower-is-better).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub floor: Option<f64>,
+    /// How many held-out rows both models were scored on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compared_rows: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<GateOutcome>,
+    /// The decision in words, for people reading the history.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// What a publisher supplies for a new version.
@@ -130,6 +183,9 @@ pub struct NewVersion {
     pub created_by: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gate: Option<GateDecision>,
+    /// Which rows of `training_data` were held out from training.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_out: Option<HeldOutRule>,
 }
 
 impl NewVersion {
@@ -168,6 +224,10 @@ pub struct Manifest {
     pub created_by: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gate: Option<GateDecision>,
+    /// Which rows of `training_data` were held out from training; absent in manifests written
+    /// before the rule was recorded (the gate then cannot compare against them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_out: Option<HeldOutRule>,
 }
 
 impl Manifest {
@@ -186,6 +246,7 @@ impl Manifest {
             created_at: Utc::now(),
             created_by: draft.created_by,
             gate: draft.gate,
+            held_out: draft.held_out,
         }
     }
 }
@@ -237,6 +298,7 @@ mod tests {
             trainer_version: "0.1.0".into(),
             created_by: "test".into(),
             gate: None,
+            held_out: None,
         }
     }
 

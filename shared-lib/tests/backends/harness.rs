@@ -87,6 +87,7 @@ pub fn draft(by: &str) -> NewVersion {
         trainer_version: "test".into(),
         created_by: by.into(),
         gate: None,
+        held_out: None,
     }
 }
 

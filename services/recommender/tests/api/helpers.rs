@@ -63,6 +63,7 @@ async fn publish(registry: &Registry, model: &AlsModel) {
         trainer_version: "test".into(),
         created_by: "test".into(),
         gate: None,
+        held_out: None,
     };
     registry
         .publish(draft, Bytes::from(artifact.bytes), Some(&artifact.digest))

@@ -8,7 +8,9 @@ use serde_json::json;
 use shared_lib::artifact::ArtifactDigest;
 use shared_lib::model_id::{ModelName, ModelVersion};
 use shared_lib::registry::Change;
-use shared_lib::registry::manifest::{DataFingerprint, FeatureSchema, GateDecision, NewVersion};
+use shared_lib::registry::manifest::{
+    DataFingerprint, FeatureSchema, GateDecision, HeldOutRule, NewVersion,
+};
 
 use super::{AppState, actor};
 use crate::catalog;
@@ -166,6 +168,8 @@ struct ManifestFields {
     created_by: Option<String>,
     #[serde(default)]
     gate: Option<GateDecision>,
+    #[serde(default)]
+    held_out: Option<HeldOutRule>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -203,6 +207,7 @@ async fn register_version(
         trainer_version: m.trainer_version,
         created_by: actor(&req, m.created_by.as_deref()),
         gate: m.gate,
+        held_out: m.held_out,
     };
     let manifest = state
         .registry
