@@ -33,11 +33,12 @@ fuzz_target!(|bytes: &[u8]| {
     }
 
     let input = Input::from_bytes("fuzz.csv", bytes.to_vec());
-    for label in ["is_fraud", "label"] {
+    for (label, key_column) in [("is_fraud", None), ("label", Some("id"))] {
         for skip_bad_rows in [false, true] {
             let options = TableOptions {
                 label: label.to_owned(),
                 skip_bad_rows,
+                key_column: key_column.map(str::to_owned),
             };
             if let Ok(table) = read_table(&input, &options) {
                 let p = table.n_features();
@@ -45,6 +46,7 @@ fuzz_target!(|bytes: &[u8]| {
                 assert_eq!(table.values.len(), table.n_rows() * p);
                 assert!(table.values.iter().all(|v| v.is_finite()));
                 assert!(table.labels.iter().all(|&y| y <= 1));
+                assert_eq!(table.keys.len(), table.n_rows());
                 let _ = table.feature_ranges();
                 let _ = table.positives();
                 let _ = table.require_both_classes("fuzz");

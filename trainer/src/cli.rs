@@ -6,15 +6,11 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use secrecy::SecretString;
 use serde::Serialize;
-use shared_lib::registry::Registry;
 use shared_lib::settings::Env;
-use shared_lib::store::{ObjectStore, StoreLocation};
 use shared_lib::telemetry::TelemetrySettings;
 
-use crate::progress::Progress;
-use crate::publisher::{Publisher, RegistryClient};
+use crate::pipeline::Context;
 use crate::{Error, fraud, recommender, schedule};
 
 #[derive(Debug, Parser)]
@@ -54,58 +50,6 @@ pub enum TrainCommand {
     Fraud(fraud::TrainArgs),
     /// An ALS recommender: explicit ratings or implicit feedback.
     Recommender(recommender::TrainArgs),
-}
-
-/// What a training run needs from its environment.
-#[derive(Clone)]
-pub struct Context {
-    /// Where models are published: the registry service, or the store itself.
-    pub publisher: Publisher,
-    /// Recorded as who published and who moved aliases.
-    pub actor: String,
-    pub progress: Progress,
-}
-
-impl Context {
-    /// Reads `REGISTRY_URL` and `REGISTRY_TOKEN` (publish through the registry service), or
-    /// else `MODEL_STORE` and the S3 variables (publish into the store), and `TRAINER_ACTOR`.
-    ///
-    /// # Errors
-    /// Every bad variable, by name.
-    pub async fn from_env(env: &mut Env) -> Result<Self, Error> {
-        let actor = env
-            .optional_string("TRAINER_ACTOR")
-            .unwrap_or_else(default_actor);
-        let publisher = match env.optional_string("REGISTRY_URL") {
-            Some(url) => {
-                if !(url.starts_with("http://") || url.starts_with("https://")) {
-                    env.problem("REGISTRY_URL", "must be an http:// or https:// URL");
-                }
-                let Some(token) = env.optional_string("REGISTRY_TOKEN") else {
-                    return Err(Error::Usage(
-                        "REGISTRY_TOKEN is required when REGISTRY_URL is set".into(),
-                    ));
-                };
-                Publisher::Api(RegistryClient::new(&url, SecretString::from(token)))
-            }
-            None => {
-                let Some(location) = StoreLocation::from_env(env) else {
-                    return Err(Error::Usage("MODEL_STORE is invalid".into()));
-                };
-                Publisher::Store(Registry::new(ObjectStore::open(&location).await?))
-            }
-        };
-        Ok(Self {
-            publisher,
-            actor,
-            progress: Progress::for_stderr(),
-        })
-    }
-}
-
-fn default_actor() -> String {
-    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
-    format!("trainer@{host}")
 }
 
 /// Runs a parsed command line; returns the process exit code.

@@ -33,16 +33,30 @@ pub enum Error {
         status: Option<u16>,
         message: String,
     },
+    /// The gate failed closed: the challenger was published as a candidate, `production` was
+    /// left alone, because the champion could not be compared.
+    #[error(
+        "published {model} v{version} as a candidate; production not moved because the gate \
+         failed closed: {reason}"
+    )]
+    GateFailedClosed {
+        model: shared_lib::model_id::ModelName,
+        version: shared_lib::model_id::ModelVersion,
+        reason: String,
+    },
 }
 
 impl Error {
-    /// 2: usage or configuration; 3: input data; 4: the store or registry; 1: anything else.
+    /// 2: usage or configuration; 3: input data; 4: the store or registry; 5: the gate failed
+    /// closed (a candidate was published, `production` kept); 1: anything else. A CronJob's
+    /// `podFailurePolicy` should not retry 2, 3 or 5: the same run would fail the same way.
     pub fn exit_code(&self) -> u8 {
         match self {
             Self::Usage(_) => 2,
             Self::BadRow { .. } | Self::Input { .. } => 3,
             Self::Library(shared_lib::Error::Settings { .. }) => 2,
             Self::Library(_) | Self::Registry { .. } => 4,
+            Self::GateFailedClosed { .. } => 5,
             Self::Output { .. } | Self::Training(_) => 1,
         }
     }

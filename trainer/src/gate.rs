@@ -1,202 +1,168 @@
-//! The quality gate and publishing.
+//! The quality gate: promote a challenger only if it meets an absolute floor and beats the
+//! champion, scored on rows neither model trained on, by at least `--min-improvement`.
 //!
-//! Every trained model is published as a new version with its metrics, so nothing trained is
-//! lost and every decision can be audited. The `production` alias moves only when the
-//! challenger beats the champion, scored on the *same* held-out data, by at least
-//! `--min-improvement`. The comparison is recorded in the manifest (`gate`) and in the alias
-//! revision's reason. The alias move is compare-and-swap against the champion the gate saw, so
-//! a person who moved `production` meanwhile (a rollback) is never overridden.
+//! Any doubt means no promotion: when the champion cannot be found, loaded or scored on rows it
+//! provably never saw, the challenger is published as a candidate, `production` stays, the
+//! decision records why ([`GateOutcome::ChampionUnavailable`]) and the run fails
+//! ([`crate::Error::GateFailedClosed`], exit code 5). Only "this model has no `production`
+//! alias" lets a first model through, and only above the floor.
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
-use shared_lib::artifact::{EncodedArtifact, ModelKind};
-use shared_lib::model_id::{AliasName, ModelName, ModelVersion};
-use shared_lib::registry::Change;
-use shared_lib::registry::manifest::{GateDecision, Manifest, NewVersion};
+use shared_lib::model_id::ModelVersion;
+use shared_lib::registry::manifest::{GateDecision, GateOutcome};
 
-use crate::Error;
-use crate::publisher::{MoveOutcome, Publisher};
+/// The metric a gate decides on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GateMetric {
+    /// Fraud: ROC AUC, higher is better.
+    RocAuc,
+    /// Explicit ratings: RMSE, lower is better.
+    Rmse,
+    /// Implicit feedback: NDCG@k, higher is better.
+    NdcgAtK,
+}
 
-/// Which metric decides, in which direction, by how much.
-#[derive(Debug, Clone)]
+impl GateMetric {
+    /// The name used in metrics maps, manifests and messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RocAuc => "roc_auc",
+            Self::Rmse => "rmse",
+            Self::NdcgAtK => "ndcg_at_k",
+        }
+    }
+
+    pub fn higher_is_better(self) -> bool {
+        match self {
+            Self::RocAuc | Self::NdcgAtK => true,
+            Self::Rmse => false,
+        }
+    }
+
+    /// How much better `a` is than `b` (positive when better).
+    fn improvement(self, a: f64, b: f64) -> f64 {
+        if self.higher_is_better() {
+            a - b
+        } else {
+            b - a
+        }
+    }
+
+    /// True when `score` is on the right side of `floor` (a tie meets it).
+    fn meets(self, score: f64, floor: f64) -> bool {
+        if self.higher_is_better() {
+            score >= floor
+        } else {
+            score <= floor
+        }
+    }
+}
+
+impl std::fmt::Display for GateMetric {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which metric decides, the absolute floor, and by how much a challenger must win.
+#[derive(Debug, Clone, Copy)]
 pub struct GatePolicy {
-    pub metric: String,
-    pub higher_is_better: bool,
+    pub metric: GateMetric,
+    /// At least this (higher-is-better metrics) or at most this (lower-is-better), on all of
+    /// the challenger's held-out rows, even for a first model.
+    pub floor: f64,
     pub min_improvement: f64,
 }
 
-/// The current champion and its score on the challenger's held-out data.
-#[derive(Debug, Clone, Copy)]
-pub struct ChampionScore {
-    pub version: ModelVersion,
-    pub score: f64,
+/// What the pipeline found out about the champion.
+#[derive(Debug, Clone)]
+pub enum ChampionScore {
+    /// The model has no `production` alias: the challenger is the first.
+    None,
+    /// Both models scored on the rows held out from both.
+    Compared {
+        version: ModelVersion,
+        champion: f64,
+        challenger: f64,
+        rows: u64,
+    },
+    /// `production` could not be found, loaded or scored on rows it never saw.
+    Unavailable {
+        version: Option<ModelVersion>,
+        reason: String,
+    },
 }
 
 impl GatePolicy {
-    /// Decides: no champion means promote; otherwise the challenger must improve the metric
-    /// (strictly) by at least `min_improvement`.
-    pub fn decide(&self, challenger: f64, champion: Option<ChampionScore>) -> GateDecision {
-        let promoted = match champion {
-            None => true,
-            Some(c) => {
-                let improvement = if self.higher_is_better {
-                    challenger - c.score
-                } else {
-                    c.score - challenger
-                };
-                improvement > 0.0 && improvement >= self.min_improvement
+    /// Decides. `challenger` is the challenger's score on all its held-out rows (what the
+    /// floor applies to); a comparison with the champion uses the scores on shared rows.
+    pub fn decide(&self, challenger: f64, champion: &ChampionScore) -> GateDecision {
+        let metric = self.metric;
+        let meets_floor = challenger.is_finite() && metric.meets(challenger, self.floor);
+        let floor_note = format!("{metric} {challenger:.6} is below the floor {}", self.floor);
+        let (outcome, reason, compared) = match champion {
+            // Checked first: a broken champion must fail the run even for a weak challenger.
+            ChampionScore::Unavailable { version, reason } => (
+                GateOutcome::ChampionUnavailable,
+                match version {
+                    Some(v) => format!("champion v{v} could not be compared: {reason}"),
+                    None => format!("the champion could not be looked up: {reason}"),
+                },
+                None,
+            ),
+            _ if !meets_floor => (GateOutcome::BelowFloor, floor_note, None),
+            ChampionScore::None => (
+                GateOutcome::FirstModel,
+                format!(
+                    "first model, {metric} {challenger:.6} meets the floor {}",
+                    self.floor
+                ),
+                None,
+            ),
+            ChampionScore::Compared {
+                version,
+                champion,
+                challenger: on_shared,
+                rows,
+            } => {
+                let improvement = metric.improvement(*on_shared, *champion);
+                let wins = improvement > 0.0 && improvement >= self.min_improvement;
+                let verdict = if wins { "beats" } else { "does not beat" };
+                (
+                    if wins {
+                        GateOutcome::BeatsChampion
+                    } else {
+                        GateOutcome::NotBetter
+                    },
+                    format!(
+                        "{metric} {on_shared:.6} {verdict} champion v{version} {champion:.6} on \
+                         {rows} rows held out from both (min improvement {})",
+                        self.min_improvement
+                    ),
+                    Some((*version, *champion, *on_shared, *rows)),
+                )
             }
         };
+        let promoted = matches!(
+            outcome,
+            GateOutcome::FirstModel | GateOutcome::BeatsChampion
+        );
         GateDecision {
-            metric: self.metric.clone(),
-            higher_is_better: self.higher_is_better,
-            champion_version: champion.map(|c| c.version),
-            champion_score: champion.map(|c| c.score),
-            challenger_score: challenger,
+            metric: metric.as_str().to_owned(),
+            higher_is_better: metric.higher_is_better(),
+            champion_version: match champion {
+                ChampionScore::Compared { version, .. } => Some(*version),
+                ChampionScore::Unavailable { version, .. } => *version,
+                ChampionScore::None => None,
+            },
+            champion_score: compared.map(|c| c.1),
+            challenger_score: compared.map_or(challenger, |c| c.2),
             min_improvement: self.min_improvement,
             promoted,
+            floor: Some(self.floor),
+            compared_rows: compared.map(|c| c.3),
+            outcome: Some(outcome),
+            reason: Some(reason),
         }
-    }
-}
-
-/// What a training run published.
-#[derive(Debug, Clone, Serialize)]
-pub struct Publication {
-    pub model: ModelName,
-    pub version: ModelVersion,
-    pub sha256: String,
-    /// True when `production` now points to this version.
-    pub promoted: bool,
-    pub gate: GateDecision,
-}
-
-/// What `production` holds now, and that model if it can be compared with a challenger.
-#[derive(Debug)]
-pub struct Champion<T> {
-    /// The version `production` points to: the expected value of the promotion's
-    /// compare-and-swap, whether or not the champion could be scored.
-    pub production: Option<ModelVersion>,
-    /// The champion's manifest and model; `None` when there is none, or it is of another kind,
-    /// or it no longer loads (a server could not serve it either).
-    pub loaded: Option<(Manifest, T)>,
-}
-
-/// Loads the model `production` points to, if any, to score it on the new held-out data.
-///
-/// # Errors
-/// Store or registry failures (an unreachable store must not look like "no champion").
-pub async fn load_champion<T: DeserializeOwned>(
-    publisher: &Publisher,
-    model: &ModelName,
-    kinds: &[ModelKind],
-) -> Result<Champion<T>, Error> {
-    let Some(version) = publisher
-        .resolve_alias(model, &AliasName::production())
-        .await?
-    else {
-        tracing::info!(%model, "No production model yet; the challenger is the first.");
-        return Ok(Champion {
-            production: None,
-            loaded: None,
-        });
-    };
-    let loaded = match publisher.load::<T>(model, version, kinds).await {
-        Ok(loaded) => Some(loaded),
-        Err(
-            e @ (Error::Registry { status: None, .. }
-            | Error::Library(shared_lib::Error::Store { .. })),
-        ) => {
-            return Err(e);
-        }
-        Err(e) => {
-            tracing::warn!(%model, %version, error = %e, "The champion cannot be compared; gating as if there were none.");
-            None
-        }
-    };
-    Ok(Champion {
-        production: Some(version),
-        loaded,
-    })
-}
-
-/// Publishes the challenger with the gate's decision, then moves `production` if it won.
-///
-/// # Errors
-/// Registry errors from publishing; a lost alias race is not an error (it is logged, and the
-/// result says not promoted).
-///
-/// `production` is what the alias held when the champion was looked up ([`Champion::production`]);
-/// the promotion is a compare-and-swap against it, so a rollback made meanwhile wins.
-pub async fn publish_and_gate(
-    publisher: &Publisher,
-    mut draft: NewVersion,
-    artifact: EncodedArtifact,
-    decision: GateDecision,
-    production: Option<ModelVersion>,
-    actor: &str,
-) -> Result<Publication, Error> {
-    let mut decision = decision;
-    // A champion that could not be scored is still recorded as the one passed over.
-    if decision.champion_version.is_none() {
-        decision.champion_version = production;
-    }
-    draft.gate = Some(decision.clone());
-    let manifest = publisher.publish(draft, artifact).await?;
-    let mut promoted = false;
-    if decision.promoted {
-        let reason = gate_reason(&decision);
-        let change = Change {
-            actor,
-            reason: Some(&reason),
-        };
-        match publisher
-            .move_alias(
-                &manifest.model,
-                &AliasName::production(),
-                manifest.version,
-                production,
-                &change,
-            )
-            .await?
-        {
-            MoveOutcome::Moved => promoted = true,
-            MoveOutcome::Conflict(why) => {
-                tracing::warn!(reason = %why, "Production moved while training; leaving it alone.");
-            }
-        }
-    }
-    tracing::info!(
-        model = %manifest.model,
-        version = %manifest.version,
-        promoted,
-        metric = %decision.metric,
-        challenger = decision.challenger_score,
-        champion = ?decision.champion_score,
-        "Published."
-    );
-    Ok(Publication {
-        model: manifest.model,
-        version: manifest.version,
-        sha256: manifest.artifact.sha256.to_string(),
-        promoted,
-        gate: decision,
-    })
-}
-
-fn gate_reason(d: &GateDecision) -> String {
-    match (d.champion_version, d.champion_score) {
-        (Some(v), Some(score)) => format!(
-            "quality gate: {} {:.6} vs champion v{v} {:.6} (min improvement {})",
-            d.metric, d.challenger_score, score, d.min_improvement
-        ),
-        (Some(v), None) => format!(
-            "quality gate: champion v{v} not comparable on this data; challenger {} {:.6}",
-            d.metric, d.challenger_score
-        ),
-        (None, _) => format!(
-            "quality gate: first model, {} {:.6}",
-            d.metric, d.challenger_score
-        ),
     }
 }
 
@@ -204,66 +170,154 @@ fn gate_reason(d: &GateDecision) -> String {
 mod tests {
     use super::*;
 
-    fn auc_policy(min: f64) -> GatePolicy {
+    fn policy(metric: GateMetric, floor: f64, min: f64) -> GatePolicy {
         GatePolicy {
-            metric: "roc_auc".into(),
-            higher_is_better: true,
+            metric,
+            floor,
             min_improvement: min,
         }
     }
 
-    fn champion(score: f64) -> Option<ChampionScore> {
-        Some(ChampionScore {
+    fn compared(champion: f64, challenger: f64) -> ChampionScore {
+        ChampionScore::Compared {
             version: ModelVersion::FIRST,
-            score,
-        })
+            champion,
+            challenger,
+            rows: 100,
+        }
     }
 
     #[test]
     fn gate_decisions_go_both_ways() {
-        let rmse = GatePolicy {
-            metric: "rmse".into(),
-            higher_is_better: false,
-            min_improvement: 0.01,
+        use GateMetric::{NdcgAtK, Rmse, RocAuc};
+        let unavailable = ChampionScore::Unavailable {
+            version: Some(ModelVersion::FIRST),
+            reason: "registry answered 503".into(),
         };
         let cases = [
-            (auc_policy(0.0), 0.90, None, true, "first model"),
             (
-                auc_policy(0.005),
-                0.91,
-                champion(0.90),
-                true,
-                "beats by more than the margin",
-            ),
-            (
-                auc_policy(0.02),
-                0.91,
-                champion(0.90),
-                false,
-                "beats by less than the margin",
-            ),
-            (
-                auc_policy(0.0),
+                policy(RocAuc, 0.6, 0.0),
                 0.90,
-                champion(0.90),
-                false,
-                "a tie is not a win",
+                ChampionScore::None,
+                GateOutcome::FirstModel,
             ),
-            (auc_policy(0.0), 0.85, champion(0.90), false, "worse"),
-            (rmse.clone(), 0.80, champion(0.90), true, "lower rmse wins"),
             (
-                rmse,
-                0.895,
-                champion(0.90),
-                false,
-                "lower rmse by less than the margin",
+                policy(RocAuc, 0.6, 0.0),
+                0.55,
+                ChampionScore::None,
+                GateOutcome::BelowFloor,
+            ),
+            (
+                policy(RocAuc, 0.6, 0.005),
+                0.5,
+                compared(0.4, 0.5),
+                GateOutcome::BelowFloor,
+            ),
+            (
+                policy(RocAuc, 0.6, 0.005),
+                0.9,
+                compared(0.90, 0.91),
+                GateOutcome::BeatsChampion,
+            ),
+            (
+                policy(RocAuc, 0.6, 0.02),
+                0.9,
+                compared(0.90, 0.91),
+                GateOutcome::NotBetter,
+            ),
+            (
+                policy(RocAuc, 0.6, 0.0),
+                0.9,
+                compared(0.90, 0.90),
+                GateOutcome::NotBetter,
+            ),
+            (
+                policy(RocAuc, 0.6, 0.0),
+                0.9,
+                compared(0.90, 0.85),
+                GateOutcome::NotBetter,
+            ),
+            (
+                policy(RocAuc, 0.6, 0.0),
+                0.99,
+                unavailable.clone(),
+                GateOutcome::ChampionUnavailable,
+            ),
+            (
+                policy(RocAuc, 0.6, 0.0),
+                0.5,
+                unavailable.clone(),
+                GateOutcome::ChampionUnavailable,
+            ),
+            (
+                policy(Rmse, 1.0, 0.01),
+                0.8,
+                compared(0.90, 0.80),
+                GateOutcome::BeatsChampion,
+            ),
+            (
+                policy(Rmse, 1.0, 0.01),
+                0.9,
+                compared(0.90, 0.895),
+                GateOutcome::NotBetter,
+            ),
+            (
+                policy(Rmse, 1.0, 0.0),
+                1.2,
+                ChampionScore::None,
+                GateOutcome::BelowFloor,
+            ),
+            (
+                policy(NdcgAtK, 0.1, 0.0),
+                0.3,
+                compared(0.2, 0.3),
+                GateOutcome::BeatsChampion,
+            ),
+            (
+                policy(NdcgAtK, 0.1, 0.0),
+                f64::NAN,
+                ChampionScore::None,
+                GateOutcome::BelowFloor,
             ),
         ];
-        for (policy, challenger, champ, promoted, why) in cases {
-            let d = policy.decide(challenger, champ);
-            assert_eq!(d.promoted, promoted, "{why}");
-            assert_eq!(d.challenger_score, challenger);
-            assert_eq!(d.champion_score, champ.map(|c| c.score));
+        for (policy, challenger, champion, expected) in cases {
+            let d = policy.decide(challenger, &champion);
+            assert_eq!(
+                d.outcome,
+                Some(expected),
+                "{policy:?} {challenger} {champion:?}"
+            );
+            let promoted = matches!(
+                expected,
+                GateOutcome::FirstModel | GateOutcome::BeatsChampion
+            );
+            assert_eq!(d.promoted, promoted, "{expected:?}");
+            assert_eq!(d.floor, Some(policy.floor));
         }
+    }
+
+    #[test]
+    fn the_decision_records_the_shared_rows_and_says_why() {
+        let d = policy(GateMetric::RocAuc, 0.6, 0.0).decide(0.93, &compared(0.9, 0.95));
+        assert_eq!((d.champion_score, d.challenger_score), (Some(0.9), 0.95));
+        assert_eq!(d.compared_rows, Some(100));
+        let reason = d.reason.unwrap();
+        assert!(
+            reason.contains("roc_auc 0.950000 beats champion v1 0.900000 on 100 rows"),
+            "{reason}"
+        );
+        let d = policy(GateMetric::RocAuc, 0.6, 0.0).decide(
+            0.93,
+            &ChampionScore::Unavailable {
+                version: Some(ModelVersion::FIRST),
+                reason: "registry answered 503".into(),
+            },
+        );
+        assert_eq!(d.champion_version, Some(ModelVersion::FIRST));
+        assert!(
+            d.reason
+                .unwrap()
+                .contains("champion v1 could not be compared: registry answered 503")
+        );
     }
 }

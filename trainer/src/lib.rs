@@ -5,8 +5,12 @@
 //! - [`fraud`]: random forest and decision tree classifiers, converted to the served
 //!   [`shared_lib::models::forest::FraudModel`];
 //! - [`recommender`]: ALS for explicit ratings and implicit feedback;
+//! - [`split`]: which rows are held out, as a pure function of each row;
 //! - [`evaluate`]: held-out metrics;
-//! - [`publish`]: the quality gate and publishing into the registry;
+//! - [`gate`]: the quality gate's policy and decision;
+//! - [`pipeline`]: what every training run shares after fitting: find and score the champion
+//!   on rows neither model trained on, decide, publish, promote;
+//! - [`registry_client`]: the registry, reached through its HTTP API or a store;
 //! - [`schedule`]: in-process cron for deployments without Kubernetes CronJobs;
 //! - [`cli`]: the command line, a thin layer over the above.
 
@@ -15,10 +19,12 @@ pub mod data;
 pub mod error;
 pub mod evaluate;
 pub mod fraud;
+pub mod gate;
+pub mod pipeline;
 pub mod progress;
-pub mod publish;
-pub mod publisher;
 pub mod recommender;
+pub mod registry_client;
 pub mod schedule;
+pub mod split;
 
 pub use error::Error;

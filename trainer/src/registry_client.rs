@@ -1,4 +1,5 @@
-//! Where the trainer publishes: straight into a model store, or through the registry service.
+//! The registry as the trainer reaches it: straight in a model store, or through the registry
+//! service's HTTP API ([`RegistryClient`]).
 //!
 //! With `REGISTRY_URL` set (the normal case on S3), every read and write goes through the
 //! registry's HTTP API with `REGISTRY_TOKEN`: the registry is the single writer of registry
@@ -18,14 +19,14 @@ use shared_lib::registry::{Change, Registry};
 
 use crate::Error;
 
-/// The registry, reached one way or the other.
+/// The registry, reached one way or the other: where champions are read and versions published.
 #[derive(Clone)]
-pub enum Publisher {
+pub enum ModelRegistry {
     Store(Registry),
     Api(RegistryClient),
 }
 
-impl From<Registry> for Publisher {
+impl From<Registry> for ModelRegistry {
     fn from(registry: Registry) -> Self {
         Self::Store(registry)
     }
@@ -39,7 +40,7 @@ pub enum MoveOutcome {
     Conflict(String),
 }
 
-impl Publisher {
+impl ModelRegistry {
     /// The version `alias` points to, or `None` if the model or alias does not exist.
     ///
     /// # Errors

@@ -15,7 +15,8 @@ use shared_lib::settings::Env;
 use tokio_cron_scheduler::{Job, JobScheduler};
 
 use crate::Error;
-use crate::cli::{Cli, Command, Context, TrainCommand};
+use crate::cli::{Cli, Command, TrainCommand};
+use crate::pipeline::Context;
 
 #[derive(Debug, clap::Args)]
 pub struct ScheduleArgs {

@@ -3,22 +3,25 @@
 
 use std::path::{Path, PathBuf};
 
+use shared_lib::model_id::{AliasName, ModelName, ModelVersion};
 use shared_lib::models::als::{Filter, ServingAls};
 use shared_lib::registry::Registry;
+use shared_lib::registry::manifest::{GateOutcome, HeldOutRule};
 use shared_lib::store::{ObjectStore, StoreLocation};
 use trainer::Error;
-use trainer::cli::Context;
 use trainer::data::ratings::{RatingFormat, parse_ratings};
+use trainer::pipeline::Context;
 use trainer::progress::Progress;
 use trainer::recommender::als::{AlsParams, train as train_als};
 use trainer::recommender::{self, FeedbackArg, GenerateArgs, TrainArgs};
+use trainer::split::{SplitArgs, SplitMethod};
 
 async fn context(dir: &Path) -> Context {
     let store = ObjectStore::open(&StoreLocation::Local(dir.join("store")))
         .await
         .unwrap();
     Context {
-        publisher: Registry::new(store).into(),
+        registry: Registry::new(store).into(),
         actor: "test@recommender".into(),
         progress: Progress::hidden(),
     }
@@ -57,8 +60,15 @@ fn train_args(ratings: &Path, feedback: FeedbackArg) -> TrainArgs {
         cg_steps: 3,
         seed: 42,
         k: 10,
-        test_fraction: 0.2,
+        split: SplitArgs {
+            test_fraction: 0.2,
+            split: SplitMethod::Hash,
+            split_key: None,
+            split_seed: 0,
+        },
         min_improvement: 0.0,
+        max_rmse: None,
+        min_ndcg: None,
         skip_bad_rows: false,
         format: RatingFormat::Auto,
     }
@@ -139,7 +149,7 @@ async fn the_gate_scores_the_champion_on_the_same_held_out_rows() {
     let p3 = worse.publication.unwrap();
     assert!(!p3.promoted && p3.gate.challenger_score > first.metrics["rmse"]);
     let production = ctx
-        .publisher
+        .registry
         .as_store()
         .unwrap()
         .resolve_alias(&p1.model, &shared_lib::model_id::AliasName::production())
@@ -147,7 +157,7 @@ async fn the_gate_scores_the_champion_on_the_same_held_out_rows() {
         .unwrap();
     assert_eq!(production, p1.version);
     let manifest = ctx
-        .publisher
+        .registry
         .as_store()
         .unwrap()
         .manifest(&p3.model, p3.version)
@@ -345,7 +355,7 @@ async fn a_separate_test_file_is_evaluated_without_publishing() {
         "rows it trained on fit about as well as the noise allows: {rmse}"
     );
     let models = ctx
-        .publisher
+        .registry
         .as_store()
         .unwrap()
         .list_models()
@@ -362,7 +372,12 @@ async fn bad_arguments_are_usage_errors() {
     type Damage = Box<dyn Fn(&mut TrainArgs)>;
     let cases: Vec<(&str, Damage)> = vec![
         ("--rank", Box::new(|a| a.rank = 0)),
-        ("--test-fraction", Box::new(|a| a.test_fraction = 1.0)),
+        ("--test-fraction", Box::new(|a| a.split.test_fraction = 1.0)),
+        (
+            "--split-key",
+            Box::new(|a| a.split.split_key = Some("id".into())),
+        ),
+        ("--max-rmse", Box::new(|a| a.max_rmse = Some(f64::NAN))),
         ("--lambda", Box::new(|a| a.lambda = -1.0)),
         ("--k", Box::new(|a| a.k = 0)),
     ];
@@ -393,4 +408,138 @@ async fn implicit_training_drops_non_positive_values() {
         ndcg.is_finite() && ndcg > report.popularity_baseline.unwrap().ndcg_at_k,
         "{ndcg}"
     );
+}
+
+async fn production(ctx: &Context) -> Option<ModelVersion> {
+    ctx.registry
+        .as_store()
+        .unwrap()
+        .resolve_alias(
+            &ModelName::parse("recommender").unwrap(),
+            &AliasName::production(),
+        )
+        .await
+        .ok()
+}
+
+#[tokio::test]
+async fn a_better_challenger_is_promoted_and_a_worse_one_is_not_for_both_feedback_types() {
+    for (implicit, feedback) in [
+        (false, FeedbackArg::Explicit),
+        (true, FeedbackArg::Implicit),
+    ] {
+        // Arrange: a weak first model (rank 1), under floors it meets.
+        let dir = tempfile::tempdir().unwrap();
+        let data = generate(dir.path(), "data.tsv", implicit, 21);
+        let ctx = context(dir.path()).await;
+        let mut weak = train_args(&data, feedback);
+        weak.rank = 1;
+        weak.max_rmse = Some(100.0);
+        weak.min_ndcg = Some(0.0);
+        let first = recommender::train(&ctx, &weak).await.unwrap();
+        assert!(first.publication.unwrap().promoted, "{feedback:?}");
+
+        // Act: the planted rank wins; then the weak model again does not.
+        let mut strong = train_args(&data, feedback);
+        strong.rank = 4;
+        let better = recommender::train(&ctx, &strong).await.unwrap();
+        let again = recommender::train(&ctx, &weak).await.unwrap();
+
+        // Assert
+        let better = better.publication.unwrap();
+        assert_eq!(
+            better.gate.outcome,
+            Some(GateOutcome::BeatsChampion),
+            "{feedback:?}: {:?}",
+            better.gate
+        );
+        assert!(better.promoted);
+        let again = again.publication.unwrap();
+        assert_eq!(
+            again.gate.outcome,
+            Some(GateOutcome::NotBetter),
+            "{feedback:?}"
+        );
+        assert_eq!(again.gate.champion_version, Some(better.version));
+        assert_eq!(production(&ctx).await, Some(better.version), "{feedback:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_champion_with_the_other_feedback_type_fails_the_gate_closed() {
+    // Arrange: an implicit champion.
+    let dir = tempfile::tempdir().unwrap();
+    let data = generate(dir.path(), "counts.tsv", true, 22);
+    let ctx = context(dir.path()).await;
+    let first = recommender::train(&ctx, &train_args(&data, FeedbackArg::Implicit))
+        .await
+        .unwrap();
+    assert!(first.publication.unwrap().promoted);
+
+    // Act: an explicit challenger cannot be scored against it (an RMSE of an implicit model).
+    let err = recommender::train(&ctx, &train_args(&data, FeedbackArg::Explicit))
+        .await
+        .unwrap_err();
+
+    // Assert
+    assert_eq!(err.exit_code(), 5, "{err}");
+    assert!(err.to_string().contains("implicit feedback"), "{err}");
+    assert_eq!(production(&ctx).await, Some(ModelVersion::FIRST));
+    let v2 = ctx
+        .registry
+        .as_store()
+        .unwrap()
+        .manifest(
+            &ModelName::parse("recommender").unwrap(),
+            ModelVersion::new(2).unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        v2.gate.unwrap().outcome,
+        Some(GateOutcome::ChampionUnavailable)
+    );
+}
+
+#[tokio::test]
+async fn a_time_split_holds_out_the_newest_ratings_and_a_growing_file_keeps_rows_sides() {
+    // Arrange: generated ratings carry increasing timestamps.
+    let dir = tempfile::tempdir().unwrap();
+    let data = generate(dir.path(), "ratings.tsv", false, 23);
+    let ctx = context(dir.path()).await;
+    let mut args = train_args(&data, FeedbackArg::Explicit);
+    args.split.split = SplitMethod::Time;
+
+    // Act
+    let first = recommender::train(&ctx, &args).await.unwrap();
+    let mut reseeded = args.clone();
+    reseeded.seed = 9;
+    let second = recommender::train(&ctx, &reseeded).await.unwrap();
+
+    // Assert: the newest fifth is held out, recorded with its cutoff.
+    let text = std::fs::read_to_string(&data).unwrap();
+    let times: Vec<i64> = text
+        .lines()
+        .map(|l| l.rsplit('\t').next().unwrap().parse().unwrap())
+        .collect();
+    let manifest = ctx
+        .registry
+        .as_store()
+        .unwrap()
+        .manifest(
+            &ModelName::parse("recommender").unwrap(),
+            ModelVersion::FIRST,
+        )
+        .await
+        .unwrap();
+    let Some(HeldOutRule::Time { cutoff, .. }) = manifest.held_out else {
+        panic!("{:?}", manifest.held_out);
+    };
+    let newer = times.iter().filter(|&&t| t >= cutoff).count();
+    assert_eq!(first.test_rows, newer);
+    assert!((times.len() / 5..=times.len() / 5 + 1).contains(&newer));
+    // Another learner seed: the same held-out rows, so the champion is compared on all of them.
+    let gate = second.publication.unwrap().gate;
+    assert_eq!(gate.compared_rows, Some(first.test_rows as u64));
+    assert_eq!(gate.champion_score, Some(first.metrics["rmse"]));
 }

@@ -7,9 +7,13 @@ use clap::Parser as _;
 use secrecy::SecretString;
 use shared_lib::settings::Env;
 use shared_lib::testing::TestS3;
-use trainer::cli::{Cli, Command, Context, TrainCommand};
+use std::sync::{Arc, Mutex};
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use trainer::cli::{Cli, Command, TrainCommand};
+use trainer::pipeline::Context;
 use trainer::progress::Progress;
-use trainer::publisher::{Publisher, RegistryClient};
+use trainer::registry_client::{ModelRegistry, RegistryClient};
 
 const TOKEN: &str = "trainer-test-token-0123";
 
@@ -27,7 +31,7 @@ async fn start_registry(s3: &TestS3) -> String {
 
 fn context(url: &str, token: &str) -> Context {
     Context {
-        publisher: Publisher::Api(RegistryClient::new(url, SecretString::from(token))),
+        registry: ModelRegistry::Api(RegistryClient::new(url, SecretString::from(token))),
         actor: "trainer@test".into(),
         progress: Progress::hidden(),
     }
@@ -169,4 +173,130 @@ async fn a_wrong_token_fails_the_run_with_the_registry_exit_code_and_writes_noth
         .await
         .unwrap();
     assert_eq!(models["models"], serde_json::json!([]));
+}
+
+/// A front for the registry that answers one path with an error status and passes the rest
+/// through: a registry hiccup on exactly the champion's manifest or artifact.
+#[derive(Clone)]
+struct FaultyFront {
+    upstream: String,
+    fault: Arc<Mutex<Option<(String, u16)>>>,
+}
+
+async fn pass_or_fail(
+    req: HttpRequest,
+    body: web::Bytes,
+    front: web::Data<FaultyFront>,
+) -> HttpResponse {
+    let fault = front.fault.lock().unwrap().clone();
+    if let Some((path, status)) = fault
+        && req.path() == path
+    {
+        let status = actix_web::http::StatusCode::from_u16(status).unwrap();
+        return HttpResponse::build(status)
+            .json(serde_json::json!({"error": {"code": "injected", "message": "injected fault"}}));
+    }
+    let url = format!("{}{}", front.upstream, req.uri());
+    let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes()).unwrap();
+    let mut forward = reqwest::Client::new()
+        .request(method, url)
+        .body(body.to_vec());
+    for name in ["authorization", "content-type"] {
+        if let Some(value) = req.headers().get(name) {
+            forward = forward.header(name, value.to_str().unwrap());
+        }
+    }
+    let res = forward.send().await.unwrap();
+    let status = actix_web::http::StatusCode::from_u16(res.status().as_u16()).unwrap();
+    let content_type = res
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    HttpResponse::build(status)
+        .content_type(content_type)
+        .body(res.bytes().await.unwrap())
+}
+
+async fn start_faulty_front(upstream: &str) -> (String, Arc<Mutex<Option<(String, u16)>>>) {
+    let front = FaultyFront {
+        upstream: upstream.to_owned(),
+        fault: Arc::default(),
+    };
+    let fault = front.fault.clone();
+    let server = actix_web::HttpServer::new(move || {
+        actix_web::App::new()
+            .app_data(web::Data::new(front.clone()))
+            .app_data(web::PayloadConfig::new(64 << 20))
+            .default_service(web::to(pass_or_fail))
+    })
+    .workers(1)
+    .bind(("127.0.0.1", 0))
+    .unwrap();
+    let port = server.addrs()[0].port();
+    tokio::spawn(server.run());
+    (format!("http://127.0.0.1:{port}"), fault)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registry_errors_on_the_champion_fail_the_gate_closed() {
+    // Arrange: a champion v1, published through a front that can fail chosen requests.
+    let s3 = TestS3::start().await;
+    let registry = start_registry(&s3).await;
+    let (url, fault) = start_faulty_front(&registry).await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("fraud.csv");
+    trainer::fraud::generate(&trainer::fraud::GenerateArgs {
+        rows: 3000,
+        seed: 5,
+        out: data.clone(),
+    })
+    .unwrap();
+    let data = data.to_str().unwrap();
+    let ctx = context(&url, TOKEN);
+    let weak = ["--trees", "1", "--max-depth", "2"];
+    train_fraud(&ctx, data, &weak).await.unwrap();
+
+    // Act: a much better challenger, while the registry answers 503 or 500 on the champion's
+    // manifest or artifact.
+    let cases = [
+        ("/v1/models/fraud/versions/1", 503),
+        ("/v1/models/fraud/versions/1", 500),
+        ("/v1/models/fraud/versions/1/artifact", 503),
+        ("/v1/models/fraud/versions/1/artifact", 500),
+    ];
+    for (n, (path, status)) in cases.into_iter().enumerate() {
+        *fault.lock().unwrap() = Some((path.to_owned(), status));
+        let err = train_fraud(&ctx, data, &["--trees", "10"])
+            .await
+            .unwrap_err();
+
+        // Assert: published as a candidate, exit code 5, production still v1.
+        assert_eq!(err.exit_code(), 5, "{path} {status}: {err}");
+        assert!(err.to_string().contains("champion v1"), "{err}");
+        let production: serde_json::Value =
+            reqwest::get(format!("{registry}/v1/models/fraud/aliases/production"))
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+        assert_eq!(production["version"], 1, "{path} {status}");
+        let version = n + 2;
+        let manifest: serde_json::Value =
+            reqwest::get(format!("{registry}/v1/models/fraud/versions/{version}"))
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+        let gate = &manifest["manifest"]["gate"];
+        assert_eq!(gate["outcome"], "champion_unavailable", "{gate}");
+        assert_eq!(gate["promoted"], false);
+    }
+
+    // And once the registry is healthy again, the better model is promoted.
+    *fault.lock().unwrap() = None;
+    let healthy = train_fraud(&ctx, data, &["--trees", "10"]).await.unwrap();
+    assert_eq!(healthy["publication"]["promoted"], true, "{healthy}");
 }

@@ -1,6 +1,8 @@
 //! MovieLens-style rating files: `user\titem\trating\tts` (ml-100k `u.data`),
 //! `user::item::rating::ts` (ml-1m `ratings.dat`) and CSV `userId,movieId,rating,timestamp` with
-//! a header (ml-latest). The timestamp is optional and ignored.
+//! a header (ml-latest). The timestamp (Unix seconds) is optional; when present it is kept for
+//! `--split time`. Each row also keeps the hash of its content, the key of the hash split
+//! ([`crate::split`]).
 //!
 //! Ids are kept as the strings in the file (the served model answers in them) and interned to
 //! dense indices while reading, so millions of rows cost three small numbers each.
@@ -8,6 +10,7 @@
 use std::collections::HashMap;
 
 use crate::Error;
+use crate::split::{RowKey, key_hash};
 
 /// The line format; `Auto` decides from the first data line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
@@ -53,6 +56,8 @@ pub struct Ratings {
     pub users: Vec<u32>,
     pub items: Vec<u32>,
     pub values: Vec<f32>,
+    /// Each row's split key: the hash of its content, and its timestamp if it has one.
+    pub keys: Vec<RowKey>,
 }
 
 impl Ratings {
@@ -78,10 +83,11 @@ impl Ratings {
         let mut builder = Builder::default();
         for row in 0..self.len() {
             if keep(row) {
-                builder.push(
+                builder.push_keyed(
                     &self.user_ids[self.users[row] as usize],
                     &self.item_ids[self.items[row] as usize],
                     self.values[row],
+                    self.keys[row],
                 );
             }
         }
@@ -106,12 +112,23 @@ pub struct Builder {
 }
 
 impl Builder {
+    /// Adds a row keyed by its content (user, item, value), with no timestamp.
     pub fn push(&mut self, user: &str, item: &str, value: f32) {
+        let value_text = value.to_string();
+        let key = RowKey {
+            hash: key_hash([user.as_bytes(), item.as_bytes(), value_text.as_bytes()]),
+            time: None,
+        };
+        self.push_keyed(user, item, value, key);
+    }
+
+    pub fn push_keyed(&mut self, user: &str, item: &str, value: f32, key: RowKey) {
         let u = intern(&mut self.users, &mut self.out.user_ids, user);
         let i = intern(&mut self.items, &mut self.out.item_ids, item);
         self.out.users.push(u);
         self.out.items.push(i);
         self.out.values.push(value);
+        self.out.keys.push(key);
     }
 
     pub fn finish(self) -> Ratings {
@@ -185,7 +202,7 @@ pub fn parse_ratings(
         let first = !seen_data_line;
         seen_data_line = true;
         match parse_line(line, format) {
-            Ok((user, item, value)) => builder.push(user, item, value),
+            Ok(row) => builder.push_keyed(row.user, row.item, row.value, row.key),
             // The CSV header: a first line whose rating column is not a number.
             Err(_) if first && format == RatingFormat::Csv && looks_like_header(line) => {}
             Err(_) if skip_bad_rows => skipped += 1,
@@ -212,7 +229,15 @@ fn looks_like_header(line: &str) -> bool {
         .is_some_and(|f| f.trim().parse::<f64>().is_err())
 }
 
-fn parse_line(line: &str, format: RatingFormat) -> Result<(&str, &str, f32), String> {
+/// One parsed line.
+struct Row<'a> {
+    user: &'a str,
+    item: &'a str,
+    value: f32,
+    key: RowKey,
+}
+
+fn parse_line(line: &str, format: RatingFormat) -> Result<Row<'_>, String> {
     let mut fields = line.split(format.separator());
     let (Some(user), Some(item), Some(rating)) = (fields.next(), fields.next(), fields.next())
     else {
@@ -221,10 +246,18 @@ fn parse_line(line: &str, format: RatingFormat) -> Result<(&str, &str, f32), Str
             format.separator().escape_default()
         ));
     };
+    let timestamp = fields.next().map(str::trim);
     let extra = fields.count();
-    if extra > 1 {
-        return Err(format!("expected at most 4 fields, got {}", 3 + extra));
+    if extra > 0 {
+        return Err(format!("expected at most 4 fields, got {}", 4 + extra));
     }
+    let time = match timestamp {
+        None | Some("") => None,
+        Some(t) => Some(
+            t.parse::<i64>()
+                .map_err(|_| format!("timestamp {t:?} is not an integer"))?,
+        ),
+    };
     let (user, item) = (user.trim(), item.trim());
     if user.is_empty() || item.is_empty() {
         return Err("empty user or item id".into());
@@ -236,7 +269,21 @@ fn parse_line(line: &str, format: RatingFormat) -> Result<(&str, &str, f32), Str
     if !value.is_finite() {
         return Err(format!("rating {rating:?} is not finite"));
     }
-    Ok((user, item, value))
+    let parts = [
+        user.as_bytes(),
+        item.as_bytes(),
+        rating.trim().as_bytes(),
+        timestamp.unwrap_or_default().as_bytes(),
+    ];
+    Ok(Row {
+        user,
+        item,
+        value,
+        key: RowKey {
+            hash: key_hash(parts),
+            time,
+        },
+    })
 }
 
 #[cfg(test)]
@@ -267,6 +314,29 @@ mod tests {
         assert_eq!(read.ratings.user_ids, ["1", "2"]);
         assert_eq!(read.ratings.item_ids, ["1193", "661"]);
         assert_eq!(read.ratings.items, [0, 1, 0]);
+    }
+
+    #[test]
+    fn timestamps_are_kept_and_content_keys_the_rows() {
+        let read = parse_ratings("f", TSV.as_bytes(), RatingFormat::Auto, false).unwrap();
+        let times: Vec<Option<i64>> = read.ratings.keys.iter().map(|k| k.time).collect();
+        assert_eq!(times, [Some(881250949), Some(891717742), Some(878887116)]);
+        // A subset keeps each row's key.
+        let last = read.ratings.subset(|row| row == 2);
+        assert_eq!(last.keys, [read.ratings.keys[2]]);
+        // The same row in another file has the same key, whatever its position.
+        let again = parse_ratings(
+            "g",
+            b"x\ty\t1\t5\n196\t377\t1\t878887116\n",
+            RatingFormat::Tsv,
+            false,
+        )
+        .unwrap();
+        assert_eq!(again.ratings.keys[1], read.ratings.keys[2]);
+        let err = parse_ratings("f", b"1\t2\t3\tyesterday\n", RatingFormat::Tsv, false)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("timestamp \"yesterday\""), "{err}");
     }
 
     #[test]

@@ -1,7 +1,10 @@
 //! A numeric CSV table with a 0/1 label column: the fraud trainer's input.
 //!
-//! The first row is the header. One column, named by `--label`, holds the class (0 or 1); every
+//! The first row is the header. One column, named by `--label`, holds the class (0 or 1); an
+//! optional key column (`--split-key`, any text) identifies the row for the held-out split; every
 //! other column is a numeric feature, in header order, which becomes the model's feature order.
+//! Each row keeps the hash of its key, or of its whole content without a key column
+//! ([`crate::split`]).
 //! A bad row (wrong field count, a cell that is not a finite number, a label other than 0/1) is an
 //! [`Error::BadRow`] naming the file and line, or, when the caller allows it, is skipped and
 //! counted: a nightly job over a large export should not die on one torn line, but it must say
@@ -11,6 +14,7 @@ use csv::{ByteRecord, ReaderBuilder};
 
 use crate::Error;
 use crate::data::source::Input;
+use crate::split::{RowKey, key_hash};
 
 /// How to read a table.
 #[derive(Debug, Clone)]
@@ -19,6 +23,8 @@ pub struct TableOptions {
     pub label: String,
     /// Skip and count bad rows instead of failing on the first.
     pub skip_bad_rows: bool,
+    /// A column that identifies rows for the split: read as text, not a feature.
+    pub key_column: Option<String>,
 }
 
 /// Rows of numeric features (row-major) and their 0/1 labels.
@@ -28,6 +34,8 @@ pub struct Table {
     /// `rows × feature_names.len()` values, row after row; all finite.
     pub values: Vec<f64>,
     pub labels: Vec<u8>,
+    /// Each row's split key (see [`crate::split`]).
+    pub keys: Vec<RowKey>,
     /// Bad rows skipped (only with `skip_bad_rows`).
     pub skipped: u64,
 }
@@ -56,14 +64,17 @@ impl Table {
     pub fn select(&self, indices: &[usize]) -> Self {
         let mut values = Vec::with_capacity(indices.len() * self.n_features());
         let mut labels = Vec::with_capacity(indices.len());
+        let mut keys = Vec::with_capacity(indices.len());
         for &i in indices {
             values.extend_from_slice(self.row(i));
             labels.push(self.labels[i]);
+            keys.push(self.keys[i]);
         }
         Self {
             feature_names: self.feature_names.clone(),
             values,
             labels,
+            keys,
             skipped: 0,
         }
     }
@@ -140,10 +151,30 @@ pub fn read_table(input: &Input, options: &TableOptions) -> Result<Table, Error>
                 ),
             )
         })?;
+    let key_at = match &options.key_column {
+        Some(key) => Some(names.iter().position(|n| n == key).ok_or_else(|| {
+            bad(
+                1,
+                format!(
+                    "no split key column {key:?} in the header (columns: {})",
+                    names.join(",")
+                ),
+            )
+        })?),
+        None => None,
+    };
+    if key_at == Some(label_at) {
+        return Err(bad(1, "the split key column cannot be the label".into()));
+    }
+    let columns = Columns {
+        count: names.len(),
+        label: label_at,
+        key: key_at,
+    };
     let feature_names: Vec<String> = names
         .iter()
         .enumerate()
-        .filter(|&(i, _)| i != label_at)
+        .filter(|&(i, _)| i != label_at && Some(i) != key_at)
         .map(|(_, n)| n.clone())
         .collect();
     check_feature_names(&feature_names).map_err(|reason| bad(1, reason))?;
@@ -152,6 +183,7 @@ pub fn read_table(input: &Input, options: &TableOptions) -> Result<Table, Error>
         feature_names,
         values: Vec::new(),
         labels: Vec::new(),
+        keys: Vec::new(),
         skipped: 0,
     };
     let mut record = ByteRecord::new();
@@ -165,10 +197,11 @@ pub fn read_table(input: &Input, options: &TableOptions) -> Result<Table, Error>
             break;
         }
         let line = record.position().map_or(0, csv::Position::line);
-        match parse_row(&record, names.len(), label_at, &mut row) {
-            Ok(label) => {
+        match parse_row(&record, &columns, &mut row) {
+            Ok((label, key)) => {
                 table.values.extend_from_slice(&row);
                 table.labels.push(label);
+                table.keys.push(key);
             }
             Err(_) if options.skip_bad_rows => table.skipped += 1,
             Err(reason) => return Err(bad(line, reason)),
@@ -180,24 +213,47 @@ pub fn read_table(input: &Input, options: &TableOptions) -> Result<Table, Error>
     Ok(table)
 }
 
-/// Fills `features` from one record and returns its label.
+/// Where the label and the key are among the columns.
+struct Columns {
+    count: usize,
+    label: usize,
+    key: Option<usize>,
+}
+
+/// Fills `features` from one record and returns its label and split key.
 fn parse_row(
     record: &ByteRecord,
-    n_columns: usize,
-    label_at: usize,
+    columns: &Columns,
     features: &mut Vec<f64>,
-) -> Result<u8, String> {
-    if record.len() != n_columns {
+) -> Result<(u8, RowKey), String> {
+    if record.len() != columns.count {
         return Err(format!(
-            "expected {n_columns} fields, found {}",
+            "expected {} fields, found {}",
+            columns.count,
             record.len()
         ));
     }
+    let key = RowKey {
+        hash: match columns.key {
+            Some(k) => {
+                let cell = record.get(k).unwrap_or_default();
+                if cell.is_empty() {
+                    return Err(format!("column {}: the split key is empty", k + 1));
+                }
+                key_hash([cell])
+            }
+            None => key_hash(record.iter()),
+        },
+        time: None,
+    };
     features.clear();
     let mut label = 0;
     for (i, cell) in record.iter().enumerate() {
+        if Some(i) == columns.key {
+            continue;
+        }
         let value = parse_number(cell).map_err(|e| format!("column {}: {e}", i + 1))?;
-        if i == label_at {
+        if i == columns.label {
             label = match value {
                 0.0 => 0,
                 1.0 => 1,
@@ -207,7 +263,7 @@ fn parse_row(
             features.push(value);
         }
     }
-    Ok(label)
+    Ok((label, key))
 }
 
 fn parse_number(cell: &[u8]) -> Result<f64, String> {
@@ -255,6 +311,7 @@ mod tests {
         TableOptions {
             label: "is_fraud".into(),
             skip_bad_rows: skip,
+            key_column: None,
         }
     }
 
@@ -309,6 +366,31 @@ mod tests {
             let err = read(text, false).unwrap_err().to_string();
             assert!(err.starts_with(expected), "{text:?}: {err}");
         }
+    }
+
+    #[test]
+    fn a_key_column_is_no_feature_and_keys_the_split() {
+        let keyed = TableOptions {
+            key_column: Some("id".into()),
+            ..options(false)
+        };
+        let text = "id,a,is_fraud\nt1,1,0\nt2,1,0\n";
+        let t = read_table(&Input::from_bytes("t.csv", text), &keyed).unwrap();
+        assert_eq!(t.feature_names, ["a"]);
+        assert_eq!(t.values, [1.0, 1.0]);
+        // Same content but different ids: different keys; the id alone decides.
+        assert_ne!(t.keys[0], t.keys[1]);
+        let moved = "a,id,is_fraud\n7,t1,1\n";
+        let m = read_table(&Input::from_bytes("m.csv", moved), &keyed).unwrap();
+        assert_eq!(m.keys[0], t.keys[0]);
+        // Without a key column, the content is the key: equal rows, equal keys.
+        let c = read("a,is_fraud\n1,0\n1,0\n2,0\n", false).unwrap();
+        assert_eq!(c.keys[0], c.keys[1]);
+        assert_ne!(c.keys[0], c.keys[2]);
+        let err = read_table(&Input::from_bytes("t.csv", "a,is_fraud\n1,0\n"), &keyed)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no split key column \"id\""), "{err}");
     }
 
     #[test]

@@ -11,9 +11,6 @@
 
 use std::collections::BTreeMap;
 
-use rand::SeedableRng as _;
-use rand::rngs::StdRng;
-use rand::seq::SliceRandom as _;
 use serde::Serialize;
 
 use crate::Error;
@@ -199,44 +196,6 @@ pub fn average_precision(scores: &[f64], labels: &[u8]) -> Result<f64, Error> {
     Ok(ap)
 }
 
-/// A stratified held-out split: `(train, test)` row indices, each ascending.
-///
-/// Each class contributes `round(test_fraction · n_class)` rows to the test set, but at least one
-/// and never all of them when the class has two or more rows, so both sides see both classes
-/// whenever that is possible. The same data, fraction and seed always give the same split, so
-/// a champion and its challenger are scored on the same rows.
-///
-/// # Errors
-/// [`Error::Usage`] unless `0 < test_fraction < 1`.
-pub fn stratified_split(
-    labels: &[u8],
-    test_fraction: f64,
-    seed: u64,
-) -> Result<(Vec<usize>, Vec<usize>), Error> {
-    if !(test_fraction > 0.0 && test_fraction < 1.0) {
-        return Err(Error::Usage(format!(
-            "--test-fraction must be between 0 and 1 (exclusive), not {test_fraction}"
-        )));
-    }
-    let mut rng = StdRng::seed_from_u64(seed);
-    let mut train = Vec::new();
-    let mut test = Vec::new();
-    for class in [0u8, 1] {
-        let mut rows: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] == class).collect();
-        rows.shuffle(&mut rng);
-        let n = rows.len();
-        let mut n_test = (test_fraction * n as f64).round() as usize;
-        if n >= 2 {
-            n_test = n_test.clamp(1, n - 1);
-        }
-        test.extend_from_slice(&rows[..n_test.min(n)]);
-        train.extend_from_slice(&rows[n_test.min(n)..]);
-    }
-    train.sort_unstable();
-    test.sort_unstable();
-    Ok((train, test))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -310,24 +269,5 @@ mod tests {
         assert!(roc_auc(&[0.1, 0.2], &[0, 0]).is_err());
         assert!(roc_auc(&[0.1], &[0, 1]).is_err());
         assert!(average_precision(&[f64::NAN, 0.2], &[0, 1]).is_err());
-    }
-
-    #[test]
-    fn stratified_split_keeps_class_shares_and_is_seeded() {
-        let labels: Vec<u8> = (0..100).map(|i| u8::from(i % 10 == 0)).collect();
-        let (train, test) = stratified_split(&labels, 0.2, 7).unwrap();
-        assert_eq!(test.len(), 20);
-        assert_eq!(train.len(), 80);
-        assert_eq!(test.iter().filter(|&&i| labels[i] == 1).count(), 2);
-        let mut all: Vec<usize> = train.iter().chain(&test).copied().collect();
-        all.sort_unstable();
-        assert_eq!(all, (0..100).collect::<Vec<_>>());
-        assert_eq!(stratified_split(&labels, 0.2, 7).unwrap().1, test);
-        assert_ne!(stratified_split(&labels, 0.2, 8).unwrap().1, test);
-        // A rare class still lands on both sides.
-        let rare = [1, 1, 0, 0, 0, 0];
-        let (train, test) = stratified_split(&rare, 0.1, 1).unwrap();
-        assert!(train.iter().any(|&i| rare[i] == 1) && test.iter().any(|&i| rare[i] == 1));
-        assert!(stratified_split(&labels, 1.0, 7).is_err());
     }
 }

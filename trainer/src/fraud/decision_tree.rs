@@ -147,6 +147,7 @@ mod tests {
             feature_names: vec!["a".into(), "b".into()],
             values,
             labels,
+            keys: Vec::new(),
             skipped: 0,
         }
     }
@@ -183,6 +184,7 @@ mod tests {
             feature_names: vec!["a".into()],
             values: vec![1.0, 2.0, 3.0],
             labels: vec![0, 1, 0],
+            keys: Vec::new(),
             skipped: 0,
         };
         let mut tree = FlatTree {

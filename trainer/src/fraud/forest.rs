@@ -417,6 +417,7 @@ mod tests {
             feature_names: vec!["a".into(), "b".into(), "noise".into()],
             values,
             labels,
+            keys: Vec::new(),
             skipped: 0,
         }
     }
@@ -462,6 +463,7 @@ mod tests {
             feature_names: vec!["x".into()],
             values: vec![1.0; 400],
             labels: (0..400).map(|i| u8::from(i % 4 == 0)).collect(),
+            keys: Vec::new(),
             skipped: 0,
         };
         let mut p = params(1, 1);

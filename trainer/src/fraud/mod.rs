@@ -7,9 +7,10 @@
 //! - [`decision_tree`]: the linfa-trees alternative, converted to the same served format;
 //! - [`binning`]: quantile binning of features for the forest.
 //!
-//! A run: read the table (local path or `s3://`), split it stratified with the seed (or
-//! evaluate on `--test-data`), fit, score the held-out rows, score the `production` champion on
-//! the *same* rows, let [`GatePolicy`] decide on ROC AUC, then [`publish_and_gate`].
+//! A run: read the table (local path or `s3://`), hold out rows by the split rule
+//! ([`crate::split`]; or evaluate on `--test-data`), fit, score the held-out rows, then hand a
+//! [`FraudChallenger`] to [`crate::pipeline`], which scores the `production` champion and the
+//! challenger on the rows neither trained on and gates on ROC AUC.
 
 pub mod binning;
 pub mod decision_tree;
@@ -18,24 +19,27 @@ pub mod generate;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use serde::Serialize;
 use serde_json::json;
 use shared_lib::artifact::{ModelKind, encode_artifact};
-use shared_lib::model_id::{ModelName, ModelVersion};
+use shared_lib::model_id::ModelName;
 use shared_lib::models::forest::FraudModel;
-use shared_lib::registry::manifest::{FeatureSchema, FeatureSpec, FeatureType, NewVersion};
+use shared_lib::registry::manifest::{
+    FeatureSchema, FeatureSpec, FeatureType, HeldOutRule, Manifest, NewVersion,
+};
 
 use self::decision_tree::TreeParams;
 use self::forest::{ClassWeight, ForestParams, MAX_BINS};
 use crate::Error;
-use crate::cli::Context;
 use crate::data::source::{Input, read_input};
 use crate::data::table::{Table, TableOptions, read_table};
-use crate::evaluate::classification::{ClassificationMetrics, roc_auc, stratified_split};
-use crate::publish::{ChampionScore, GatePolicy, Publication, load_champion, publish_and_gate};
-use crate::publisher::Publisher;
+use crate::evaluate::classification::{ClassificationMetrics, roc_auc};
+use crate::gate::{GateMetric, GatePolicy};
+use crate::pipeline::{Candidate, Challenger, Context, Publication, gate_and_publish};
+use crate::split::{RowKey, SplitArgs};
 
 #[derive(Debug, clap::Args)]
 pub struct GenerateArgs {
@@ -109,18 +113,20 @@ pub struct TrainArgs {
     /// `balanced` weighs each class by n / (2 · n_class), so rare fraud is not ignored.
     #[arg(long, value_enum, default_value_t = ClassWeight::Balanced)]
     pub class_weight: ClassWeight,
-    /// Seeds the split and the learner.
+    /// Seeds the learner (bootstrap samples, feature choice); the split has its own seed.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     /// P(fraud) at or above this is class 1 (served with the model).
     #[arg(long, default_value_t = 0.5)]
     pub threshold: f64,
-    /// Share of rows held out, stratified by class (ignored with --test-data).
-    #[arg(long, default_value_t = 0.2)]
-    pub test_fraction: f64,
+    #[command(flatten)]
+    pub split: SplitArgs,
     /// ROC AUC gain over the champion needed to move `production` (a tie never wins).
     #[arg(long, default_value_t = 0.0)]
     pub min_improvement: f64,
+    /// The ROC AUC below which no model is promoted, not even the first.
+    #[arg(long, default_value_t = 0.6)]
+    pub min_roc_auc: f64,
     /// Skip and count bad rows instead of failing on the first.
     #[arg(long)]
     pub skip_bad_rows: bool,
@@ -175,13 +181,6 @@ pub struct DataSummary {
     pub fraud_rate: f64,
 }
 
-/// The champion's score on the challenger's held-out rows.
-#[derive(Debug, Clone, Serialize)]
-pub struct ChampionSummary {
-    pub version: u32,
-    pub roc_auc: f64,
-}
-
 /// What `train fraud` did.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -193,8 +192,7 @@ pub struct Report {
     pub train_seconds: f64,
     pub trees: usize,
     pub nodes: usize,
-    pub champion: Option<ChampionSummary>,
-    /// `None` with `--no-publish`.
+    /// `None` with `--no-publish`; the champion's score is in its `gate`.
     pub publication: Option<Publication>,
 }
 
@@ -203,6 +201,7 @@ struct Fitted {
     model: FraudModel,
     train: Table,
     test: Table,
+    held_out: HeldOutRule,
     rows: usize,
     skipped: u64,
     metrics: ClassificationMetrics,
@@ -242,28 +241,24 @@ pub async fn train(ctx: &Context, args: &TrainArgs) -> Result<Report, Error> {
         "Trained the fraud model."
     );
 
-    let (champion, publication) = if args.no_publish {
-        (None, None)
+    let publication = if args.no_publish {
+        None
     } else {
-        let (current, champion) = score_champion(&ctx.publisher, &model_name, &fitted.test).await?;
-        let policy = GatePolicy {
-            metric: "roc_auc".into(),
-            higher_is_better: true,
-            min_improvement: args.min_improvement,
+        let candidate = Candidate {
+            draft: new_version(ctx, args, &model_name, &input, &fitted),
+            artifact: encode_artifact(args.algorithm.kind(), &fitted.model)?,
+            score: fitted.metrics.roc_auc,
+            policy: GatePolicy {
+                metric: GateMetric::RocAuc,
+                floor: args.min_roc_auc,
+                min_improvement: args.min_improvement,
+            },
         };
-        let decision = policy.decide(fitted.metrics.roc_auc, champion);
-        let draft = new_version(ctx, args, &model_name, &input, &fitted);
-        let artifact = encode_artifact(args.algorithm.kind(), &fitted.model)?;
-        let publication = publish_and_gate(
-            &ctx.publisher,
-            draft,
-            artifact,
-            decision,
-            current,
-            &ctx.actor,
-        )
-        .await?;
-        (champion, Some(publication))
+        let challenger = Arc::new(FraudChallenger {
+            model: fitted.model.clone(),
+            test: fitted.test.clone(),
+        });
+        Some(gate_and_publish(ctx, challenger, candidate).await?)
     };
     Ok(Report {
         model: model_name.to_string(),
@@ -282,10 +277,6 @@ pub async fn train(ctx: &Context, args: &TrainArgs) -> Result<Report, Error> {
         train_seconds: fitted.train_seconds,
         trees: fitted.model.trees.len(),
         nodes: fitted.model.node_count(),
-        champion: champion.map(|c| ChampionSummary {
-            version: c.version.get(),
-            roc_auc: c.score,
-        }),
         publication,
     })
 }
@@ -296,6 +287,12 @@ fn check_args(args: &TrainArgs) -> Result<(), Error> {
         return usage(format!(
             "--threshold must be in [0, 1], not {}",
             args.threshold
+        ));
+    }
+    if !(0.0..=1.0).contains(&args.min_roc_auc) {
+        return usage(format!(
+            "--min-roc-auc must be in [0, 1], not {}",
+            args.min_roc_auc
         ));
     }
     if !(args.min_improvement >= 0.0 && args.min_improvement.is_finite()) {
@@ -310,6 +307,7 @@ fn check_args(args: &TrainArgs) -> Result<(), Error> {
         );
     }
     resolve_max_features(&args.max_features, 1)?;
+    args.split.rule()?;
     Ok(())
 }
 
@@ -344,14 +342,16 @@ fn fit_and_evaluate(
     test_input: Option<&Input>,
     on_tree: &(dyn Fn() + Sync),
 ) -> Result<Fitted, Error> {
+    let rule = args.split.rule()?;
     let options = TableOptions {
         label: args.label.clone(),
         skip_bad_rows: args.skip_bad_rows,
+        key_column: rule.key_column().map(str::to_owned),
     };
     let table = read_table(input, &options)?;
     table.require_both_classes(&input.name)?;
     let (rows, skipped) = (table.n_rows(), table.skipped);
-    let (train, test) = match test_input {
+    let (train, test, held_out) = match test_input {
         Some(test_input) => {
             let test = read_table(test_input, &options)?;
             if test.feature_names != table.feature_names {
@@ -360,14 +360,22 @@ fn fit_and_evaluate(
                     test.feature_names, table.feature_names
                 )));
             }
-            (table, test)
+            let held_out = HeldOutRule::File {
+                source: test_input.name.clone(),
+                sha256: test_input.sha256.clone(),
+            };
+            (table, test, held_out)
         }
         None => {
-            let (train_rows, test_rows) =
-                stratified_split(&table.labels, args.test_fraction, args.seed)?;
-            (table.select(&train_rows), table.select(&test_rows))
+            let split = rule.split(&table.keys)?;
+            (
+                table.select(&split.train),
+                table.select(&split.test),
+                split.record,
+            )
         }
     };
+    train.require_both_classes("the training split")?;
     test.require_both_classes("the held-out data")?;
 
     let p = train.n_features();
@@ -383,10 +391,6 @@ fn fit_and_evaluate(
         ("threshold".to_owned(), json!(args.threshold)),
         ("label".to_owned(), json!(args.label)),
     ]);
-    match &args.test_data {
-        Some(test) => parameters.insert("test_data".into(), json!(test)),
-        None => parameters.insert("test_fraction".into(), json!(args.test_fraction)),
-    };
     let started = Instant::now();
     let trees = match args.algorithm {
         Algorithm::RandomForest => {
@@ -431,6 +435,7 @@ fn fit_and_evaluate(
         model,
         train,
         test,
+        held_out,
         rows,
         skipped,
         metrics,
@@ -445,47 +450,50 @@ fn score(model: &FraudModel, table: &Table) -> Vec<f64> {
         .collect()
 }
 
-/// The version `production` holds now, and its score on `test`, or `None` when there is no
-/// comparable champion (none yet, not a fraud tree model, invalid, or trained on other
-/// features).
-///
-/// # Errors
-/// Store and registry failures other than "no such alias".
-async fn score_champion(
-    publisher: &Publisher,
-    model: &ModelName,
-    test: &Table,
-) -> Result<(Option<ModelVersion>, Option<ChampionScore>), Error> {
-    // The champion may be a forest or a single tree; both load as a FraudModel.
-    let kinds = [ModelKind::FraudRandomForest, ModelKind::FraudDecisionTree];
-    let champion = load_champion::<FraudModel>(publisher, model, &kinds).await?;
-    let current = champion.production;
-    let Some((manifest, champion)) = champion.loaded else {
-        return Ok((current, None));
-    };
-    if let Err(e) = champion.validate(Some(&manifest.feature_schema)) {
-        tracing::warn!(%model, version = %manifest.version, error = %e, "The champion is invalid; gating as if there were none.");
-        return Ok((current, None));
+/// A fitted fraud model and its held-out rows, as the pipeline compares it with the champion.
+pub struct FraudChallenger {
+    pub model: FraudModel,
+    pub test: Table,
+}
+
+impl Challenger for FraudChallenger {
+    type Champion = FraudModel;
+
+    fn champion_kinds(&self) -> &'static [ModelKind] {
+        // The champion may be a forest or a single tree; both load as a FraudModel.
+        &[ModelKind::FraudRandomForest, ModelKind::FraudDecisionTree]
     }
-    if champion.feature_names != test.feature_names {
-        tracing::warn!(
-            %model,
-            version = %manifest.version,
-            champion_features = ?champion.feature_names,
-            data_features = ?test.feature_names,
-            "The champion uses other features; no comparable champion."
-        );
-        return Ok((current, None));
+
+    fn held_out_keys(&self) -> &[RowKey] {
+        &self.test.keys
     }
-    let score = roc_auc(&score(&champion, test), &test.labels)?;
-    tracing::info!(%model, version = %manifest.version, roc_auc = score, "Scored the champion on the held-out rows.");
-    Ok((
-        current,
-        Some(ChampionScore {
-            version: manifest.version,
-            score,
-        }),
-    ))
+
+    fn compare(
+        &self,
+        manifest: &Manifest,
+        champion: FraudModel,
+        rows: &[usize],
+    ) -> Result<(f64, f64), String> {
+        champion
+            .validate(Some(&manifest.feature_schema))
+            .map_err(|e| format!("the champion is invalid: {e}"))?;
+        if champion.feature_names != self.test.feature_names {
+            return Err(format!(
+                "the champion's features {:?} differ from the data's {:?}",
+                champion.feature_names, self.test.feature_names
+            ));
+        }
+        let shared = self.test.select(rows);
+        let auc = |model: &FraudModel| {
+            roc_auc(&score(model, &shared), &shared.labels).map_err(|e| {
+                format!(
+                    "the {} rows held out from both cannot be scored: {e}",
+                    rows.len()
+                )
+            })
+        };
+        Ok((auc(&champion)?, auc(&self.model)?))
+    }
 }
 
 fn new_version(
@@ -523,6 +531,7 @@ fn new_version(
         trainer_version: env!("CARGO_PKG_VERSION").to_owned(),
         created_by: ctx.actor.clone(),
         gate: None,
+        held_out: Some(fitted.held_out.clone()),
     }
 }
 

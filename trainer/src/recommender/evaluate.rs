@@ -126,6 +126,13 @@ impl Holdout {
         rmse(pairs).unwrap_or(f64::NAN)
     }
 
+    /// The RMSE of predicting the training mean for every held-out row: the floor an explicit
+    /// model must beat to be worth serving.
+    pub fn mean_baseline_rmse(&self) -> f64 {
+        let mean = self.train_mean;
+        rmse(self.test.values.iter().map(|&v| (mean, v))).unwrap_or(f64::NAN)
+    }
+
     /// Held-out pairs the model cannot score (unknown user or item).
     pub fn unscored_pairs(&self, model: &ServingAls) -> usize {
         (0..self.test.len())

@@ -1,8 +1,12 @@
-//! ALS recommenders: generate planted data, train (explicit or implicit), evaluate against the
-//! champion on the same held-out rows, gate, publish a [`shared_lib::models::als::AlsModel`].
+//! ALS recommenders: generate planted data, train (explicit or implicit), hold out rows by the
+//! split rule, then hand a [`RecommenderChallenger`] to [`crate::pipeline`] to gate against the
+//! champion on rows neither trained on and publish a [`shared_lib::models::als::AlsModel`].
 //!
 //! The gate metric is `rmse` (lower is better) for explicit ratings and `ndcg_at_k` (higher is
-//! better) for implicit feedback. How unknown users and items are scored is in [`evaluate`].
+//! better) for implicit feedback; a champion with the other feedback type is not comparable.
+//! The floors default to the baselines of the same run: an explicit model must predict better
+//! than the training mean, an implicit one must rank better than "most popular". How unknown
+//! users and items are scored is in [`evaluate`].
 //!
 //! Defaults: rank 10, 10 iterations, λ = 0.1 (Spark MLlib's). For implicit feedback `alpha`
 //! defaults to 1.0 like Spark and the `implicit` package (confidence `1 + alpha·count`); the
@@ -18,20 +22,21 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use rand::rngs::StdRng;
-use rand::{Rng as _, SeedableRng as _};
+use std::sync::Arc;
+
 use serde::Serialize;
 use shared_lib::artifact::{ModelKind, encode_artifact};
-use shared_lib::model_id::{ModelName, ModelVersion};
-use shared_lib::models::als::{AlsModel, Feedback, MAX_RANK};
-use shared_lib::registry::manifest::NewVersion;
+use shared_lib::model_id::ModelName;
+use shared_lib::models::als::{AlsModel, Feedback, MAX_RANK, ServingAls};
+use shared_lib::registry::manifest::{HeldOutRule, Manifest, NewVersion};
 
 use crate::Error;
-use crate::cli::Context;
 use crate::data::ratings::{RatingFormat, Ratings, parse_ratings};
 use crate::data::source::read_input;
 use crate::evaluate::ranking::RankingMetrics;
-use crate::publish::{ChampionScore, GatePolicy, Publication, load_champion, publish_and_gate};
+use crate::gate::{GateMetric, GatePolicy};
+use crate::pipeline::{Candidate, Challenger, Context, Publication, gate_and_publish};
+use crate::split::{RowKey, SplitArgs, SplitRule};
 
 use self::als::AlsParams;
 use self::evaluate::Holdout;
@@ -112,11 +117,19 @@ pub struct TrainArgs {
     /// Cut-off of the ranking metrics (implicit).
     #[arg(long, default_value_t = 10)]
     pub k: usize,
-    #[arg(long, default_value_t = 0.2)]
-    pub test_fraction: f64,
+    #[command(flatten)]
+    pub split: SplitArgs,
     /// How much the challenger must beat the champion by to move `production`.
     #[arg(long, default_value_t = 0.0)]
     pub min_improvement: f64,
+    /// Explicit: no model with a held-out RMSE above this is promoted, not even the first.
+    /// Default: the RMSE of predicting the training mean on the same rows.
+    #[arg(long)]
+    pub max_rmse: Option<f64>,
+    /// Implicit: no model with a held-out NDCG@k below this is promoted, not even the first.
+    /// Default: the NDCG@k of recommending the most popular unseen items on the same rows.
+    #[arg(long)]
+    pub min_ndcg: Option<f64>,
     /// Skip and count bad rows instead of failing on the first.
     #[arg(long)]
     pub skip_bad_rows: bool,
@@ -150,7 +163,7 @@ pub struct Report {
     /// Implicit only: the same metrics for "most popular unseen items".
     #[serde(skip_serializing_if = "Option::is_none")]
     pub popularity_baseline: Option<RankingMetrics>,
-    pub gate_metric: String,
+    pub gate_metric: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub publication: Option<Publication>,
 }
@@ -196,20 +209,31 @@ fn check_args(args: &TrainArgs) -> Result<ModelName, Error> {
     if args.k == 0 {
         return usage("--k must be positive");
     }
-    if args.test_ratings.is_none() && !(args.test_fraction > 0.0 && args.test_fraction < 1.0) {
-        return usage("--test-fraction must be in (0, 1)");
+    for floor in [args.max_rmse, args.min_ndcg].into_iter().flatten() {
+        if !floor.is_finite() || floor < 0.0 {
+            return usage("--max-rmse and --min-ndcg must be non-negative numbers");
+        }
     }
+    if args.split.split_key.is_some() {
+        return usage("--split-key is for tables; a rating row's key is its content");
+    }
+    args.split.rule()?;
     ModelName::parse(&args.model).map_err(|e| Error::Usage(e.to_string()))
 }
 
-/// Splits rows into train and test with a seeded generator: each row is held out with
-/// probability `fraction`, independently, so the split is a pure function of the seed.
-pub fn split(data: &Ratings, fraction: f64, seed: u64) -> (Ratings, Ratings) {
-    let mut rng = StdRng::seed_from_u64(seed ^ 0x5EED_5EED);
-    let held_out: Vec<bool> = (0..data.len())
-        .map(|_| rng.r#gen::<f64>() < fraction)
-        .collect();
-    (data.subset(|r| !held_out[r]), data.subset(|r| held_out[r]))
+/// Splits rows by `rule` (see [`crate::split`]): a row's side depends on the row alone.
+///
+/// # Errors
+/// [`Error::Usage`] for a time split of rows without timestamps.
+pub fn split(data: &Ratings, rule: &SplitRule) -> Result<(Ratings, Ratings, HeldOutRule), Error> {
+    let split = rule.split(&data.keys)?;
+    let mut held_out = vec![false; data.len()];
+    split.test.iter().for_each(|&row| held_out[row] = true);
+    Ok((
+        data.subset(|r| !held_out[r]),
+        data.subset(|r| held_out[r]),
+        split.record,
+    ))
 }
 
 /// Read → split → train → evaluate → (champion, gate, publish).
@@ -222,7 +246,7 @@ pub async fn train(ctx: &Context, args: &TrainArgs) -> Result<Report, Error> {
     let read = parse_ratings(&input.name, &input.bytes, args.format, args.skip_bad_rows)?;
     let rows_read = read.ratings.len();
     let mut skipped = read.skipped;
-    let (train_set, test_set) = match &args.test_ratings {
+    let (train_set, test_set, held_out) = match &args.test_ratings {
         Some(location) => {
             let test_input = read_input(location).await?;
             let test = parse_ratings(
@@ -232,9 +256,13 @@ pub async fn train(ctx: &Context, args: &TrainArgs) -> Result<Report, Error> {
                 args.skip_bad_rows,
             )?;
             skipped += test.skipped;
-            (read.ratings, test.ratings)
+            let rule = HeldOutRule::File {
+                source: test_input.name.clone(),
+                sha256: test_input.sha256.clone(),
+            };
+            (read.ratings, test.ratings, rule)
         }
-        None => split(&read.ratings, args.test_fraction, args.seed),
+        None => split(&read.ratings, &args.split.rule()?)?,
     };
     if train_set.is_empty() || test_set.is_empty() {
         return Err(Error::Training(format!(
@@ -266,50 +294,58 @@ pub async fn train(ctx: &Context, args: &TrainArgs) -> Result<Report, Error> {
     let k = args.k;
     let bar = ctx.progress.bar(args.iterations as u64, "ALS iterations");
     let progress = bar.clone();
-    let (serving, holdout, mut metrics, baseline) = tokio::task::spawn_blocking(move || {
-        let started = Instant::now();
-        let model = als::train(&train_set, &params, |it| progress.set_position(it as u64));
-        let train_seconds = started.elapsed().as_secs_f64();
-        let serving = model.prepare()?;
-        let holdout = Holdout::new(train_set, test_set);
-        let mut metrics = BTreeMap::new();
-        metrics.insert("train_seconds".to_owned(), train_seconds);
-        let baseline = match feedback {
-            Feedback::Explicit => {
-                metrics.insert("rmse".to_owned(), holdout.rmse(&serving));
-                metrics.insert(
-                    "unscored_test_pairs".to_owned(),
-                    holdout.unscored_pairs(&serving) as f64,
-                );
-                None
-            }
-            Feedback::Implicit => {
-                let r = holdout.ranking(&serving, k);
-                metrics.insert("precision_at_k".to_owned(), r.precision_at_k);
-                metrics.insert("recall_at_k".to_owned(), r.recall_at_k);
-                metrics.insert("ndcg_at_k".to_owned(), r.ndcg_at_k);
-                metrics.insert("evaluated_users".to_owned(), r.users as f64);
-                Some(holdout.popularity_baseline(k))
-            }
-        };
-        Ok::<_, Error>((serving, holdout, metrics, baseline))
-    })
-    .await
-    .map_err(|e| Error::Training(format!("the training task failed: {e}")))??;
+    let (serving, holdout, mut metrics, baseline, default_floor) =
+        tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
+            let model = als::train(&train_set, &params, |it| progress.set_position(it as u64));
+            let train_seconds = started.elapsed().as_secs_f64();
+            let serving = model.prepare()?;
+            let holdout = Holdout::new(train_set, test_set);
+            let mut metrics = BTreeMap::new();
+            metrics.insert("train_seconds".to_owned(), train_seconds);
+            let (baseline, default_floor) = match feedback {
+                Feedback::Explicit => {
+                    let mean_rmse = holdout.mean_baseline_rmse();
+                    metrics.insert("rmse".to_owned(), holdout.rmse(&serving));
+                    metrics.insert("mean_baseline_rmse".to_owned(), mean_rmse);
+                    metrics.insert(
+                        "unscored_test_pairs".to_owned(),
+                        holdout.unscored_pairs(&serving) as f64,
+                    );
+                    (None, mean_rmse)
+                }
+                Feedback::Implicit => {
+                    let r = holdout.ranking(&serving, k);
+                    metrics.insert("precision_at_k".to_owned(), r.precision_at_k);
+                    metrics.insert("recall_at_k".to_owned(), r.recall_at_k);
+                    metrics.insert("ndcg_at_k".to_owned(), r.ndcg_at_k);
+                    metrics.insert("evaluated_users".to_owned(), r.users as f64);
+                    let popular = holdout.popularity_baseline(k);
+                    metrics.insert("popularity_ndcg_at_k".to_owned(), popular.ndcg_at_k);
+                    (Some(popular), popular.ndcg_at_k)
+                }
+            };
+            Ok::<_, Error>((serving, holdout, metrics, baseline, default_floor))
+        })
+        .await
+        .map_err(|e| Error::Training(format!("the training task failed: {e}")))??;
     bar.finish_and_clear();
     let policy = match feedback {
         Feedback::Explicit => GatePolicy {
-            metric: "rmse".into(),
-            higher_is_better: false,
+            metric: GateMetric::Rmse,
+            floor: args.max_rmse.unwrap_or(default_floor),
             min_improvement: args.min_improvement,
         },
         Feedback::Implicit => GatePolicy {
-            metric: "ndcg_at_k".into(),
-            higher_is_better: true,
+            metric: GateMetric::NdcgAtK,
+            floor: args.min_ndcg.unwrap_or(default_floor),
             min_improvement: args.min_improvement,
         },
     };
-    let challenger = metrics.get(&policy.metric).copied().unwrap_or(f64::NAN);
+    let challenger = metrics
+        .get(policy.metric.as_str())
+        .copied()
+        .unwrap_or(f64::NAN);
     if !challenger.is_finite() {
         return Err(Error::Training(format!(
             "{} is not a number",
@@ -330,16 +366,13 @@ pub async fn train(ctx: &Context, args: &TrainArgs) -> Result<Report, Error> {
         parameters: params,
         metrics: metrics.clone(),
         popularity_baseline: baseline,
-        gate_metric: policy.metric.clone(),
+        gate_metric: policy.metric.as_str(),
         publication: None,
     };
     if args.no_publish {
         return Ok(report);
     }
 
-    let (production, champion) =
-        score_champion(ctx, &model_name, holdout, &policy.metric, k).await?;
-    let decision = policy.decide(challenger, champion);
     let artifact = encode_artifact(ModelKind::RecommenderAls, serving.model())?;
     let parameters = BTreeMap::from([
         ("feedback".to_owned(), serde_json::json!(feedback.as_str())),
@@ -353,10 +386,6 @@ pub async fn train(ctx: &Context, args: &TrainArgs) -> Result<Report, Error> {
         ("cg_steps".to_owned(), serde_json::json!(params.cg_steps)),
         ("seed".to_owned(), serde_json::json!(params.seed)),
         ("k".to_owned(), serde_json::json!(k)),
-        (
-            "test_fraction".to_owned(),
-            serde_json::json!(args.test_fraction),
-        ),
     ]);
     let draft = NewVersion {
         model: model_name,
@@ -369,52 +398,78 @@ pub async fn train(ctx: &Context, args: &TrainArgs) -> Result<Report, Error> {
         trainer_version: env!("CARGO_PKG_VERSION").to_owned(),
         created_by: ctx.actor.clone(),
         gate: None,
+        held_out: Some(held_out),
     };
-    report.publication = Some(
-        publish_and_gate(
-            &ctx.publisher,
-            draft,
-            artifact,
-            decision,
-            production,
-            &ctx.actor,
-        )
-        .await?,
-    );
+    let candidate = Candidate {
+        draft,
+        artifact,
+        score: challenger,
+        policy,
+    };
+    let challenger = Arc::new(RecommenderChallenger {
+        model: serving,
+        holdout,
+        k,
+    });
+    report.publication = Some(gate_and_publish(ctx, challenger, candidate).await?);
     Ok(report)
 }
 
-/// Loads `production` and scores it on the challenger's held-out rows (see [`evaluate`]).
-async fn score_champion(
-    ctx: &Context,
-    model: &ModelName,
-    holdout: Holdout,
-    metric: &str,
-    k: usize,
-) -> Result<(Option<ModelVersion>, Option<ChampionScore>), Error> {
-    let champion =
-        load_champion::<AlsModel>(&ctx.publisher, model, &[ModelKind::RecommenderAls]).await?;
-    let production = champion.production;
-    let Some((manifest, champion)) = champion.loaded else {
-        return Ok((production, None));
-    };
-    let champion = match champion.prepare() {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::warn!(version = %manifest.version, error = %e, "The champion is invalid; gating as if there were none.");
-            return Ok((production, None));
+/// A fitted ALS model and its held-out rows, as the pipeline compares it with the champion.
+pub struct RecommenderChallenger {
+    pub model: ServingAls,
+    pub holdout: Holdout,
+    /// The ranking metrics' cut-off.
+    pub k: usize,
+}
+
+impl RecommenderChallenger {
+    fn score(&self, holdout: &Holdout, model: &ServingAls) -> f64 {
+        match self.model.model().feedback {
+            Feedback::Explicit => holdout.rmse(model),
+            Feedback::Implicit => holdout.ranking(model, self.k).ndcg_at_k,
         }
-    };
-    let metric = metric.to_owned();
-    let score = tokio::task::spawn_blocking(move || match metric.as_str() {
-        "rmse" => holdout.rmse(&champion),
-        _ => holdout.ranking(&champion, k).ndcg_at_k,
-    })
-    .await
-    .map_err(|e| Error::Training(format!("the evaluation task failed: {e}")))?;
-    let score = score.is_finite().then_some(ChampionScore {
-        version: manifest.version,
-        score,
-    });
-    Ok((production, score))
+    }
+}
+
+impl Challenger for RecommenderChallenger {
+    type Champion = AlsModel;
+
+    fn champion_kinds(&self) -> &'static [ModelKind] {
+        &[ModelKind::RecommenderAls]
+    }
+
+    fn held_out_keys(&self) -> &[RowKey] {
+        &self.holdout.test.keys
+    }
+
+    fn compare(
+        &self,
+        _manifest: &Manifest,
+        champion: AlsModel,
+        rows: &[usize],
+    ) -> Result<(f64, f64), String> {
+        let ours = self.model.model().feedback;
+        if champion.feedback != ours {
+            return Err(format!(
+                "the champion was trained on {} feedback, the challenger on {}: their metrics \
+                 do not compare",
+                champion.feedback.as_str(),
+                ours.as_str()
+            ));
+        }
+        let champion = champion
+            .prepare()
+            .map_err(|e| format!("the champion is invalid: {e}"))?;
+        let mut keep = vec![false; self.holdout.test.len()];
+        rows.iter().for_each(|&r| keep[r] = true);
+        let shared = Holdout::new(
+            self.holdout.train.clone(),
+            self.holdout.test.subset(|r| keep[r]),
+        );
+        Ok((
+            self.score(&shared, &champion),
+            self.score(&shared, &self.model),
+        ))
+    }
 }

@@ -1,0 +1,275 @@
+//! What every training run does after fitting, the same for every trainer: find the
+//! `production` champion, score it and the challenger on the held-out rows the champion never
+//! trained on, let the [`gate`](crate::gate) decide, publish the challenger with the decision,
+//! and move `production` if it won.
+//!
+//! A trainer supplies the model-specific part as a [`Challenger`]: which artifact kinds a
+//! champion may have, the keys of its held-out rows, and how to score both models on a subset
+//! of them. Everything else — which rows are shared ([`ChampionHeldOut`]), failing closed, the
+//! compare-and-swap promotion — lives here once.
+
+use std::sync::Arc;
+
+use secrecy::SecretString;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use shared_lib::artifact::{EncodedArtifact, ModelKind};
+use shared_lib::model_id::{AliasName, ModelName, ModelVersion};
+use shared_lib::registry::manifest::{
+    GateDecision, GateOutcome, HeldOutRule, Manifest, NewVersion,
+};
+use shared_lib::registry::{Change, Registry};
+use shared_lib::settings::Env;
+use shared_lib::store::{ObjectStore, StoreLocation};
+
+use crate::Error;
+use crate::gate::{ChampionScore, GatePolicy};
+use crate::progress::Progress;
+use crate::registry_client::{ModelRegistry, MoveOutcome, RegistryClient};
+use crate::split::{ChampionHeldOut, RowKey};
+
+/// What a training run needs from its environment.
+#[derive(Clone)]
+pub struct Context {
+    /// Where champions are read and models published: the registry service, or the store.
+    pub registry: ModelRegistry,
+    /// Recorded as who published and who moved aliases.
+    pub actor: String,
+    pub progress: Progress,
+}
+
+impl Context {
+    /// Reads `REGISTRY_URL` and `REGISTRY_TOKEN` (publish through the registry service), or
+    /// else `MODEL_STORE` and the S3 variables (publish into the store), and `TRAINER_ACTOR`.
+    ///
+    /// # Errors
+    /// Every bad variable, by name.
+    pub async fn from_env(env: &mut Env) -> Result<Self, Error> {
+        let actor = env
+            .optional_string("TRAINER_ACTOR")
+            .unwrap_or_else(default_actor);
+        let registry = match env.optional_string("REGISTRY_URL") {
+            Some(url) => {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    env.problem("REGISTRY_URL", "must be an http:// or https:// URL");
+                }
+                let Some(token) = env.optional_string("REGISTRY_TOKEN") else {
+                    return Err(Error::Usage(
+                        "REGISTRY_TOKEN is required when REGISTRY_URL is set".into(),
+                    ));
+                };
+                ModelRegistry::Api(RegistryClient::new(&url, SecretString::from(token)))
+            }
+            None => {
+                let Some(location) = StoreLocation::from_env(env) else {
+                    return Err(Error::Usage("MODEL_STORE is invalid".into()));
+                };
+                ModelRegistry::Store(Registry::new(ObjectStore::open(&location).await?))
+            }
+        };
+        Ok(Self {
+            registry,
+            actor,
+            progress: Progress::for_stderr(),
+        })
+    }
+}
+
+fn default_actor() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
+    format!("trainer@{host}")
+}
+
+/// The model-specific part of a run, implemented by each trainer's fitted model.
+pub trait Challenger: Send + Sync + 'static {
+    /// What a champion's artifact decodes into.
+    type Champion: DeserializeOwned + Send + 'static;
+
+    /// The artifact kinds a comparable champion may have.
+    fn champion_kinds(&self) -> &'static [ModelKind];
+
+    /// The split keys of the challenger's held-out rows, in order.
+    fn held_out_keys(&self) -> &[RowKey];
+
+    /// Scores the champion and the challenger on the held-out rows `rows` (indices into
+    /// [`Challenger::held_out_keys`]): `(champion, challenger)`.
+    ///
+    /// # Errors
+    /// Why the champion cannot be compared (other features, other feedback, one class only in
+    /// the rows, a score that is not a number), in a sentence for the gate's record.
+    fn compare(
+        &self,
+        manifest: &Manifest,
+        champion: Self::Champion,
+        rows: &[usize],
+    ) -> Result<(f64, f64), String>;
+}
+
+/// A challenger ready to publish: its draft manifest (with its held-out rule), its artifact,
+/// its score on all its held-out rows, and the gate's policy.
+pub struct Candidate {
+    pub draft: NewVersion,
+    pub artifact: EncodedArtifact,
+    pub score: f64,
+    pub policy: GatePolicy,
+}
+
+/// What a training run published.
+#[derive(Debug, Clone, Serialize)]
+pub struct Publication {
+    pub model: ModelName,
+    pub version: ModelVersion,
+    pub sha256: String,
+    /// True when `production` now points to this version.
+    pub promoted: bool,
+    pub gate: GateDecision,
+}
+
+/// Scores the champion, decides, publishes, promotes (see the module doc).
+///
+/// # Errors
+/// Registry errors from publishing; [`Error::GateFailedClosed`] after publishing the challenger
+/// as a candidate when the champion could not be compared. A lost alias race is not an error
+/// (it is logged, and the result says not promoted).
+pub async fn gate_and_publish<C: Challenger>(
+    ctx: &Context,
+    challenger: Arc<C>,
+    candidate: Candidate,
+) -> Result<Publication, Error> {
+    let Candidate {
+        mut draft,
+        artifact,
+        score,
+        policy,
+    } = candidate;
+    let model = draft.model.clone();
+    let (production, champion) =
+        score_champion(&ctx.registry, &model, challenger, draft.held_out.as_ref()).await;
+    let decision = policy.decide(score, &champion);
+    draft.gate = Some(decision.clone());
+    let manifest = ctx.registry.publish(draft, artifact).await?;
+    let mut promoted = false;
+    if decision.promoted {
+        let reason = format!("quality gate: {}", decision.reason.as_deref().unwrap_or(""));
+        let change = Change {
+            actor: &ctx.actor,
+            reason: Some(&reason),
+        };
+        match ctx
+            .registry
+            .move_alias(
+                &model,
+                &AliasName::production(),
+                manifest.version,
+                production,
+                &change,
+            )
+            .await?
+        {
+            MoveOutcome::Moved => promoted = true,
+            MoveOutcome::Conflict(why) => {
+                tracing::warn!(reason = %why, "Production moved while training; leaving it alone.");
+            }
+        }
+    }
+    tracing::info!(
+        %model,
+        version = %manifest.version,
+        promoted,
+        outcome = ?decision.outcome,
+        reason = decision.reason.as_deref().unwrap_or(""),
+        "Published."
+    );
+    if decision.outcome == Some(GateOutcome::ChampionUnavailable) {
+        return Err(Error::GateFailedClosed {
+            model,
+            version: manifest.version,
+            reason: decision.reason.unwrap_or_default(),
+        });
+    }
+    Ok(Publication {
+        model: manifest.model,
+        version: manifest.version,
+        sha256: manifest.artifact.sha256.to_string(),
+        promoted,
+        gate: decision,
+    })
+}
+
+/// The version `production` held (the promotion's compare-and-swap expectation) and the
+/// comparison, or why there is none.
+async fn score_champion<C: Challenger>(
+    registry: &ModelRegistry,
+    model: &ModelName,
+    challenger: Arc<C>,
+    held_out: Option<&HeldOutRule>,
+) -> (Option<ModelVersion>, ChampionScore) {
+    let unavailable = |version, reason: String| ChampionScore::Unavailable { version, reason };
+    let version = match registry
+        .resolve_alias(model, &AliasName::production())
+        .await
+    {
+        Ok(Some(v)) => v,
+        Ok(None) => {
+            tracing::info!(%model, "No production model yet; the challenger is the first.");
+            return (None, ChampionScore::None);
+        }
+        Err(e) => return (None, unavailable(None, shared_lib::error_chain(&e))),
+    };
+    let fail = |reason: String| (Some(version), unavailable(Some(version), reason));
+    let (manifest, champion) = match registry
+        .load::<C::Champion>(model, version, challenger.champion_kinds())
+        .await
+    {
+        Ok(loaded) => loaded,
+        Err(e) => return fail(shared_lib::error_chain(&e)),
+    };
+    let Some(ours) = held_out else {
+        return fail("the challenger records no held-out rule".into());
+    };
+    let shared = match ChampionHeldOut::between(ours, manifest.held_out.as_ref()) {
+        Ok(shared) => shared,
+        Err(reason) => return fail(reason),
+    };
+    let scoring = tokio::task::spawn_blocking(move || {
+        let rows: Vec<usize> = challenger
+            .held_out_keys()
+            .iter()
+            .enumerate()
+            .filter(|(_, key)| shared.contains(key))
+            .map(|(i, _)| i)
+            .collect();
+        if rows.is_empty() {
+            return Err(
+                "none of the challenger's held-out rows was held out from the \
+                        champion too"
+                    .to_owned(),
+            );
+        }
+        let (champion, ours) = challenger.compare(&manifest, champion, &rows)?;
+        if !(champion.is_finite() && ours.is_finite()) {
+            return Err(format!(
+                "the scores on the shared rows are not numbers (champion {champion}, \
+                 challenger {ours})"
+            ));
+        }
+        Ok((champion, ours, rows.len() as u64))
+    })
+    .await;
+    match scoring {
+        Ok(Ok((champion, challenger, rows))) => {
+            tracing::info!(%model, %version, champion, challenger, rows, "Scored the champion on rows held out from both.");
+            (
+                Some(version),
+                ChampionScore::Compared {
+                    version,
+                    champion,
+                    challenger,
+                    rows,
+                },
+            )
+        }
+        Ok(Err(reason)) => fail(reason),
+        Err(e) => fail(format!("the scoring task failed: {e}")),
+    }
+}
