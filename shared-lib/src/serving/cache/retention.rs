@@ -170,10 +170,11 @@ enum Entry<'a> {
 
 fn classify(name: &str) -> Option<Entry<'_>> {
     if let Some(stem) = name.strip_suffix(ARTIFACT_SUFFIX) {
+        // Exactly `<hex>.msgpack`, as remember names them (parsing also accepts `sha256:<hex>`).
         return stem
-            .parse()
+            .parse::<ArtifactDigest>()
             .ok()
-            .filter(|_| !stem.contains(':'))
+            .filter(|digest| digest.as_hex() == stem)
             .map(Entry::Artifact);
     }
     let extension = Path::new(name).extension()?.to_str()?;
