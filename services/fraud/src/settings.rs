@@ -6,7 +6,8 @@
 //! | `MAX_BATCH_ROWS` | 1000 | most rows in one `POST /v1/classify` |
 //!
 //! plus the shared `MODEL_NAME`, `SHADOW_CONCURRENCY`, `MAX_BODY_BYTES`, `MODEL_VERSION_B`, `AB_PERCENT_B`, `MODEL_VERSION_SHADOW`,
-//! `MODEL_POLL_SECONDS`, `MODEL_CACHE_DIR`, `MODEL_STORE`, `HOST`, `PORT` and telemetry ones.
+//! `MODEL_POLL_SECONDS`, `MODEL_CACHE_DIR`, `MODEL_CACHE_KEEP`, `MODEL_STORE`, `HOST`, `PORT` and
+//! telemetry ones.
 
 use shared_lib::service::CommonSettings;
 use shared_lib::serving::ServingSettings;

@@ -9,7 +9,7 @@
 //! | `EVENT_TTL_SECONDS` | 3600 | clicks older than this are forgotten |
 //!
 //! plus the shared `MODEL_NAME` (default `recommender`), `MODEL_VERSION`, `SHADOW_CONCURRENCY`, `MAX_BODY_BYTES`, `MODEL_VERSION_B`,
-//! `AB_PERCENT_B`, `MODEL_VERSION_SHADOW`, `MODEL_POLL_SECONDS`, `MODEL_CACHE_DIR`,
+//! `AB_PERCENT_B`, `MODEL_VERSION_SHADOW`, `MODEL_POLL_SECONDS`, `MODEL_CACHE_DIR`, `MODEL_CACHE_KEEP`,
 //! `MODEL_STORE`, `HOST`, `PORT` and telemetry ones.
 
 use std::time::Duration;

@@ -127,7 +127,10 @@ impl<M: ServableModel> Deployment<M> {
             registry,
             slots,
             percent_b: settings.experiment.as_ref().map(|x| x.percent_b),
-            cache: settings.cache_dir.clone().map(ArtifactCache::new),
+            cache: settings
+                .cache_dir
+                .clone()
+                .map(|dir| ArtifactCache::new(dir, settings.cache_keep)),
             metrics,
             readiness,
             poll: settings.poll_interval,

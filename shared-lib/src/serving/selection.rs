@@ -9,6 +9,7 @@
 //! | `MODEL_VERSION_SHADOW` | a version scored on a copy of traffic, never returned |
 //! | `MODEL_POLL_SECONDS` | how often aliases are re-resolved (default 30) |
 //! | `MODEL_CACHE_DIR` | keep last-good artifacts here, to serve through a store outage at restart |
+//! | `MODEL_CACHE_KEEP` | older artifacts the cache keeps per slot besides the current one, 0-100 (default 2) |
 //! | `SHADOW_CONCURRENCY` | shadow comparisons in flight (default 2); more are dropped and counted |
 //! | `MAX_BODY_BYTES` | largest JSON body a model server accepts (default 1 MiB) |
 
@@ -82,6 +83,12 @@ pub struct Experiment {
     pub percent_b: Percent,
 }
 
+/// Older artifacts kept per selector by default: enough to come up on the version before a bad
+/// promotion, or the one before that, while the store is down, in a few artifacts' worth of disk.
+pub const DEFAULT_CACHE_KEEP: usize = 2;
+/// More would defeat the point of bounding an `emptyDir` measured in artifacts.
+const MAX_CACHE_KEEP: usize = 100;
+
 /// Everything a server needs to know about what to serve.
 #[derive(Debug, Clone)]
 pub struct ServingSettings {
@@ -91,6 +98,8 @@ pub struct ServingSettings {
     pub shadow: Option<Selector>,
     pub poll_interval: Duration,
     pub cache_dir: Option<PathBuf>,
+    /// Older artifacts `cache_dir` keeps per selector besides the current one.
+    pub cache_keep: usize,
     pub shadow_concurrency: usize,
     pub max_body_bytes: usize,
 }
@@ -133,6 +142,13 @@ impl ServingSettings {
             env.problem("MODEL_POLL_SECONDS", "must be between 0.05 and 86400");
         }
         let cache_dir = env.optional_string("MODEL_CACHE_DIR").map(PathBuf::from);
+        let cache_keep: usize = env.parse_or("MODEL_CACHE_KEEP", DEFAULT_CACHE_KEEP);
+        if cache_keep > MAX_CACHE_KEEP {
+            env.problem(
+                "MODEL_CACHE_KEEP",
+                format_args!("must be a whole number from 0 to {MAX_CACHE_KEEP}"),
+            );
+        }
         let shadow_concurrency = env.parse_or("SHADOW_CONCURRENCY", 2usize);
         let max_body_bytes = env.parse_or("MAX_BODY_BYTES", 1024 * 1024usize);
         Some(Self {
@@ -142,6 +158,7 @@ impl ServingSettings {
             shadow,
             poll_interval: Duration::from_secs_f64(poll_seconds.clamp(0.05, 86_400.0)),
             cache_dir,
+            cache_keep: cache_keep.min(MAX_CACHE_KEEP),
             shadow_concurrency,
             max_body_bytes,
         })
@@ -184,6 +201,22 @@ mod tests {
         assert_eq!(s.primary, Selector::Alias(AliasName::production()));
         assert!(s.experiment.is_none() && s.shadow.is_none() && s.cache_dir.is_none());
         assert_eq!(s.poll_interval, Duration::from_secs(30));
+        assert_eq!(s.cache_keep, DEFAULT_CACHE_KEEP);
+    }
+
+    #[test]
+    fn the_cache_bound_reads_back_and_bad_ones_are_named() {
+        let mut e = env(&[("MODEL_CACHE_DIR", "/cache"), ("MODEL_CACHE_KEEP", "0")]);
+        let s = ServingSettings::from_env(&mut e, "fraud", None).unwrap();
+        e.finish().unwrap();
+        assert_eq!(s.cache_keep, 0);
+
+        for bad in ["-1", "two", "101", "1.5"] {
+            let mut e = env(&[("MODEL_CACHE_KEEP", bad)]);
+            let _ = ServingSettings::from_env(&mut e, "fraud", None);
+            let err = e.finish().unwrap_err().to_string();
+            assert!(err.contains("MODEL_CACHE_KEEP"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use bytes::Bytes;
 use shared_lib::store::{ObjectKey, PutMode};
 
-use crate::helpers::{S3Fixture, flags_large, flags_small, metric_sum, spawn_app, with};
+use crate::helpers::{
+    S3Fixture, flags_large, flags_small, metric_sum, spawn_app, threshold_model, with,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn alias_moves_reload_under_load_with_no_failed_request() {
@@ -151,6 +153,78 @@ async fn an_unreachable_store_at_start_means_not_ready_until_a_cached_version_se
         "{metrics}"
     );
     std::fs::remove_dir_all(cache).ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_servers_cache_directory_stays_within_its_bound() {
+    // Arrange: A follows production, B is pinned to 1; each slot keeps its current artifact and
+    // one older one.
+    let cache = tempfile_dir();
+    let fixture = S3Fixture::start().await;
+    let mut digests = vec![fixture.publish(&threshold_model(101.0, 0.1, 0.9)).await];
+    fixture.promote(1).await;
+    let env = with(
+        fixture.env(),
+        &[
+            ("MODEL_CACHE_DIR", cache.to_str().unwrap()),
+            ("MODEL_CACHE_KEEP", "1"),
+            ("MODEL_VERSION_B", "1"),
+        ],
+    );
+    let app = spawn_app(env).await;
+    app.wait_ready().await;
+
+    // Act: six more versions, each its own artifact, each promoted and served.
+    for version in 2..=7 {
+        let cut = 100.0 + f64::from(version);
+        digests.push(fixture.publish(&threshold_model(cut, 0.1, 0.9)).await);
+        fixture.promote(version).await;
+        let model_dir = cache.join("fraud");
+        app.wait_for(|_| {
+            let model_dir = model_dir.clone();
+            async move { cached_version(&model_dir, "production") == Some(version) }
+        })
+        .await;
+        let artifacts = cached_artifacts(&model_dir);
+        assert!(
+            artifacts.len() <= 3,
+            "after version {version}: {artifacts:?}"
+        );
+    }
+
+    // Assert: A's 7 and 6, B's 1; their manifests and histories; nothing else.
+    let model_dir = cache.join("fraud");
+    let expected: std::collections::BTreeSet<String> = [6, 5, 0]
+        .iter()
+        .map(|&i| digests[i].artifact.sha256.to_string())
+        .collect();
+    assert_eq!(cached_artifacts(&model_dir), expected);
+    let files = std::fs::read_dir(&model_dir).unwrap().count();
+    assert_eq!(
+        files,
+        3 + 4,
+        "{:?}",
+        std::fs::read_dir(&model_dir).unwrap().collect::<Vec<_>>()
+    );
+    std::fs::remove_dir_all(cache).ok();
+}
+
+/// The version a server cached last for `selector`, once its manifest is written.
+fn cached_version(model_dir: &std::path::Path, selector: &str) -> Option<u32> {
+    let json = std::fs::read(model_dir.join(format!("{selector}.json"))).ok()?;
+    let manifest: serde_json::Value = serde_json::from_slice(&json).ok()?;
+    manifest["version"].as_u64().map(|v| v as u32)
+}
+
+/// The digests of the artifact files in a cached model's directory.
+fn cached_artifacts(model_dir: &std::path::Path) -> std::collections::BTreeSet<String> {
+    std::fs::read_dir(model_dir)
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            name.strip_suffix(".msgpack").map(str::to_owned)
+        })
+        .collect()
 }
 
 fn tempfile_dir() -> std::path::PathBuf {
