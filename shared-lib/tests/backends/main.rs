@@ -40,6 +40,8 @@ for_each_backend!(store from store_cases:
     overwrite_replaces_the_content,
     list_returns_sorted_keys_below_the_prefix_only,
     list_folders_returns_direct_children,
+    delete_removes_only_that_object,
+    delete_of_a_missing_key_is_ok_and_the_key_can_be_created_again,
 );
 
 for_each_backend!(registry from registry_cases:
