@@ -27,7 +27,7 @@ use crate::Error;
 use crate::artifact::{self, ARTIFACT_FORMAT_VERSION, ArtifactDigest, ModelKind};
 use crate::model_id::{AliasName, ModelName, ModelVersion};
 use crate::store::{ObjectStore, PutMode};
-use manifest::{ArtifactRef, Manifest, NewVersion, check_actor, check_reason};
+use manifest::{ArtifactRef, GateDecision, Manifest, NewVersion, check_actor, check_reason};
 use records::{
     AliasHead, AliasRecord, ArchiveRecord, Claim, Event, EventKind, Provenance, VersionState,
 };
@@ -614,19 +614,7 @@ impl Registry {
                 provenance: Provenance {
                     at: manifest.created_at,
                     actor: manifest.created_by.clone(),
-                    reason: manifest.gate.as_ref().map(|g| {
-                        format!(
-                            "{} {} vs champion {:?}: {}",
-                            g.metric,
-                            g.challenger_score,
-                            g.champion_score,
-                            if g.promoted {
-                                "promoted"
-                            } else {
-                                "not promoted"
-                            }
-                        )
-                    }),
+                    reason: manifest.gate.as_ref().map(gate_summary),
                 },
             });
             if state.archived {
@@ -660,10 +648,71 @@ impl Registry {
     }
 }
 
+/// The quality gate's verdict in words, for the registration event, with scores rounded as the
+/// trainer's alias-move reasons round them: `roc_auc 0.951200 vs champion v3 0.940000: promoted`,
+/// `roc_auc 0.951200 vs no champion: promoted`.
+pub fn gate_summary(gate: &GateDecision) -> String {
+    let champion = match (gate.champion_version, gate.champion_score) {
+        (Some(v), Some(score)) => format!("champion v{v} {score:.6}"),
+        (Some(v), None) => format!("champion v{v} (not comparable)"),
+        (None, Some(score)) => format!("champion {score:.6}"),
+        (None, None) => "no champion".to_owned(),
+    };
+    let verdict = if gate.promoted {
+        "promoted"
+    } else {
+        "not promoted"
+    };
+    format!(
+        "{} {:.6} vs {champion}: {verdict}",
+        gate.metric, gate.challenger_score
+    )
+}
+
 fn json_bytes<T: serde::Serialize>(value: &T) -> Result<Bytes, Error> {
     serde_json::to_vec_pretty(value)
         .map(Bytes::from)
         .map_err(|e| Error::InvalidManifest {
             reason: format!("cannot serialise: {e}"),
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gate(champion: Option<(u32, Option<f64>)>, promoted: bool) -> GateDecision {
+        GateDecision {
+            metric: "roc_auc".into(),
+            higher_is_better: true,
+            champion_version: champion.map(|(v, _)| ModelVersion::new(v).unwrap()),
+            champion_score: champion.and_then(|(_, s)| s),
+            challenger_score: 0.996_057_928_540_995_6,
+            min_improvement: 0.001,
+            promoted,
+        }
+    }
+
+    #[test]
+    fn gate_summaries_read_as_text_not_debug_output() {
+        let cases = [
+            (
+                gate(Some((3, Some(0.94))), true),
+                "roc_auc 0.996058 vs champion v3 0.940000: promoted",
+            ),
+            (
+                gate(None, true),
+                "roc_auc 0.996058 vs no champion: promoted",
+            ),
+            (
+                gate(Some((3, None)), false),
+                "roc_auc 0.996058 vs champion v3 (not comparable): not promoted",
+            ),
+        ];
+        for (decision, expected) in cases {
+            let text = gate_summary(&decision);
+            assert_eq!(text, expected);
+            assert!(!text.contains("Some(") && !text.contains("None"), "{text}");
+        }
+    }
 }
