@@ -115,7 +115,11 @@ pub async fn delete_removes_only_that_object(b: &Backend) {
     b.store.delete(&key("m/artifacts/a.msgpack")).await.unwrap();
     // Assert
     assert!(!b.store.exists(&key("m/artifacts/a.msgpack")).await.unwrap());
-    let err = b.store.get(&key("m/artifacts/a.msgpack")).await.unwrap_err();
+    let err = b
+        .store
+        .get(&key("m/artifacts/a.msgpack"))
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::ObjectNotFound { .. }), "{err}");
     let listed: Vec<String> = b
         .store
