@@ -79,10 +79,26 @@ pub enum Error {
         expected: Option<ModelVersion>,
         actual: Option<ModelVersion>,
     },
-    #[error("alias {alias} of model {model} has no earlier version to roll back to")]
-    NothingToRollBack { model: ModelName, alias: AliasName },
+    #[error(
+        "alias {alias} of model {model} has no earlier version to roll back to{}",
+        if .skipped.is_empty() { String::new() } else { format!(" (passed over: {})", .skipped) }
+    )]
+    NothingToRollBack {
+        model: ModelName,
+        alias: AliasName,
+        /// The versions passed over and why, e.g. `v2 (rolled back from), v1 (archived)`.
+        skipped: String,
+    },
     #[error("version {version} of model {model} is archived")]
     VersionArchived {
+        model: ModelName,
+        version: ModelVersion,
+    },
+    #[error(
+        "version {version} of model {model} was deleted by retention: its manifest and history \
+         remain, its artifact does not"
+    )]
+    VersionDeleted {
         model: ModelName,
         version: ModelVersion,
     },

@@ -18,6 +18,8 @@ use crate::routes::AppState;
 pub struct VersionView {
     pub version: ModelVersion,
     pub status: &'static str,
+    /// Marked to keep: retention never deletes it.
+    pub kept: bool,
     pub aliases: Vec<String>,
     pub algorithm: String,
     pub metrics: BTreeMap<String, f64>,
@@ -52,7 +54,8 @@ pub async fn versions(
     for (s, m) in versions {
         out.push(VersionView {
             version: s.version,
-            status: if s.archived { "archived" } else { "active" },
+            status: s.status().as_str(),
+            kept: s.kept,
             aliases: aliases
                 .iter()
                 .filter(|a| a.version == s.version)

@@ -1,6 +1,8 @@
 //! The in-memory index: manifests are immutable once written, so each is read from the store
 //! once and kept. Start-up rebuilds it from the store (the source of truth); aliases and
-//! archive markers are small and change, so they are always read from the store.
+//! archive, deleted and keep markers are small and change, so they are always read from the
+//! store (a version retention deleted keeps its manifest here: the status comes from those
+//! markers, via `Registry::list_versions`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};

@@ -5,10 +5,18 @@
 //! | `REGISTRY_TOKEN` | unset: mutations refused | bearer token for registrations, alias moves, archive (from a Kubernetes Secret) |
 //! | `REGISTRY_READ_AUTH` | `false` | when `true`, reads need the token too |
 //! | `MAX_UPLOAD_BYTES` | 268435456 | largest registration body (artifact base64 plus manifest) |
+//! | `RETAIN_VERSIONS` | unset | after each registration, keep the newest N versions of that model (plus aliased and kept ones) |
+//! | `RETAIN_DAYS` | unset | after each registration, keep the versions created in the last N days (plus aliased and kept ones) |
+//!
+//! Retention is off unless one of the two is set, because deleting is the one thing the
+//! registry cannot undo: an operator opts in, knowing the store's budget.
 //!
 //! plus the shared `MODEL_STORE` (with the S3 variables), `HOST`, `PORT` and telemetry ones.
 
+use std::num::NonZeroU32;
+
 use secrecy::SecretString;
+use shared_lib::registry::retention::RetentionPolicy;
 use shared_lib::service::CommonSettings;
 use shared_lib::settings::Env;
 
@@ -22,6 +30,8 @@ pub struct Settings {
     pub token: Option<SecretString>,
     pub read_auth: bool,
     pub max_upload_bytes: usize,
+    /// Applied after each registration; `None`: no automatic retention.
+    pub retention: Option<RetentionPolicy>,
 }
 
 impl Settings {
@@ -41,6 +51,8 @@ impl Settings {
             );
         }
         let max_upload_bytes = env.parse_or("MAX_UPLOAD_BYTES", 256 * 1024 * 1024usize);
+        let retain_versions = positive(&mut env, "RETAIN_VERSIONS");
+        let retain_days = positive(&mut env, "RETAIN_DAYS");
         env.finish()?;
         let common = common.ok_or_else(|| shared_lib::Error::Settings {
             problems: vec!["MODEL_STORE: invalid".into()],
@@ -50,6 +62,55 @@ impl Settings {
             token: token.map(SecretString::from),
             read_auth,
             max_upload_bytes,
+            retention: RetentionPolicy::new(retain_versions, retain_days),
         })
+    }
+}
+
+/// An optional whole number of at least 1; 0 is refused rather than read as "keep nothing".
+fn positive(env: &mut Env, name: &str) -> Option<NonZeroU32> {
+    let value: u32 = env.optional(name)?;
+    let positive = NonZeroU32::new(value);
+    if positive.is_none() {
+        env.problem(name, "must be at least 1 (unset it to keep every version)");
+    }
+    positive
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(pairs: &[(&str, &str)]) -> Result<Settings, shared_lib::Error> {
+        Settings::from_env(Env::from_pairs(
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        ))
+    }
+
+    #[test]
+    fn retention_is_off_unless_a_rule_is_set() {
+        assert_eq!(settings(&[]).unwrap().retention, None);
+        let both = settings(&[("RETAIN_VERSIONS", "10"), ("RETAIN_DAYS", "30")])
+            .unwrap()
+            .retention
+            .unwrap();
+        assert_eq!(
+            (both.retain_versions(), both.retain_days()),
+            (NonZeroU32::new(10), NonZeroU32::new(30))
+        );
+    }
+
+    #[test]
+    fn bad_retention_values_are_named_together() {
+        let err = settings(&[("RETAIN_VERSIONS", "0"), ("RETAIN_DAYS", "a week")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("RETAIN_VERSIONS: must be at least 1"), "{err}");
+        assert!(
+            err.contains("RETAIN_DAYS: \"a week\" is not valid"),
+            "{err}"
+        );
     }
 }

@@ -8,6 +8,7 @@ use shared_lib::store::ObjectStore;
 
 use crate::auth::Auth;
 use crate::index::ManifestIndex;
+use crate::retention::RetentionMetrics;
 use crate::routes::{self, AppState};
 use crate::{SERVICE, Settings};
 
@@ -20,27 +21,29 @@ use crate::{SERVICE, Settings};
 pub async fn build(settings: &Settings) -> anyhow::Result<Application> {
     let store = ObjectStore::open(&settings.common.store).await?;
     let readiness = Readiness::default();
+    let metrics = Metrics::new(SERVICE)?;
     let state = web::Data::new(AppState {
         registry: Registry::new(store),
         index: ManifestIndex::default(),
         auth: Auth::new(settings.token.as_ref(), settings.read_auth),
         max_upload_bytes: settings.max_upload_bytes,
+        retention: settings.retention,
+        retention_metrics: RetentionMetrics::register(metrics.registry())?,
     });
+    if let Some(policy) = settings.retention {
+        tracing::info!(%policy, "Retention runs after each registration.");
+    }
     let indexing = tokio::spawn(rebuild_index(state.clone(), readiness.clone()));
     let max_upload = settings.max_upload_bytes;
-    let app = Application::build(
-        &settings.common,
-        Metrics::new(SERVICE)?,
-        readiness,
-        move |cfg| {
-            cfg.app_data(state.clone());
-            routes::models::configure(cfg);
-            routes::versions::configure(cfg, max_upload);
-            routes::aliases::configure(cfg);
-            routes::page::configure(cfg);
-            shared_lib::http::configure_openapi(cfg, routes::OPENAPI_JSON);
-        },
-    )?;
+    let app = Application::build(&settings.common, metrics, readiness, move |cfg| {
+        cfg.app_data(state.clone());
+        routes::models::configure(cfg);
+        routes::versions::configure(cfg, max_upload);
+        routes::aliases::configure(cfg);
+        routes::retention::configure(cfg);
+        routes::page::configure(cfg);
+        shared_lib::http::configure_openapi(cfg, routes::OPENAPI_JSON);
+    })?;
     Ok(app.with_background_task(indexing))
 }
 

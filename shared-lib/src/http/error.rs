@@ -33,6 +33,9 @@ pub enum ErrorCode {
     UnsupportedMediaType,
     /// Not ready, or a dependency (the store) is unreachable.
     Unavailable,
+    /// The model version was deleted by retention (HTTP 410): its manifest remains, its
+    /// artifact does not.
+    VersionDeleted,
     Internal,
 }
 
@@ -156,6 +159,7 @@ impl From<&Error> for ApiError {
             | Error::VersionArchived { .. }
             | Error::VersionInUse { .. }
             | Error::AllocationContention { .. } => (S::CONFLICT, ErrorCode::Conflict),
+            Error::VersionDeleted { .. } => (S::GONE, ErrorCode::VersionDeleted),
             Error::Store { .. } => {
                 tracing::error!(error = %error_chain(err), "Model store request failed.");
                 return Self::unavailable("the model store is unreachable; try again later");
@@ -195,6 +199,14 @@ mod tests {
                 },
                 409,
                 ErrorCode::Conflict,
+            ),
+            (
+                Error::VersionDeleted {
+                    model: model.clone(),
+                    version: ModelVersion::new(3).unwrap(),
+                },
+                410,
+                ErrorCode::VersionDeleted,
             ),
             (
                 ModelName::parse("Bad").unwrap_err(),

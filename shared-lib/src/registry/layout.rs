@@ -5,10 +5,13 @@
 //! models/<model>/versions/<0000000042>/claim.json   version number taken (create-new)
 //! models/<model>/versions/<0000000042>/manifest.json  the version exists (create-new, last)
 //! models/<model>/versions/<0000000042>/archived.json  the version is archived (create-new)
+//! models/<model>/versions/<0000000042>/deleted.json   retention deleted it (create-new)
+//! models/<model>/versions/<0000000042>/keep-<0000000003>.json  keep marker, revision 3 (create-new)
 //! models/<model>/aliases/<alias>/<0000000007>.json  alias revision 7 (create-new: the CAS)
 //! models/<model>/aliases/<alias>/head.json          hint: latest revision (overwritten)
 //! ```
 //!
+//! Retention deletes artifact objects (never records): a deleted version keeps its manifest.
 //! Every record but `head.json` is written once and never changed, so the records *are* the
 //! append-only event log; `head.json` is only a hint a reader checks by probing forward.
 //! Numbers are zero-padded so that key order is numeric order.
@@ -21,7 +24,9 @@ use crate::store::ObjectKey;
 pub(crate) const CLAIM: &str = "claim.json";
 pub(crate) const MANIFEST: &str = "manifest.json";
 pub(crate) const ARCHIVED: &str = "archived.json";
+pub(crate) const DELETED: &str = "deleted.json";
 pub(crate) const HEAD: &str = "head.json";
+const KEEP_PREFIX: &str = "keep-";
 
 fn key(s: String) -> ObjectKey {
     // Every segment below is a checked name, a number or a fixed word, so this cannot fail.
@@ -45,6 +50,23 @@ pub(crate) fn version_file(model: &ModelName, version: ModelVersion, file: &str)
 
 pub(crate) fn artifact(model: &ModelName, digest: &ArtifactDigest) -> ObjectKey {
     key(format!("models/{model}/artifacts/{digest}.msgpack"))
+}
+
+pub(crate) fn artifacts_root(model: &ModelName) -> ObjectKey {
+    key(format!("models/{model}/artifacts"))
+}
+
+/// Revision `revision` of a version's keep marker.
+pub(crate) fn keep_file(model: &ModelName, version: ModelVersion, revision: u64) -> ObjectKey {
+    version_file(model, version, &format!("{KEEP_PREFIX}{revision:010}.json"))
+}
+
+/// The revision of a keep-marker file name (`keep-<n>.json`), from [`parse_version_file`].
+pub(crate) fn parse_keep_revision(file: &str) -> Option<u64> {
+    file.strip_prefix(KEEP_PREFIX)?
+        .strip_suffix(".json")?
+        .parse()
+        .ok()
 }
 
 pub(crate) fn aliases_root(model: &ModelName) -> ObjectKey {
@@ -109,5 +131,9 @@ mod tests {
         let a = AliasName::production();
         assert_eq!(parse_alias_revision(&alias_revision(&m, &a, 12)), Some(12));
         assert_eq!(parse_alias_revision(&alias_head(&m, &a)), None);
+        let keep = keep_file(&m, ModelVersion::new(10).unwrap(), 3);
+        let (version, file) = parse_version_file(&keep).unwrap();
+        assert_eq!((version.get(), parse_keep_revision(file)), (10, Some(3)));
+        assert_eq!(parse_keep_revision(MANIFEST), None);
     }
 }

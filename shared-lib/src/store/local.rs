@@ -104,6 +104,18 @@ impl LocalStore {
         published
     }
 
+    pub(super) async fn delete(&self, key: &ObjectKey) -> Result<(), Error> {
+        let target = self.path_of(key);
+        match tokio::fs::remove_file(&target).await {
+            Ok(()) => {
+                sync_dir(target.parent()).await;
+                Ok(())
+            }
+            Err(e) if is_absent(&e) => Ok(()),
+            Err(e) => Err(Error::store("delete", key.as_str(), e)),
+        }
+    }
+
     pub(super) async fn list(&self, prefix: &ObjectKey) -> Result<Vec<ObjectKey>, Error> {
         let root = self.root.clone();
         let start = self.path_of(prefix);

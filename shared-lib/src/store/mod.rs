@@ -3,7 +3,8 @@
 //! - [`LocalStore`]: a directory, the embedded default, so the suite runs with no S3 at all;
 //! - [`S3Store`]: any S3-compatible service through aws-sdk-s3 (AWS, MinIO, Ceph, Garage).
 //!
-//! The interface is deliberately small: whole-object get and put, existence, and listing.
+//! The interface is deliberately small: whole-object get, put and delete, existence, and
+//! listing.
 //! Everything the registry needs for safety rests on one primitive, [`PutMode::CreateNew`]
 //! ("write this key only if nobody has"), which each backend makes as strong as it can.
 //! Backends are a closed set, so dispatch is an enum rather than a trait object.
@@ -123,6 +124,19 @@ impl ObjectStore {
         match self {
             Self::Local(s) => s.put(key, bytes, mode).await,
             Self::S3(s) => s.put(key, bytes, mode).await,
+        }
+    }
+
+    /// Removes an object. Removing a key that does not exist is not an error, so a delete that
+    /// is repeated (after a crash, or by two cleaners) converges.
+    ///
+    /// # Errors
+    /// [`Error::Store`] when the store fails.
+    #[tracing::instrument(skip_all, fields(key = %key))]
+    pub async fn delete(&self, key: &ObjectKey) -> Result<(), Error> {
+        match self {
+            Self::Local(s) => s.delete(key).await,
+            Self::S3(s) => s.delete(key).await,
         }
     }
 

@@ -156,6 +156,22 @@ impl S3Store {
         }
     }
 
+    /// `DeleteObject`; S3 answers 204 for a missing key too, and a 404 is taken the same way.
+    pub(super) async fn delete(&self, key: &ObjectKey) -> Result<(), Error> {
+        let response = self
+            .client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(self.full_key(key))
+            .send()
+            .await;
+        match response {
+            Ok(_) => Ok(()),
+            Err(e) if is_missing_object(&e) => Ok(()),
+            Err(e) => Err(Error::store("delete", key.as_str(), e)),
+        }
+    }
+
     pub(super) async fn list(&self, prefix: &ObjectKey) -> Result<Vec<ObjectKey>, Error> {
         let (keys, _) = self.list_pages(prefix, None).await?;
         Ok(keys)

@@ -40,6 +40,8 @@ for_each_backend!(store from store_cases:
     overwrite_replaces_the_content,
     list_returns_sorted_keys_below_the_prefix_only,
     list_folders_returns_direct_children,
+    delete_removes_only_that_object,
+    delete_of_a_missing_key_is_ok_and_the_key_can_be_created_again,
 );
 
 for_each_backend!(registry from registry_cases:
@@ -58,4 +60,10 @@ for_each_backend!(registry from registry_cases:
     stale_alias_head_hint_is_probed_past,
     concurrent_publishes_through_one_registry_get_distinct_consecutive_versions,
     concurrent_alias_moves_with_the_same_expectation_have_one_winner,
+    sixty_publishes_with_retention_ten_keep_ten_plus_aliased_artifacts_and_time_travel_answers,
+    shared_artifacts_are_deleted_only_when_no_retained_version_references_them,
+    kept_and_aliased_versions_survive_retention_and_unkeeping_releases,
+    deleted_versions_keep_their_manifest_and_cannot_be_loaded_aliased_or_archived,
+    rollbacks_in_a_row_keep_going_back,
+    rollback_passes_over_archived_and_deleted_versions,
 );

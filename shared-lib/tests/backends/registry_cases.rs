@@ -1,10 +1,13 @@
 use std::collections::BTreeSet;
+use std::num::NonZeroU32;
 
 use bytes::Bytes;
 use shared_lib::Error;
 use shared_lib::artifact::{ArtifactDigest, ModelKind};
 use shared_lib::model_id::{AliasName, ModelName, ModelVersion};
 use shared_lib::registry::records::{EventKind, alias_version_at};
+use shared_lib::registry::retention::RetentionPolicy;
+use shared_lib::registry::rollback::SkipReason;
 use shared_lib::store::{ObjectKey, PutMode};
 
 use crate::harness::{
@@ -207,10 +210,18 @@ pub async fn rollback_returns_to_the_previous_version(b: &Backend) {
         .await
         .unwrap();
     assert_eq!(
-        (rolled.version, rolled.previous, rolled.revision),
-        (v(1), Some(v(2)), 3)
+        (
+            rolled.record.version,
+            rolled.record.previous,
+            rolled.record.revision,
+            rolled.record.rolled_back_from
+        ),
+        (v(1), Some(v(2)), 3, Some(v(2)))
     );
-    assert_eq!(rolled.provenance.reason.as_deref(), Some("v2 misbehaves"));
+    assert_eq!(
+        rolled.record.provenance.reason.as_deref(),
+        Some("v2 misbehaves")
+    );
     assert_eq!(production_of(&registry).await, v(1));
 }
 
@@ -301,6 +312,7 @@ pub async fn history_records_who_did_what_and_why_in_order(b: &Backend) {
             EventKind::Archived { version } => {
                 format!("archived {version} by {}", e.provenance.actor)
             }
+            other => format!("unexpected {other:?}"),
         })
         .collect();
     assert_eq!(
@@ -484,5 +496,424 @@ pub async fn concurrent_alias_moves_with_the_same_expectation_have_one_winner(b:
             .unwrap()
             .len(),
         2
+    );
+}
+
+// --- retention -------------------------------------------------------------------------------
+
+fn keep_newest(n: u32) -> RetentionPolicy {
+    RetentionPolicy::new(NonZeroU32::new(n), None).unwrap()
+}
+
+async fn artifact_objects(b: &Backend) -> Vec<String> {
+    b.store
+        .list(&ObjectKey::parse("models/fraud/artifacts").unwrap())
+        .await
+        .unwrap()
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
+async fn statuses(registry: &shared_lib::registry::Registry) -> Vec<(u32, &'static str)> {
+    registry
+        .list_versions(&fraud())
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| (s.version.get(), s.status().as_str()))
+        .collect()
+}
+
+pub async fn sixty_publishes_with_retention_ten_keep_ten_plus_aliased_artifacts_and_time_travel_answers(
+    b: &Backend,
+) {
+    // Arrange: 60 runs, each publishing distinct bytes then applying "keep the newest 10", as
+    // the registry service does after each registration; production is promoted now and then.
+    let registry = b.registry();
+    let promoted_at = [5, 20, 35, 50, 55];
+    let mut champion: Option<ModelVersion> = None;
+    let mut seen = Vec::new(); // (time, what production was then)
+    for i in 1..=60 {
+        let manifest = publish(&registry, f64::from(i)).await;
+        if promoted_at.contains(&i) {
+            registry
+                .move_alias(
+                    &fraud(),
+                    &production(),
+                    manifest.version,
+                    champion,
+                    &change("gate", "beats champion"),
+                )
+                .await
+                .unwrap();
+            champion = Some(manifest.version);
+        }
+        registry
+            .retire(
+                &fraud(),
+                &keep_newest(10),
+                &change("registry", "retention"),
+                false,
+            )
+            .await
+            .unwrap();
+        seen.push((chrono::Utc::now(), champion));
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+
+    // Assert: v51..=v60 and v50 (production from before v51 until v55) stay; 49 are deleted.
+    let live: Vec<u32> = statuses(&registry)
+        .await
+        .into_iter()
+        .filter(|(_, status)| *status != "deleted")
+        .map(|(v, _)| v)
+        .collect();
+    assert_eq!(live, (50..=60).collect::<Vec<_>>());
+    let artifacts = artifact_objects(b).await;
+    let aliased_beyond_newest = 1;
+    assert!(
+        artifacts.len() <= 10 + aliased_beyond_newest,
+        "{artifacts:?}"
+    );
+    assert_eq!(artifacts.len(), live.len());
+    // Every manifest remains, and the history names each deletion.
+    assert_eq!(registry.list_versions(&fraud()).await.unwrap().len(), 60);
+    registry.manifest(&fraud(), v(1)).await.unwrap();
+    let history = registry.history(&fraud()).await.unwrap();
+    let deleted = history
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::Deleted { .. }))
+        .count();
+    assert_eq!(deleted, 49);
+    // "Which version was production at T" answers, with a loadable model, for every T in
+    // the window (since v51 was created).
+    let window_start = registry.manifest(&fraud(), v(51)).await.unwrap().created_at;
+    let revisions = registry
+        .alias_history(&fraud(), &production())
+        .await
+        .unwrap();
+    let in_window: Vec<_> = seen.iter().filter(|(t, _)| *t >= window_start).collect();
+    assert_eq!(in_window.len(), 10);
+    for (t, expected) in in_window {
+        let answer = alias_version_at(&revisions, *t);
+        assert_eq!(answer, *expected, "at {t}");
+        let manifest = registry.manifest(&fraud(), answer.unwrap()).await.unwrap();
+        registry
+            .load_model::<ToyModel>(&manifest, ModelKind::FraudRandomForest)
+            .await
+            .unwrap();
+    }
+    // Before the window the answer is still known, though that model is gone.
+    assert_eq!(alias_version_at(&revisions, seen[9].0), Some(v(5)));
+}
+
+pub async fn shared_artifacts_are_deleted_only_when_no_retained_version_references_them(
+    b: &Backend,
+) {
+    // Arrange: v1 and v3 share bytes A; v2 has bytes B.
+    let registry = b.registry();
+    let v1 = publish(&registry, 1.0).await;
+    let v2 = publish(&registry, 2.0).await;
+    let v3 = publish(&registry, 1.0).await;
+    assert_eq!(v1.artifact.key, v3.artifact.key);
+    // Act
+    let report = registry
+        .retire(&fraud(), &keep_newest(1), &change("ops", "trim"), false)
+        .await
+        .unwrap();
+    // Assert: both old versions are deleted, but only B's object is removed.
+    assert_eq!(report.retired, [v(1), v(2)]);
+    assert_eq!(report.artifacts_deleted, [v2.artifact.key.as_str()]);
+    assert_eq!(artifact_objects(b).await, [v3.artifact.key.as_str()]);
+    registry
+        .load_model::<ToyModel>(&v3, ModelKind::FraudRandomForest)
+        .await
+        .unwrap();
+    // v1 is deleted even though its bytes are still stored for v3.
+    let err = registry.fetch_artifact(&v1).await.unwrap_err();
+    assert!(
+        matches!(err, Error::VersionDeleted { version, .. } if version == v(1)),
+        "{err}"
+    );
+    // Publishing B's bytes again stores them again.
+    let v4 = publish(&registry, 2.0).await;
+    assert_eq!(v4.artifact.key, v2.artifact.key);
+    registry
+        .load_model::<ToyModel>(&v4, ModelKind::FraudRandomForest)
+        .await
+        .unwrap();
+    // A second run finds nothing more to do.
+    let again = registry
+        .retire(&fraud(), &keep_newest(2), &change("ops", "trim"), false)
+        .await
+        .unwrap();
+    assert!(
+        again.retired.is_empty() && again.artifacts_deleted.is_empty(),
+        "{again:?}"
+    );
+}
+
+pub async fn kept_and_aliased_versions_survive_retention_and_unkeeping_releases(b: &Backend) {
+    // Arrange
+    let registry = b.registry();
+    publish_many(&registry, 5).await;
+    let staging = AliasName::parse("staging").unwrap();
+    registry
+        .move_alias(&fraud(), &staging, v(1), None, &change("qa", "soak"))
+        .await
+        .unwrap();
+    assert!(
+        registry
+            .keep_version(
+                &fraud(),
+                v(2),
+                true,
+                &change("oncall", "pinned by MODEL_VERSION=2")
+            )
+            .await
+            .unwrap()
+    );
+    assert!(
+        !registry
+            .keep_version(&fraud(), v(2), true, &change("oncall", "again"))
+            .await
+            .unwrap(),
+        "keeping twice changes nothing"
+    );
+    // Act + Assert: a dry run reports and changes nothing.
+    let dry = registry
+        .retire(&fraud(), &keep_newest(1), &change("ops", "trim"), true)
+        .await
+        .unwrap();
+    assert_eq!(dry.retired, [v(3), v(4)]);
+    assert_eq!(dry.artifacts_deleted.len(), 2);
+    assert_eq!(artifact_objects(b).await.len(), 5);
+    assert!(
+        statuses(&registry)
+            .await
+            .iter()
+            .all(|(_, s)| *s == "active")
+    );
+    let reasons: Vec<(u32, Vec<String>)> = dry
+        .retained
+        .iter()
+        .map(|r| (r.version.get(), r.reasons.clone()))
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            (1, vec!["alias staging points to it".to_owned()]),
+            (2, vec!["marked to keep".to_owned()]),
+            (5, vec!["among the 1 newest versions".to_owned()]),
+        ]
+    );
+
+    registry
+        .retire(&fraud(), &keep_newest(1), &change("ops", "trim"), false)
+        .await
+        .unwrap();
+    assert_eq!(
+        statuses(&registry).await,
+        [
+            (1, "active"),
+            (2, "active"),
+            (3, "deleted"),
+            (4, "deleted"),
+            (5, "active")
+        ]
+    );
+    assert!(registry.list_versions(&fraud()).await.unwrap()[1].kept);
+
+    registry
+        .keep_version(&fraud(), v(2), false, &change("oncall", "unpinned"))
+        .await
+        .unwrap();
+    let report = registry
+        .retire(&fraud(), &keep_newest(1), &change("ops", "trim"), false)
+        .await
+        .unwrap();
+    assert_eq!(report.retired, [v(2)]);
+    let err = registry
+        .keep_version(&fraud(), v(3), true, &change("oncall", "too late"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::VersionDeleted { .. }), "{err}");
+
+    // The history tells who kept, unkept and deleted what, and why.
+    let history: Vec<String> = registry
+        .history(&fraud())
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|e| {
+            let what = match &e.kind {
+                EventKind::Kept { version } => format!("kept {version}"),
+                EventKind::Unkept { version } => format!("unkept {version}"),
+                EventKind::Deleted { version } => format!("deleted {version}"),
+                _ => return None,
+            };
+            Some(format!(
+                "{what} by {} ({})",
+                e.provenance.actor,
+                e.provenance.reason.clone().unwrap_or_default()
+            ))
+        })
+        .collect();
+    assert_eq!(
+        history,
+        [
+            "kept 2 by oncall (pinned by MODEL_VERSION=2)",
+            "deleted 3 by ops (trim)",
+            "deleted 4 by ops (trim)",
+            "unkept 2 by oncall (unpinned)",
+            "deleted 2 by ops (trim)",
+        ]
+    );
+}
+
+pub async fn deleted_versions_keep_their_manifest_and_cannot_be_loaded_aliased_or_archived(
+    b: &Backend,
+) {
+    let registry = b.registry();
+    let first = publish(&registry, 1.0).await;
+    publish_many(&registry, 2).await;
+    registry
+        .retire(&fraud(), &keep_newest(1), &change("ops", "trim"), false)
+        .await
+        .unwrap();
+    let who = change("ops", "try");
+
+    assert_eq!(registry.manifest(&fraud(), v(1)).await.unwrap(), first);
+    assert!(registry.is_deleted(&fraud(), v(1)).await.unwrap());
+    let refusals = [
+        registry
+            .load_model::<ToyModel>(&first, ModelKind::FraudRandomForest)
+            .await
+            .map(|_| ())
+            .unwrap_err(),
+        registry
+            .move_alias(&fraud(), &production(), v(1), None, &who)
+            .await
+            .map(|_| ())
+            .unwrap_err(),
+        registry
+            .archive_version(&fraud(), v(1), &who)
+            .await
+            .unwrap_err(),
+    ];
+    for err in refusals {
+        assert!(matches!(err, Error::VersionDeleted { .. }), "{err}");
+        assert!(err.to_string().contains("deleted by retention"), "{err}");
+    }
+}
+
+// --- rollback --------------------------------------------------------------------------------
+
+/// Publishes v1..=v`n`, moving production to each right after publishing it.
+async fn promote_each(registry: &shared_lib::registry::Registry, n: u32) {
+    for i in 1..=n {
+        let manifest = publish(registry, f64::from(i)).await;
+        registry
+            .move_alias(
+                &fraud(),
+                &production(),
+                manifest.version,
+                (i > 1).then(|| v(i - 1)),
+                &change("gate", "promote"),
+            )
+            .await
+            .unwrap();
+    }
+}
+
+pub async fn rollbacks_in_a_row_keep_going_back(b: &Backend) {
+    // Arrange: production went v1 -> v2 -> v3 -> v4.
+    let registry = b.registry();
+    promote_each(&registry, 4).await;
+    let who = change("oncall", "bad model");
+    // Act + Assert: each rollback goes one further back, never back to the version it left.
+    for (expected, left) in [(3, 4), (2, 3), (1, 2)] {
+        let rolled = registry
+            .rollback_alias(&fraud(), &production(), &who)
+            .await
+            .unwrap();
+        assert_eq!(
+            (rolled.record.version, rolled.record.rolled_back_from),
+            (v(expected), Some(v(left)))
+        );
+        assert_eq!(production_of(&registry).await, v(expected));
+        assert!(
+            rolled.explanation.starts_with(&format!(
+                "v{expected} is the most recent version production held before v{left}"
+            )),
+            "{}",
+            rolled.explanation
+        );
+    }
+    let err = registry
+        .rollback_alias(&fraud(), &production(), &who)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NothingToRollBack { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .contains("v2 (rolled back from), v3 (rolled back from), v4 (rolled back from)"),
+        "{err}"
+    );
+    assert_eq!(production_of(&registry).await, v(1));
+}
+
+pub async fn rollback_passes_over_archived_and_deleted_versions(b: &Backend) {
+    // Arrange: production v1 -> ... -> v5; v4 archived after it was left; v2 kept; retention
+    // (newest 1) then deletes v1 and v3, which production held before the window.
+    let registry = b.registry();
+    promote_each(&registry, 3).await;
+    let who = change("ops", "setup");
+    let v4 = publish(&registry, 4.0).await;
+    registry
+        .move_alias(&fraud(), &production(), v4.version, Some(v(3)), &who)
+        .await
+        .unwrap();
+    let v5 = publish(&registry, 5.0).await;
+    registry
+        .move_alias(&fraud(), &production(), v5.version, Some(v(4)), &who)
+        .await
+        .unwrap();
+    registry
+        .archive_version(&fraud(), v(4), &who)
+        .await
+        .unwrap();
+    registry
+        .keep_version(&fraud(), v(2), true, &who)
+        .await
+        .unwrap();
+    let report = registry
+        .retire(&fraud(), &keep_newest(1), &who, false)
+        .await
+        .unwrap();
+    assert_eq!(report.retired, [v(1), v(3)]);
+    // Act
+    let rolled = registry
+        .rollback_alias(&fraud(), &production(), &change("oncall", "v5 is bad"))
+        .await
+        .unwrap();
+    // Assert
+    assert_eq!(rolled.record.version, v(2));
+    let skipped: Vec<(u32, SkipReason)> = rolled
+        .skipped
+        .iter()
+        .map(|s| (s.version.get(), s.reason))
+        .collect();
+    assert_eq!(
+        skipped,
+        [(4, SkipReason::Archived), (3, SkipReason::Deleted)]
+    );
+    assert!(
+        rolled
+            .explanation
+            .ends_with("passed over v4 (archived), v3 (deleted)"),
+        "{}",
+        rolled.explanation
     );
 }

@@ -102,3 +102,48 @@ pub async fn list_folders_returns_direct_children(b: &Backend) {
             .is_empty()
     );
 }
+
+pub async fn delete_removes_only_that_object(b: &Backend) {
+    // Arrange
+    for k in ["m/artifacts/a.msgpack", "m/artifacts/b.msgpack"] {
+        b.store
+            .put(&key(k), Bytes::from_static(b"."), PutMode::CreateNew)
+            .await
+            .unwrap();
+    }
+    // Act
+    b.store.delete(&key("m/artifacts/a.msgpack")).await.unwrap();
+    // Assert
+    assert!(!b.store.exists(&key("m/artifacts/a.msgpack")).await.unwrap());
+    let err = b
+        .store
+        .get(&key("m/artifacts/a.msgpack"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::ObjectNotFound { .. }), "{err}");
+    let listed: Vec<String> = b
+        .store
+        .list(&key("m"))
+        .await
+        .unwrap()
+        .iter()
+        .map(|k| k.to_string())
+        .collect();
+    assert_eq!(listed, ["m/artifacts/b.msgpack"]);
+}
+
+pub async fn delete_of_a_missing_key_is_ok_and_the_key_can_be_created_again(b: &Backend) {
+    let k = key("m/artifacts/c.msgpack");
+    b.store.delete(&k).await.unwrap();
+    b.store
+        .put(&k, Bytes::from_static(b"first"), PutMode::CreateNew)
+        .await
+        .unwrap();
+    b.store.delete(&k).await.unwrap();
+    b.store.delete(&k).await.unwrap();
+    b.store
+        .put(&k, Bytes::from_static(b"again"), PutMode::CreateNew)
+        .await
+        .unwrap();
+    assert_eq!(b.store.get(&k).await.unwrap(), Bytes::from_static(b"again"));
+}

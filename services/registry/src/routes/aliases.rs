@@ -104,7 +104,9 @@ struct RollbackRequest {
     actor: Option<String>,
 }
 
-/// Moves the alias back to the version it held before its latest move, in one call.
+/// Moves the alias back, in one call, to the most recent version it held that was not rolled
+/// back from, archived or deleted; the answer says which and why (see
+/// `shared_lib::registry::rollback`).
 async fn rollback_alias(
     req: HttpRequest,
     path: web::Path<(ModelName, AliasName)>,
@@ -117,11 +119,11 @@ async fn rollback_alias(
     let who = actor(&req, body.actor.as_deref());
     let change = Change {
         actor: &who,
-        reason: body.reason.as_deref().or(Some("rollback")),
+        reason: body.reason.as_deref(),
     };
-    let record = state
+    let rollback = state
         .registry
         .rollback_alias(&model, &alias, &change)
         .await?;
-    Ok(HttpResponse::Ok().json(record))
+    Ok(HttpResponse::Ok().json(rollback))
 }

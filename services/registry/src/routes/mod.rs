@@ -3,6 +3,7 @@
 pub mod aliases;
 pub mod models;
 pub mod page;
+pub mod retention;
 pub mod versions;
 
 /// The OpenAPI document, `services/registry/openapi.json`.
@@ -10,9 +11,11 @@ pub const OPENAPI_JSON: &str = include_str!("../../openapi.json");
 
 use actix_web::HttpRequest;
 use shared_lib::registry::Registry;
+use shared_lib::registry::retention::RetentionPolicy;
 
 use crate::auth::Auth;
 use crate::index::ManifestIndex;
+use crate::retention::RetentionMetrics;
 
 /// What the handlers share.
 pub struct AppState {
@@ -20,6 +23,9 @@ pub struct AppState {
     pub index: ManifestIndex,
     pub auth: Auth,
     pub max_upload_bytes: usize,
+    /// `RETAIN_VERSIONS`/`RETAIN_DAYS`, applied after each registration; `None`: off.
+    pub retention: Option<RetentionPolicy>,
+    pub retention_metrics: RetentionMetrics,
 }
 
 /// Who is making a change: the body's `actor`, else the `X-Actor` header, else `api`.

@@ -80,7 +80,7 @@ async fn index_page(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
 const HEAD: &str = "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Model registry</title>\
 <style>body{font-family:system-ui,sans-serif;margin:2rem;color:#222}table{border-collapse:collapse;margin:.5rem 0}\
 td,th{border:1px solid #ccc;padding:.25rem .5rem;text-align:left}.alias{background:#e7f0ff;border-radius:4px;padding:0 .4rem;margin-right:.3rem}\
-.archived{color:#999}svg{border:1px solid #ddd;background:#fafafa}</style></head><body><main><h1>Model registry</h1>";
+.archived,.deleted{color:#999}.deleted td:first-child{text-decoration:line-through}svg{border:1px solid #ddd;background:#fafafa}</style></head><body><main><h1>Model registry</h1>";
 
 fn main_metric(versions: &[VersionView]) -> Option<&'static str> {
     MAIN_METRICS
@@ -178,12 +178,20 @@ fn describe(kind: &EventKind) -> String {
     match kind {
         EventKind::Registered { version, .. } => format!("registered v{version}"),
         EventKind::AliasMoved {
-            alias, from, to, ..
-        } => match from {
-            Some(from) => format!("moved {alias} from v{from} to v{to}"),
-            None => format!("created {alias} at v{to}"),
+            alias,
+            from,
+            to,
+            rollback,
+            ..
+        } => match (from, rollback) {
+            (Some(from), true) => format!("rolled {alias} back from v{from} to v{to}"),
+            (Some(from), false) => format!("moved {alias} from v{from} to v{to}"),
+            (None, _) => format!("created {alias} at v{to}"),
         },
         EventKind::Archived { version } => format!("archived v{version}"),
+        EventKind::Deleted { version } => format!("deleted v{version} (retention)"),
+        EventKind::Kept { version } => format!("marked v{version} to keep"),
+        EventKind::Unkept { version } => format!("lifted the keep mark of v{version}"),
     }
 }
 

@@ -1,4 +1,4 @@
-//! Versions: list, read, download, register, archive.
+//! Versions: list, read, download, register (then retention, when configured), archive.
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use base64::Engine as _;
@@ -13,8 +13,8 @@ use shared_lib::registry::manifest::{
 };
 
 use super::{AppState, actor};
-use crate::catalog;
 use crate::error::Error;
+use crate::{catalog, retention};
 
 pub fn configure(cfg: &mut web::ServiceConfig, max_upload_bytes: usize) {
     cfg.service(
@@ -40,7 +40,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_upload_bytes: usize) {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ListQuery {
-    /// `active`, `archived` or `all` (default).
+    /// `active`, `archived`, `deleted` or `all` (default).
     status: Option<String>,
     /// Only versions this alias points to.
     alias: Option<String>,
@@ -60,9 +60,9 @@ async fn list_versions(
     state.auth.require_read(&req)?;
     let q = query.into_inner();
     let status = q.status.as_deref().unwrap_or("all");
-    if !matches!(status, "all" | "active" | "archived") {
+    if !matches!(status, "all" | "active" | "archived" | "deleted") {
         return Err(Error::BadRequest(format!(
-            "status must be active, archived or all, not {status:?}"
+            "status must be active, archived, deleted or all, not {status:?}"
         )));
     }
     let descending = match q.order.as_deref().unwrap_or("desc") {
@@ -115,7 +115,12 @@ async fn get_version(
         .index
         .manifest(&state.registry, &model, version)
         .await?;
-    let archived = state.registry.is_archived(&model, version).await?;
+    let listed = state
+        .registry
+        .list_versions(&model)
+        .await?
+        .into_iter()
+        .find(|s| s.version == version);
     let aliases: Vec<String> = state
         .registry
         .list_aliases(&model)
@@ -126,7 +131,8 @@ async fn get_version(
         .collect();
     Ok(HttpResponse::Ok().json(json!({
         "manifest": manifest.as_ref(),
-        "status": if archived { "archived" } else { "active" },
+        "status": listed.as_ref().map_or("active", |s| s.status().as_str()),
+        "kept": listed.is_some_and(|s| s.kept),
         "aliases": aliases,
     })))
 }
@@ -213,6 +219,7 @@ async fn register_version(
         .registry
         .publish(draft, Bytes::from(bytes), Some(&body.artifact_sha256))
         .await?;
+    retention::after_registration(&state, &manifest.model, manifest.version).await;
     Ok(HttpResponse::Created().json(manifest))
 }
 

@@ -63,6 +63,22 @@ pub fn registration(seed: f64) -> Value {
 }
 
 impl TestApp {
+    /// The registry's store, read directly (as a serving pod would).
+    pub async fn store(&self) -> shared_lib::store::ObjectStore {
+        shared_lib::store::ObjectStore::open(&shared_lib::store::StoreLocation::S3(
+            self._s3.bucket("registry-models", Some("reg")),
+        ))
+        .await
+        .unwrap()
+    }
+
+    /// How many artifact objects the store holds for `model`.
+    pub async fn artifact_objects(&self, model: &str) -> usize {
+        let prefix =
+            shared_lib::store::ObjectKey::parse(&format!("models/{model}/artifacts")).unwrap();
+        self.store().await.list(&prefix).await.unwrap().len()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
     }

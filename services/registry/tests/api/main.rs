@@ -4,4 +4,5 @@
 
 mod aliases;
 mod helpers;
+mod retention;
 mod versions;

@@ -260,7 +260,7 @@ async fn unknown_things_are_404_and_malformed_paths_400() {
         ),
         ("/v1/models/fraud/versions/0", 400, "path"),
         ("/v1/models/fraud/versions/abc", 400, "path"),
-        ("/v1/models/fraud/versions?status=deleted", 400, "status"),
+        ("/v1/models/fraud/versions?status=gone", 400, "status"),
         ("/v1/models/fraud/versions?page_size=0", 400, "page_size"),
         ("/v1/models/fraud/compare?a=1", 400, "query"),
         ("/v2/nothing", 404, "no route"),
@@ -320,6 +320,9 @@ async fn the_openapi_document_lists_every_route() {
         "/v1/models/{model}/versions/{version}",
         "/v1/models/{model}/versions/{version}/artifact",
         "/v1/models/{model}/versions/{version}/archive",
+        "/v1/models/{model}/versions/{version}/keep",
+        "/v1/models/{model}/versions/{version}/unkeep",
+        "/v1/models/{model}/gc",
         "/v1/models/{model}/aliases",
         "/v1/models/{model}/aliases/{alias}",
         "/v1/models/{model}/aliases/{alias}/rollback",
@@ -335,7 +338,7 @@ async fn the_openapi_document_lists_every_route() {
     }
     assert_eq!(
         paths.len(),
-        15,
+        18,
         "a route is documented that the service does not have, or the list above is stale"
     );
 }

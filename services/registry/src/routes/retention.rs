@@ -1,0 +1,122 @@
+//! Retention: `POST /v1/models/{model}/gc` and the keep marker of a version.
+
+use std::num::NonZeroU32;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+use serde_json::json;
+use shared_lib::model_id::{ModelName, ModelVersion};
+use shared_lib::registry::Change;
+use shared_lib::registry::retention::RetentionPolicy;
+
+use super::{AppState, actor};
+use crate::error::Error;
+use crate::retention;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/v1/models/{model}/gc", web::post().to(gc))
+        .route(
+            "/v1/models/{model}/versions/{version}/keep",
+            web::post().to(keep),
+        )
+        .route(
+            "/v1/models/{model}/versions/{version}/unkeep",
+            web::post().to(unkeep),
+        );
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GcRequest {
+    /// With `retain_days`, replaces the configured policy for this run.
+    retain_versions: Option<NonZeroU32>,
+    retain_days: Option<NonZeroU32>,
+    /// Report what would be deleted, delete nothing.
+    #[serde(default)]
+    dry_run: bool,
+    reason: Option<String>,
+    actor: Option<String>,
+}
+
+/// Applies retention to one model now: the body's rules, else `RETAIN_VERSIONS`/`RETAIN_DAYS`.
+/// The body is optional but, when present, must parse: a misspelt `dry_run` must not become a
+/// real run.
+async fn gc(
+    req: HttpRequest,
+    path: web::Path<ModelName>,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, Error> {
+    state.auth.require_write(&req)?;
+    let body: GcRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        GcRequest::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| Error::BadRequest(format!("invalid gc request: {e}")))?
+    };
+    let policy = RetentionPolicy::new(body.retain_versions, body.retain_days)
+        .or(state.retention)
+        .ok_or_else(|| {
+            Error::BadRequest(
+                "no retention policy: give retain_versions or retain_days, or configure \
+                 RETAIN_VERSIONS or RETAIN_DAYS"
+                    .into(),
+            )
+        })?;
+    let who = actor(&req, body.actor.as_deref());
+    let change = Change {
+        actor: &who,
+        reason: body.reason.as_deref(),
+    };
+    let report = retention::apply(&state, &path, &policy, &change, body.dry_run).await?;
+    Ok(HttpResponse::Ok().json(report))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeepRequest {
+    reason: Option<String>,
+    actor: Option<String>,
+}
+
+async fn keep(
+    req: HttpRequest,
+    path: web::Path<(ModelName, ModelVersion)>,
+    body: Option<web::Json<KeepRequest>>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, Error> {
+    set_keep(req, path, body, state, true).await
+}
+
+async fn unkeep(
+    req: HttpRequest,
+    path: web::Path<(ModelName, ModelVersion)>,
+    body: Option<web::Json<KeepRequest>>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, Error> {
+    set_keep(req, path, body, state, false).await
+}
+
+/// Sets or lifts the keep marker; answers whether anything changed.
+async fn set_keep(
+    req: HttpRequest,
+    path: web::Path<(ModelName, ModelVersion)>,
+    body: Option<web::Json<KeepRequest>>,
+    state: web::Data<AppState>,
+    keep: bool,
+) -> Result<HttpResponse, Error> {
+    state.auth.require_write(&req)?;
+    let (model, version) = path.into_inner();
+    let body = body.map(web::Json::into_inner).unwrap_or_default();
+    let who = actor(&req, body.actor.as_deref());
+    let change = Change {
+        actor: &who,
+        reason: body.reason.as_deref(),
+    };
+    let changed = state
+        .registry
+        .keep_version(&model, version, keep, &change)
+        .await?;
+    Ok(HttpResponse::Ok()
+        .json(json!({ "model": model, "version": version, "kept": keep, "changed": changed })))
+}
