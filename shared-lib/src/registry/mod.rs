@@ -1046,10 +1046,14 @@ pub fn gate_summary(gate: &GateDecision) -> String {
     } else {
         "not promoted"
     };
-    format!(
+    let summary = format!(
         "{} {:.6} vs {champion}: {verdict}",
         gate.metric, gate.challenger_score
-    )
+    );
+    match &gate.reason {
+        Some(reason) if !gate.promoted => format!("{summary} ({reason})"),
+        _ => summary,
+    }
 }
 
 fn json_bytes<T: serde::Serialize>(value: &T) -> Result<Bytes, Error> {
@@ -1073,6 +1077,10 @@ mod tests {
             challenger_score: 0.996_057_928_540_995_6,
             min_improvement: 0.001,
             promoted,
+            floor: None,
+            compared_rows: None,
+            outcome: None,
+            reason: None,
         }
     }
 
@@ -1092,6 +1100,14 @@ mod tests {
                 "roc_auc 0.996058 vs champion v3 (not comparable): not promoted",
             ),
         ];
+        let mut failed_closed = gate(Some((3, None)), false);
+        failed_closed.reason =
+            Some("champion v3 could not be compared: registry answered 503".into());
+        assert_eq!(
+            gate_summary(&failed_closed),
+            "roc_auc 0.996058 vs champion v3 (not comparable): not promoted \
+             (champion v3 could not be compared: registry answered 503)"
+        );
         for (decision, expected) in cases {
             let text = gate_summary(&decision);
             assert_eq!(text, expected);
