@@ -6,7 +6,7 @@
 //! | `REGISTRY_READ_AUTH` | `false` | when `true`, reads need the token too |
 //! | `MAX_UPLOAD_BYTES` | 268435456 | largest registration body (artifact base64 plus manifest) |
 //! | `RETAIN_VERSIONS` | unset | after each registration, keep the newest N versions of that model (plus aliased and kept ones) |
-//! | `RETAIN_DAYS` | unset | after each registration, keep the versions created in the last N days (plus aliased and kept ones) |
+//! | `RETAIN_DAYS` | unset | after each registration, keep the versions created in the last N days (plus aliased and kept ones); at most 36500 |
 //!
 //! Retention is off unless one of the two is set, because deleting is the one thing the
 //! registry cannot undo: an operator opts in, knowing the store's budget.
@@ -16,7 +16,7 @@
 use std::num::NonZeroU32;
 
 use secrecy::SecretString;
-use shared_lib::registry::retention::RetentionPolicy;
+use shared_lib::registry::retention::{MAX_RETAIN_DAYS, RetentionPolicy};
 use shared_lib::service::CommonSettings;
 use shared_lib::settings::Env;
 
@@ -53,6 +53,9 @@ impl Settings {
         let max_upload_bytes = env.parse_or("MAX_UPLOAD_BYTES", 256 * 1024 * 1024usize);
         let retain_versions = positive(&mut env, "RETAIN_VERSIONS");
         let retain_days = positive(&mut env, "RETAIN_DAYS");
+        if retain_days.is_some_and(|d| d.get() > MAX_RETAIN_DAYS) {
+            env.problem("RETAIN_DAYS", format!("must be at most {MAX_RETAIN_DAYS}"));
+        }
         env.finish()?;
         let common = common.ok_or_else(|| shared_lib::Error::Settings {
             problems: vec!["MODEL_STORE: invalid".into()],
@@ -112,5 +115,9 @@ mod tests {
             err.contains("RETAIN_DAYS: \"a week\" is not valid"),
             "{err}"
         );
+        let err = settings(&[("RETAIN_DAYS", "36501")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("RETAIN_DAYS: must be at most 36500"), "{err}");
     }
 }

@@ -22,6 +22,10 @@ use serde::{Deserialize, Serialize};
 use super::records::AliasRecord;
 use crate::model_id::{AliasName, ModelName, ModelVersion};
 
+/// The largest `retain_days` a service should accept (a century); larger values only mean
+/// "keep everything by age", and windows before year 1 cannot be written as RFC 3339.
+pub const MAX_RETAIN_DAYS: u32 = 36_500;
+
 /// How much history to keep; at least one rule is set (see [`RetentionPolicy::new`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RetentionPolicy {
@@ -110,9 +114,14 @@ pub(crate) fn window_start(
     now: DateTime<Utc>,
     live: &[VersionFacts],
 ) -> Option<DateTime<Utc>> {
-    let by_days = policy
-        .retain_days
-        .map(|d| now - Duration::days(i64::from(d.get())));
+    let by_days = match policy.retain_days {
+        None => None,
+        Some(days) => match days_before(now, days) {
+            Some(since) => Some(since),
+            // Before the first representable time: every version is recent.
+            None => return None,
+        },
+    };
     let by_count = match policy.retain_versions {
         None => None,
         Some(n) => {
@@ -152,8 +161,11 @@ pub(crate) fn plan(
         }
     }
     if let Some(days) = policy.retain_days {
-        let since = now - Duration::days(i64::from(days.get()));
-        for v in live.iter().filter(|v| v.created_at >= since) {
+        let since = days_before(now, days);
+        for v in live
+            .iter()
+            .filter(|v| since.is_none_or(|since| v.created_at >= since))
+        {
             add(v.version, format!("created within the last {days} days"));
         }
     }
@@ -191,6 +203,11 @@ pub(crate) fn plan(
         retained,
         retire,
     }
+}
+
+/// `days` days before `now`; `None` when that is before the first representable time.
+fn days_before(now: DateTime<Utc>, days: NonZeroU32) -> Option<DateTime<Utc>> {
+    now.checked_sub_signed(Duration::try_days(i64::from(days.get()))?)
 }
 
 /// The versions an alias pointed to at some time at or after `start` (all, for `None`), each
@@ -270,6 +287,13 @@ mod tests {
 
     fn retired(plan: &Plan) -> Vec<u32> {
         plan.retire.iter().map(|v| v.get()).collect()
+    }
+
+    #[test]
+    fn days_beyond_the_calendar_keep_everything_instead_of_panicking() {
+        let live = hourly(3);
+        let plan = plan(&policy(Some(1), Some(u32::MAX)), t0(), &live, &[]);
+        assert_eq!((plan.window_start, plan.retire.len()), (None, 0));
     }
 
     #[test]

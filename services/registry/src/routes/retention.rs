@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::json;
 use shared_lib::model_id::{ModelName, ModelVersion};
 use shared_lib::registry::Change;
-use shared_lib::registry::retention::RetentionPolicy;
+use shared_lib::registry::retention::{MAX_RETAIN_DAYS, RetentionPolicy};
 
 use super::{AppState, actor};
 use crate::error::Error;
@@ -54,6 +54,11 @@ async fn gc(
         serde_json::from_slice(&body)
             .map_err(|e| Error::BadRequest(format!("invalid gc request: {e}")))?
     };
+    if body.retain_days.is_some_and(|d| d.get() > MAX_RETAIN_DAYS) {
+        return Err(Error::BadRequest(format!(
+            "retain_days must be at most {MAX_RETAIN_DAYS}"
+        )));
+    }
     let policy = RetentionPolicy::new(body.retain_versions, body.retain_days)
         .or(state.retention)
         .ok_or_else(|| {

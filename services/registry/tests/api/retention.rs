@@ -315,6 +315,14 @@ async fn a_gc_body_that_does_not_parse_is_refused_rather_than_ignored() {
             "{body}"
         );
     }
+    // Found by schemathesis: days beyond the calendar once panicked the worker.
+    let res = app
+        .post(
+            "/v1/models/fraud/gc",
+            &json!({"retain_days": 4_294_967_294u32}),
+        )
+        .await;
+    assert!(error_message(res, 400).await.contains("at most 36500"));
     let configured: Value = app
         .client
         .post(app.url("/v1/models/fraud/gc"))
