@@ -5,7 +5,7 @@
 //!
 //! A trainer supplies the model-specific part as a [`Challenger`]: which artifact kinds a
 //! champion may have, the keys of its held-out rows, and how to score both models on a subset
-//! of them. Everything else — which rows are shared ([`ChampionHeldOut`]), failing closed, the
+//! of them. Everything else — which rows are shared ([`HeldOutRows`]), failing closed, the
 //! compare-and-swap promotion — lives here once.
 
 use std::sync::Arc;
@@ -26,7 +26,7 @@ use crate::Error;
 use crate::gate::{ChampionScore, GatePolicy};
 use crate::progress::Progress;
 use crate::registry_client::{ModelRegistry, MoveOutcome, RegistryClient};
-use crate::split::{ChampionHeldOut, RowKey};
+use crate::split::{HeldOutRows, RowKey};
 
 /// What a training run needs from its environment.
 #[derive(Clone)]
@@ -105,10 +105,12 @@ pub trait Challenger: Send + Sync + 'static {
     ) -> Result<(f64, f64), String>;
 }
 
-/// A challenger ready to publish: its draft manifest (with its held-out rule), its artifact,
-/// its score on all its held-out rows, and the gate's policy.
+/// A challenger ready to publish: its draft manifest, the rule that chose its held-out rows,
+/// its artifact, its score on all its held-out rows, and the gate's policy. The pipeline fills
+/// the draft's `gate` and `held_out`.
 pub struct Candidate {
     pub draft: NewVersion,
+    pub held_out: HeldOutRule,
     pub artifact: EncodedArtifact,
     pub score: f64,
     pub policy: GatePolicy,
@@ -138,15 +140,16 @@ pub async fn gate_and_publish<C: Challenger>(
 ) -> Result<Publication, Error> {
     let Candidate {
         mut draft,
+        held_out,
         artifact,
         score,
         policy,
     } = candidate;
     let model = draft.model.clone();
-    let (production, champion) =
-        score_champion(&ctx.registry, &model, challenger, draft.held_out.as_ref()).await;
+    let (production, champion) = score_champion(&ctx.registry, &model, challenger, &held_out).await;
     let decision = policy.decide(score, &champion);
     draft.gate = Some(decision.clone());
+    draft.held_out = Some(held_out);
     let manifest = ctx.registry.publish(draft, artifact).await?;
     let mut promoted = false;
     if decision.promoted {
@@ -202,7 +205,7 @@ async fn score_champion<C: Challenger>(
     registry: &ModelRegistry,
     model: &ModelName,
     challenger: Arc<C>,
-    held_out: Option<&HeldOutRule>,
+    held_out: &HeldOutRule,
 ) -> (Option<ModelVersion>, ChampionScore) {
     let unavailable = |version, reason: String| ChampionScore::Unavailable { version, reason };
     let version = match registry
@@ -224,10 +227,7 @@ async fn score_champion<C: Challenger>(
         Ok(loaded) => loaded,
         Err(e) => return fail(shared_lib::error_chain(&e)),
     };
-    let Some(ours) = held_out else {
-        return fail("the challenger records no held-out rule".into());
-    };
-    let shared = match ChampionHeldOut::between(ours, manifest.held_out.as_ref()) {
+    let shared = match HeldOutRows::between(held_out, manifest.held_out.as_ref()) {
         Ok(shared) => shared,
         Err(reason) => return fail(reason),
     };

@@ -4,7 +4,7 @@
 //! recorded rule, never on the learner's seed, the row's position or how many rows the file
 //! has. So a row keeps its side when the file grows or the learner's seed changes, and the gate
 //! can tell, from a champion's recorded [`HeldOutRule`], which of today's held-out rows that
-//! champion never trained on ([`ChampionHeldOut`]).
+//! champion never trained on ([`HeldOutRows`]).
 //!
 //! The hash is FNV-1a (64 bit) of the key's bytes, mixed with the rule's seed by SplitMix64's
 //! finaliser and read as a fraction of 2^64; both are fixed here and named in the rule
@@ -149,7 +149,7 @@ impl SplitRule {
                 test_fraction,
                 seed,
             } => (
-                ChampionHeldOut::HashBelow {
+                HeldOutRows::HashBelow {
                     seed: *seed,
                     fraction: *test_fraction,
                 },
@@ -163,7 +163,7 @@ impl SplitRule {
             Self::Time { test_fraction } => {
                 let cutoff = time_cutoff(keys, *test_fraction)?;
                 (
-                    ChampionHeldOut::From { cutoff },
+                    HeldOutRows::From { cutoff },
                     HeldOutRule::Time {
                         cutoff,
                         test_fraction: *test_fraction,
@@ -201,10 +201,10 @@ fn time_cutoff(keys: &[RowKey], fraction: f64) -> Result<i64, Error> {
     Ok(times[first_test.min(times.len() - 1)])
 }
 
-/// Which of the challenger's held-out rows a champion provably never trained on, given the
-/// champion's recorded rule.
+/// The rows a recorded rule holds out. Read off a champion's rule, these are the challenger's
+/// held-out rows that champion provably never trained on; a split uses its own rule's.
 #[derive(Debug, Clone)]
-pub enum ChampionHeldOut {
+pub enum HeldOutRows {
     /// Every row: the champion held out the same test file.
     All,
     /// Rows whose key hashes (same key, same function) below `fraction` under `seed`.
@@ -213,7 +213,7 @@ pub enum ChampionHeldOut {
     From { cutoff: i64 },
 }
 
-impl ChampionHeldOut {
+impl HeldOutRows {
     /// Works out which rows the champion held out, or why none can be shown to be.
     ///
     /// # Errors
@@ -366,7 +366,7 @@ mod tests {
         let rows = keys(5_000);
         let champion = hash_rule(0.1, 0).split(&rows).unwrap();
         let challenger = hash_rule(0.2, 0).split(&rows).unwrap();
-        let held = ChampionHeldOut::between(&challenger.record, Some(&champion.record)).unwrap();
+        let held = HeldOutRows::between(&challenger.record, Some(&champion.record)).unwrap();
         let shared: Vec<usize> = challenger
             .test
             .iter()
@@ -400,12 +400,12 @@ mod tests {
             (&file, Some(&content), "no row is held out by both"),
         ];
         for (challenger, champion, needle) in cases {
-            let err = ChampionHeldOut::between(challenger, champion).unwrap_err();
+            let err = HeldOutRows::between(challenger, champion).unwrap_err();
             assert!(err.contains(needle), "{needle}: {err}");
         }
         assert!(matches!(
-            ChampionHeldOut::between(&file, Some(&file.clone())),
-            Ok(ChampionHeldOut::All)
+            HeldOutRows::between(&file, Some(&file.clone())),
+            Ok(HeldOutRows::All)
         ));
     }
 }

@@ -11,7 +11,7 @@ use shared_lib::artifact::ModelKind;
 use shared_lib::model_id::{AliasName, ModelName, ModelVersion};
 use shared_lib::models::forest::FraudModel;
 use shared_lib::registry::Registry;
-use shared_lib::registry::manifest::{GateOutcome, HeldOutRule};
+use shared_lib::registry::manifest::{GateOutcome, HeldOutRule, Manifest};
 use shared_lib::store::{ObjectStore, StoreLocation};
 use trainer::Error;
 use trainer::cli::{Cli, Command, GenerateCommand, TrainCommand};
@@ -79,6 +79,16 @@ impl TestEnv {
         fraud::train(&self.ctx, &args).await
     }
 
+    async fn manifest(&self, version: ModelVersion) -> Manifest {
+        self.ctx
+            .registry
+            .as_store()
+            .unwrap()
+            .manifest(&model(), version)
+            .await
+            .unwrap()
+    }
+
     async fn production(&self) -> Option<ModelVersion> {
         self.ctx
             .registry
@@ -127,14 +137,7 @@ async fn the_forest_recovers_the_rule_and_its_artifact_round_trips() {
     assert_eq!(publication.version, ModelVersion::FIRST);
     assert_eq!(env.production().await, Some(ModelVersion::FIRST));
     // The manifest describes the run.
-    let manifest = env
-        .ctx
-        .registry
-        .as_store()
-        .unwrap()
-        .manifest(&model(), ModelVersion::FIRST)
-        .await
-        .unwrap();
+    let manifest = env.manifest(ModelVersion::FIRST).await;
     assert_eq!(manifest.algorithm, "random_forest");
     assert_eq!(manifest.artifact.kind, ModelKind::FraudRandomForest);
     assert_eq!(manifest.created_by, "fraud-test");
@@ -233,14 +236,7 @@ async fn the_decision_tree_path_publishes_one_tree_and_a_forest_can_beat_it() {
     assert_eq!(tree.algorithm, Algorithm::DecisionTree);
     assert_eq!(tree.trees, 1);
     assert!(tree.metrics.roc_auc > 0.8, "{:?}", tree.metrics);
-    let manifest = env
-        .ctx
-        .registry
-        .as_store()
-        .unwrap()
-        .manifest(&model(), ModelVersion::FIRST)
-        .await
-        .unwrap();
+    let manifest = env.manifest(ModelVersion::FIRST).await;
     assert_eq!(manifest.artifact.kind, ModelKind::FraudDecisionTree);
     let served: FraudModel = env
         .ctx
@@ -391,14 +387,7 @@ async fn a_champion_with_other_features_fails_the_gate_closed() {
 /// `version` is published with a gate that failed closed for `why`; production is still v1.
 async fn assert_fails_closed(env: &TestEnv, version: ModelVersion, why: &str) {
     assert_eq!(env.production().await, Some(ModelVersion::FIRST));
-    let manifest = env
-        .ctx
-        .registry
-        .as_store()
-        .unwrap()
-        .manifest(&model(), version)
-        .await
-        .unwrap();
+    let manifest = env.manifest(version).await;
     let gate = manifest.gate.unwrap();
     assert_eq!(gate.outcome, Some(GateOutcome::ChampionUnavailable));
     assert!(!gate.promoted);
@@ -456,8 +445,9 @@ async fn a_first_model_below_the_floor_is_published_but_not_promoted() {
     assert_eq!(env.production().await, ModelVersion::new(2).ok());
 }
 
-/// The key hashes of the rows `rule` puts on the training side of the table in `path`.
-fn train_side(path: &str, rule: &SplitRule) -> std::collections::HashSet<u64> {
+/// The key hashes of the rows `rule` puts on the training and on the held-out side of the
+/// table in `path`.
+fn sides(path: &str, rule: &SplitRule) -> (Vec<u64>, Vec<u64>) {
     let input = Input::from_bytes(path, std::fs::read(path).unwrap());
     let options = TableOptions {
         label: "is_fraud".into(),
@@ -466,7 +456,14 @@ fn train_side(path: &str, rule: &SplitRule) -> std::collections::HashSet<u64> {
     };
     let table = read_table(&input, &options).unwrap();
     let split = rule.split(&table.keys).unwrap();
-    split.train.iter().map(|&i| table.keys[i].hash).collect()
+    let hashes = |rows: &[usize]| rows.iter().map(|&i| table.keys[i].hash).collect();
+    (hashes(&split.train), hashes(&split.test))
+}
+
+/// The hash split rule version `v`'s manifest records.
+async fn recorded_rule(env: &TestEnv, v: u32) -> SplitRule {
+    let manifest = env.manifest(ModelVersion::new(v).unwrap()).await;
+    rule_of(&manifest.held_out.unwrap())
 }
 
 fn rule_of(held_out: &HeldOutRule) -> SplitRule {
@@ -515,34 +512,12 @@ async fn the_champion_is_scored_only_on_rows_it_never_saw_as_the_data_grows() {
     let other_seed = env.train(&grown, &reseeded).await.unwrap();
 
     // Assert: from the recorded rules, no challenger test row was in v1's training set.
-    let store = env.ctx.registry.as_store().unwrap();
-    let manifest = |v: u32| async move {
-        store
-            .manifest(&model(), ModelVersion::new(v).unwrap())
-            .await
-            .unwrap()
-    };
-    let v1_train = train_side(&data, &rule_of(&manifest(1).await.held_out.unwrap()));
+    let (v1_train, _) = sides(&data, &recorded_rule(&env, 1).await);
+    let v1_train: std::collections::HashSet<u64> = v1_train.into_iter().collect();
     for (version, report) in [(2, &same), (3, &other_seed)] {
-        let rule = rule_of(&manifest(version).await.held_out.unwrap());
-        let input = Input::from_bytes("g", std::fs::read(&grown).unwrap());
-        let table = read_table(
-            &input,
-            &TableOptions {
-                label: "is_fraud".into(),
-                skip_bad_rows: false,
-                key_column: None,
-            },
-        )
-        .unwrap();
-        let split = rule.split(&table.keys).unwrap();
-        assert!(
-            split
-                .test
-                .iter()
-                .all(|&i| !v1_train.contains(&table.keys[i].hash))
-        );
-        assert!(split.test.len() > report.data.test_rows / 2);
+        let (_, test) = sides(&grown, &recorded_rule(&env, version).await);
+        assert!(test.iter().all(|hash| !v1_train.contains(hash)));
+        assert_eq!(test.len(), report.data.test_rows);
         // The champion's gate score is its honest held-out score, give or take sampling.
         let gate = &report.publication.as_ref().unwrap().gate;
         let champion = gate.champion_score.unwrap();

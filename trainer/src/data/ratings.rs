@@ -94,6 +94,14 @@ impl Ratings {
         builder.finish()
     }
 
+    /// The rows `rows` (ascending or not; each at most once), in file order, re-interned as by
+    /// [`Ratings::subset`].
+    pub fn select(&self, rows: &[usize]) -> Ratings {
+        let mut wanted = vec![false; self.len()];
+        rows.iter().for_each(|&row| wanted[row] = true);
+        self.subset(|row| wanted[row])
+    }
+
     /// The mean value, 0 when empty (the fallback prediction for unknown users or items).
     pub fn mean(&self) -> f32 {
         if self.is_empty() {

@@ -39,7 +39,7 @@ use crate::data::table::{Table, TableOptions, read_table};
 use crate::evaluate::classification::{ClassificationMetrics, roc_auc};
 use crate::gate::{GateMetric, GatePolicy};
 use crate::pipeline::{Candidate, Challenger, Context, Publication, gate_and_publish};
-use crate::split::{RowKey, SplitArgs};
+use crate::split::{RowKey, SplitArgs, SplitRule};
 
 #[derive(Debug, clap::Args)]
 pub struct GenerateArgs {
@@ -217,17 +217,17 @@ struct Fitted {
 pub async fn train(ctx: &Context, args: &TrainArgs) -> Result<Report, Error> {
     let model_name = ModelName::parse(&args.model)
         .map_err(|e| Error::Usage(format!("--model {:?}: {e}", args.model)))?;
-    check_args(args)?;
+    let rule = check_args(args)?;
     let input = read_input(&args.data).await?;
     let test_input = match &args.test_data {
         Some(location) => Some(read_input(location).await?),
         None => None,
     };
     let bar = ctx.progress.bar(tree_count(args) as u64, "training trees");
-    let job = (args.clone(), input.clone(), bar.clone());
+    let job = (args.clone(), rule, input.clone(), bar.clone());
     let fitted = tokio::task::spawn_blocking(move || {
-        let (args, input, bar) = job;
-        fit_and_evaluate(&args, &input, test_input.as_ref(), &|| bar.inc(1))
+        let (args, rule, input, bar) = job;
+        fit_and_evaluate(&args, &rule, &input, test_input.as_ref(), &|| bar.inc(1))
     })
     .await
     .map_err(|e| Error::Training(format!("the training task failed: {e}")))??;
@@ -241,26 +241,7 @@ pub async fn train(ctx: &Context, args: &TrainArgs) -> Result<Report, Error> {
         "Trained the fraud model."
     );
 
-    let publication = if args.no_publish {
-        None
-    } else {
-        let candidate = Candidate {
-            draft: new_version(ctx, args, &model_name, &input, &fitted),
-            artifact: encode_artifact(args.algorithm.kind(), &fitted.model)?,
-            score: fitted.metrics.roc_auc,
-            policy: GatePolicy {
-                metric: GateMetric::RocAuc,
-                floor: args.min_roc_auc,
-                min_improvement: args.min_improvement,
-            },
-        };
-        let challenger = Arc::new(FraudChallenger {
-            model: fitted.model.clone(),
-            test: fitted.test.clone(),
-        });
-        Some(gate_and_publish(ctx, challenger, candidate).await?)
-    };
-    Ok(Report {
+    let mut report = Report {
         model: model_name.to_string(),
         algorithm: args.algorithm,
         data: DataSummary {
@@ -273,15 +254,37 @@ pub async fn train(ctx: &Context, args: &TrainArgs) -> Result<Report, Error> {
             test_source: args.test_data.clone(),
             fraud_rate: fitted.train.positives() as f64 / fitted.train.n_rows() as f64,
         },
-        metrics: fitted.metrics,
+        metrics: fitted.metrics.clone(),
         train_seconds: fitted.train_seconds,
         trees: fitted.model.trees.len(),
         nodes: fitted.model.node_count(),
-        publication,
-    })
+        publication: None,
+    };
+    if args.no_publish {
+        return Ok(report);
+    }
+    let candidate = Candidate {
+        draft: new_version(ctx, args, &model_name, &input, &fitted),
+        held_out: fitted.held_out,
+        artifact: encode_artifact(args.algorithm.kind(), &fitted.model)?,
+        score: fitted.metrics.roc_auc,
+        policy: GatePolicy {
+            metric: GateMetric::RocAuc,
+            floor: args.min_roc_auc,
+            min_improvement: args.min_improvement,
+        },
+    };
+    // The fitted model and held-out rows move to the pipeline: no copy of either.
+    let challenger = Arc::new(FraudChallenger {
+        model: fitted.model,
+        test: fitted.test,
+    });
+    report.publication = Some(gate_and_publish(ctx, challenger, candidate).await?);
+    Ok(report)
 }
 
-fn check_args(args: &TrainArgs) -> Result<(), Error> {
+/// Checks the arguments before any data is read; returns the split rule they give.
+fn check_args(args: &TrainArgs) -> Result<SplitRule, Error> {
     let usage = |m: String| Err(Error::Usage(m));
     if !(0.0..=1.0).contains(&args.threshold) {
         return usage(format!(
@@ -307,8 +310,7 @@ fn check_args(args: &TrainArgs) -> Result<(), Error> {
         );
     }
     resolve_max_features(&args.max_features, 1)?;
-    args.split.rule()?;
-    Ok(())
+    args.split.rule()
 }
 
 fn tree_count(args: &TrainArgs) -> usize {
@@ -338,11 +340,11 @@ fn resolve_max_features(value: &str, p: usize) -> Result<usize, Error> {
 
 fn fit_and_evaluate(
     args: &TrainArgs,
+    rule: &SplitRule,
     input: &Input,
     test_input: Option<&Input>,
     on_tree: &(dyn Fn() + Sync),
 ) -> Result<Fitted, Error> {
-    let rule = args.split.rule()?;
     let options = TableOptions {
         label: args.label.clone(),
         skip_bad_rows: args.skip_bad_rows,
@@ -530,8 +532,9 @@ fn new_version(
         metrics,
         trainer_version: env!("CARGO_PKG_VERSION").to_owned(),
         created_by: ctx.actor.clone(),
+        // Both filled in by the pipeline.
         gate: None,
-        held_out: Some(fitted.held_out.clone()),
+        held_out: None,
     }
 }
 

@@ -192,7 +192,8 @@ pub fn generate(args: &GenerateArgs) -> Result<GenerateReport, Error> {
     })
 }
 
-fn check_args(args: &TrainArgs) -> Result<ModelName, Error> {
+/// Checks the arguments before any data is read; returns the model name and the split rule.
+fn check_args(args: &TrainArgs) -> Result<(ModelName, SplitRule), Error> {
     let usage = |m: &str| Err(Error::Usage(m.into()));
     if args.rank == 0 || args.rank > MAX_RANK as usize {
         return usage("--rank must be in 1..=1024");
@@ -217,8 +218,9 @@ fn check_args(args: &TrainArgs) -> Result<ModelName, Error> {
     if args.split.split_key.is_some() {
         return usage("--split-key is for tables; a rating row's key is its content");
     }
-    args.split.rule()?;
-    ModelName::parse(&args.model).map_err(|e| Error::Usage(e.to_string()))
+    let rule = args.split.rule()?;
+    let model = ModelName::parse(&args.model).map_err(|e| Error::Usage(e.to_string()))?;
+    Ok((model, rule))
 }
 
 /// Splits rows by `rule` (see [`crate::split`]): a row's side depends on the row alone.
@@ -227,11 +229,9 @@ fn check_args(args: &TrainArgs) -> Result<ModelName, Error> {
 /// [`Error::Usage`] for a time split of rows without timestamps.
 pub fn split(data: &Ratings, rule: &SplitRule) -> Result<(Ratings, Ratings, HeldOutRule), Error> {
     let split = rule.split(&data.keys)?;
-    let mut held_out = vec![false; data.len()];
-    split.test.iter().for_each(|&row| held_out[row] = true);
     Ok((
-        data.subset(|r| !held_out[r]),
-        data.subset(|r| held_out[r]),
+        data.select(&split.train),
+        data.select(&split.test),
         split.record,
     ))
 }
@@ -241,7 +241,7 @@ pub fn split(data: &Ratings, rule: &SplitRule) -> Result<(Ratings, Ratings, Held
 /// # Errors
 /// Bad arguments, unreadable or bad input, an empty split, registry failures.
 pub async fn train(ctx: &Context, args: &TrainArgs) -> Result<Report, Error> {
-    let model_name = check_args(args)?;
+    let (model_name, rule) = check_args(args)?;
     let input = read_input(&args.ratings).await?;
     let read = parse_ratings(&input.name, &input.bytes, args.format, args.skip_bad_rows)?;
     let rows_read = read.ratings.len();
@@ -262,7 +262,7 @@ pub async fn train(ctx: &Context, args: &TrainArgs) -> Result<Report, Error> {
             };
             (read.ratings, test.ratings, rule)
         }
-        None => split(&read.ratings, &args.split.rule()?)?,
+        None => split(&read.ratings, &rule)?,
     };
     if train_set.is_empty() || test_set.is_empty() {
         return Err(Error::Training(format!(
@@ -397,11 +397,13 @@ pub async fn train(ctx: &Context, args: &TrainArgs) -> Result<Report, Error> {
         metrics,
         trainer_version: env!("CARGO_PKG_VERSION").to_owned(),
         created_by: ctx.actor.clone(),
+        // Both filled in by the pipeline.
         gate: None,
-        held_out: Some(held_out),
+        held_out: None,
     };
     let candidate = Candidate {
         draft,
+        held_out,
         artifact,
         score: challenger,
         policy,
@@ -461,12 +463,7 @@ impl Challenger for RecommenderChallenger {
         let champion = champion
             .prepare()
             .map_err(|e| format!("the champion is invalid: {e}"))?;
-        let mut keep = vec![false; self.holdout.test.len()];
-        rows.iter().for_each(|&r| keep[r] = true);
-        let shared = Holdout::new(
-            self.holdout.train.clone(),
-            self.holdout.test.subset(|r| keep[r]),
-        );
+        let shared = Holdout::new(self.holdout.train.clone(), self.holdout.test.select(rows));
         Ok((
             self.score(&shared, &champion),
             self.score(&shared, &self.model),
