@@ -3,6 +3,7 @@
 
 use prometheus::{IntCounterVec, Opts, Registry as Prometheus};
 use shared_lib::Error;
+use shared_lib::http::telemetry_error;
 use shared_lib::model_id::{ModelName, ModelVersion};
 use shared_lib::registry::Change;
 use shared_lib::registry::retention::{RetentionPolicy, RetentionReport};
@@ -27,8 +28,10 @@ impl RetentionMetrics {
     /// [`Error::Telemetry`] when a name is already registered (a bug).
     pub fn register(registry: &Prometheus) -> Result<Self, Error> {
         let counter = |name: &str, help: &str, label: &str| {
-            let c = IntCounterVec::new(Opts::new(name, help), &[label]).map_err(telemetry)?;
-            registry.register(Box::new(c.clone())).map_err(telemetry)?;
+            let c = IntCounterVec::new(Opts::new(name, help), &[label]).map_err(telemetry_error)?;
+            registry
+                .register(Box::new(c.clone()))
+                .map_err(telemetry_error)?;
             Ok::<_, Error>(c)
         };
         Ok(Self {
@@ -48,12 +51,6 @@ impl RetentionMetrics {
                 "result",
             )?,
         })
-    }
-}
-
-fn telemetry(e: prometheus::Error) -> Error {
-    Error::Telemetry {
-        reason: format!("metrics: {e}"),
     }
 }
 

@@ -55,7 +55,8 @@ impl Metrics {
     }
 }
 
-pub(crate) fn telemetry_error(e: prometheus::Error) -> Error {
+/// A Prometheus registration or construction error, as the crate's [`Error::Telemetry`].
+pub fn telemetry_error(e: prometheus::Error) -> Error {
     Error::Telemetry {
         reason: format!("metrics: {e}"),
     }

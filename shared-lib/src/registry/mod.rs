@@ -277,16 +277,11 @@ impl Registry {
             if !files.manifest {
                 continue;
             }
-            let kept = files.keep_revision > 0
-                && self
-                    .keep_record(model, version, files.keep_revision)
-                    .await?
-                    .keep;
             versions.push(VersionState {
                 version,
                 archived: files.archived,
                 deleted: files.deleted,
-                kept,
+                kept: self.is_kept(model, version, &files).await?,
             });
         }
         if versions.is_empty() {
@@ -318,6 +313,22 @@ impl Registry {
             }
         }
         Ok(files)
+    }
+
+    /// True when the latest keep record of `version` (from `files`) marks it kept.
+    async fn is_kept(
+        &self,
+        model: &ModelName,
+        version: ModelVersion,
+        files: &VersionFiles,
+    ) -> Result<bool, Error> {
+        if files.keep_revision == 0 {
+            return Ok(false);
+        }
+        Ok(self
+            .keep_record(model, version, files.keep_revision)
+            .await?
+            .keep)
     }
 
     async fn keep_record(
@@ -819,12 +830,7 @@ impl Registry {
                 version,
             });
         }
-        let kept = files.keep_revision > 0
-            && self
-                .keep_record(model, version, files.keep_revision)
-                .await?
-                .keep;
-        if kept == keep {
+        if self.is_kept(model, version, &files).await? == keep {
             return Ok(false);
         }
         let key = layout::keep_file(model, version, files.keep_revision + 1);

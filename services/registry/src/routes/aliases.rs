@@ -8,7 +8,7 @@ use shared_lib::model_id::{AliasName, ModelName, ModelVersion};
 use shared_lib::registry::Change;
 use shared_lib::registry::records::alias_version_at;
 
-use super::{AppState, actor};
+use super::{AppState, ChangeRequest, actor};
 use crate::error::Error;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -97,30 +97,20 @@ async fn move_alias(
     Ok(HttpResponse::Ok().json(record))
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RollbackRequest {
-    reason: Option<String>,
-    actor: Option<String>,
-}
-
 /// Moves the alias back, in one call, to the most recent version it held that was not rolled
 /// back from, archived or deleted; the answer says which and why (see
 /// `shared_lib::registry::rollback`).
 async fn rollback_alias(
     req: HttpRequest,
     path: web::Path<(ModelName, AliasName)>,
-    body: Option<web::Json<RollbackRequest>>,
+    body: Option<web::Json<ChangeRequest>>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, Error> {
     state.auth.require_write(&req)?;
     let (model, alias) = path.into_inner();
-    let body = body.map(web::Json::into_inner).unwrap_or_default();
-    let who = actor(&req, body.actor.as_deref());
-    let change = Change {
-        actor: &who,
-        reason: body.reason.as_deref(),
-    };
+    let body = ChangeRequest::or_default(body);
+    let who = body.actor(&req);
+    let change = body.change(&who);
     let rollback = state
         .registry
         .rollback_alias(&model, &alias, &change)

@@ -9,9 +9,10 @@ pub mod versions;
 /// The OpenAPI document, `services/registry/openapi.json`.
 pub const OPENAPI_JSON: &str = include_str!("../../openapi.json");
 
-use actix_web::HttpRequest;
-use shared_lib::registry::Registry;
+use actix_web::{HttpRequest, web};
+use serde::Deserialize;
 use shared_lib::registry::retention::RetentionPolicy;
+use shared_lib::registry::{Change, Registry};
 
 use crate::auth::Auth;
 use crate::index::ManifestIndex;
@@ -26,6 +27,34 @@ pub struct AppState {
     /// `RETAIN_VERSIONS`/`RETAIN_DAYS`, applied after each registration; `None`: off.
     pub retention: Option<RetentionPolicy>,
     pub retention_metrics: RetentionMetrics,
+}
+
+/// The optional body of a change that needs only who and why: archive, keep, unkeep, rollback.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeRequest {
+    pub reason: Option<String>,
+    pub actor: Option<String>,
+}
+
+impl ChangeRequest {
+    /// The body sent, or an empty one.
+    pub fn or_default(body: Option<web::Json<Self>>) -> Self {
+        body.map(web::Json::into_inner).unwrap_or_default()
+    }
+
+    /// Who makes the change (see [`actor`]).
+    pub fn actor(&self, req: &HttpRequest) -> String {
+        actor(req, self.actor.as_deref())
+    }
+
+    /// The change, made by `who` (from [`ChangeRequest::actor`]) for the body's reason.
+    pub fn change<'a>(&'a self, who: &'a str) -> Change<'a> {
+        Change {
+            actor: who,
+            reason: self.reason.as_deref(),
+        }
+    }
 }
 
 /// Who is making a change: the body's `actor`, else the `X-Actor` header, else `api`.

@@ -9,7 +9,7 @@ use shared_lib::model_id::{ModelName, ModelVersion};
 use shared_lib::registry::Change;
 use shared_lib::registry::retention::{MAX_RETAIN_DAYS, RetentionPolicy};
 
-use super::{AppState, actor};
+use super::{AppState, ChangeRequest, actor};
 use crate::error::Error;
 use crate::retention;
 
@@ -77,17 +77,10 @@ async fn gc(
     Ok(HttpResponse::Ok().json(report))
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct KeepRequest {
-    reason: Option<String>,
-    actor: Option<String>,
-}
-
 async fn keep(
     req: HttpRequest,
     path: web::Path<(ModelName, ModelVersion)>,
-    body: Option<web::Json<KeepRequest>>,
+    body: Option<web::Json<ChangeRequest>>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, Error> {
     set_keep(req, path, body, state, true).await
@@ -96,7 +89,7 @@ async fn keep(
 async fn unkeep(
     req: HttpRequest,
     path: web::Path<(ModelName, ModelVersion)>,
-    body: Option<web::Json<KeepRequest>>,
+    body: Option<web::Json<ChangeRequest>>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, Error> {
     set_keep(req, path, body, state, false).await
@@ -106,18 +99,15 @@ async fn unkeep(
 async fn set_keep(
     req: HttpRequest,
     path: web::Path<(ModelName, ModelVersion)>,
-    body: Option<web::Json<KeepRequest>>,
+    body: Option<web::Json<ChangeRequest>>,
     state: web::Data<AppState>,
     keep: bool,
 ) -> Result<HttpResponse, Error> {
     state.auth.require_write(&req)?;
     let (model, version) = path.into_inner();
-    let body = body.map(web::Json::into_inner).unwrap_or_default();
-    let who = actor(&req, body.actor.as_deref());
-    let change = Change {
-        actor: &who,
-        reason: body.reason.as_deref(),
-    };
+    let body = ChangeRequest::or_default(body);
+    let who = body.actor(&req);
+    let change = body.change(&who);
     let changed = state
         .registry
         .keep_version(&model, version, keep, &change)

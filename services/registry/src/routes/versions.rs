@@ -7,12 +7,11 @@ use serde::Deserialize;
 use serde_json::json;
 use shared_lib::artifact::ArtifactDigest;
 use shared_lib::model_id::{ModelName, ModelVersion};
-use shared_lib::registry::Change;
 use shared_lib::registry::manifest::{
     DataFingerprint, FeatureSchema, GateDecision, HeldOutRule, NewVersion,
 };
 
-use super::{AppState, actor};
+use super::{AppState, ChangeRequest, actor};
 use crate::error::Error;
 use crate::{catalog, retention};
 
@@ -223,13 +222,6 @@ async fn register_version(
     Ok(HttpResponse::Created().json(manifest))
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ChangeRequest {
-    reason: Option<String>,
-    actor: Option<String>,
-}
-
 async fn archive_version(
     req: HttpRequest,
     path: web::Path<(ModelName, ModelVersion)>,
@@ -238,12 +230,9 @@ async fn archive_version(
 ) -> Result<HttpResponse, Error> {
     state.auth.require_write(&req)?;
     let (model, version) = path.into_inner();
-    let body = body.map(web::Json::into_inner).unwrap_or_default();
-    let who = actor(&req, body.actor.as_deref());
-    let change = Change {
-        actor: &who,
-        reason: body.reason.as_deref(),
-    };
+    let body = ChangeRequest::or_default(body);
+    let who = body.actor(&req);
+    let change = body.change(&who);
     state
         .registry
         .archive_version(&model, version, &change)
