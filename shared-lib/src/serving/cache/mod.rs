@@ -27,7 +27,7 @@ use crate::Error;
 use crate::artifact::ArtifactDigest;
 use crate::model_id::ModelName;
 use crate::registry::manifest::Manifest;
-use retention::History;
+use retention::{History, artifact_path, manifest_path};
 
 #[derive(Debug, Clone)]
 pub struct ArtifactCache {
@@ -80,13 +80,13 @@ impl ArtifactCache {
         history.write(&dir, selector).await.map_err(fail)?;
         self.prune(&dir).await;
 
-        let artifact_path = dir.join(format!("{}.msgpack", manifest.artifact.sha256));
+        let artifact_path = artifact_path(&dir, &manifest.artifact.sha256);
         if !tokio::fs::try_exists(&artifact_path).await.unwrap_or(false) {
             write_atomic(&artifact_path, artifact).await.map_err(fail)?;
         }
         let json =
             serde_json::to_vec_pretty(manifest).map_err(|e| fail(std::io::Error::other(e)))?;
-        write_atomic(&dir.join(format!("{selector}.json")), &json)
+        write_atomic(&manifest_path(&dir, &selector.to_string()), &json)
             .await
             .map_err(fail)?;
         // The manifest just replaced no longer protects its artifact, and with `keep = 0`
@@ -117,13 +117,13 @@ impl ArtifactCache {
         selector: &Selector,
     ) -> Result<Option<(Manifest, Bytes)>, Error> {
         let dir = self.model_dir(model);
-        let manifest_path = dir.join(format!("{selector}.json"));
+        let manifest_path = manifest_path(&dir, &selector.to_string());
         let Ok(json) = tokio::fs::read(&manifest_path).await else {
             return Ok(None);
         };
         let manifest: Manifest = serde_json::from_slice(&json)
             .map_err(|e| Error::corrupt_record(manifest_path.display().to_string(), e))?;
-        let artifact_path = dir.join(format!("{}.msgpack", manifest.artifact.sha256));
+        let artifact_path = artifact_path(&dir, &manifest.artifact.sha256);
         let Ok(bytes) = tokio::fs::read(&artifact_path).await else {
             return Ok(None);
         };

@@ -236,6 +236,12 @@ fn history_path(dir: &Path, selector: &str) -> PathBuf {
     dir.join(format!("{selector}{HISTORY_SUFFIX}"))
 }
 
-fn manifest_path(dir: &Path, selector: &str) -> PathBuf {
+/// `<dir>/<selector>.json`: the manifest a selector last served.
+pub(super) fn manifest_path(dir: &Path, selector: &str) -> PathBuf {
     dir.join(format!("{selector}{MANIFEST_SUFFIX}"))
+}
+
+/// `<dir>/<sha256>.msgpack`: an artifact, shared by every selector that remembered it.
+pub(super) fn artifact_path(dir: &Path, digest: &ArtifactDigest) -> PathBuf {
+    dir.join(format!("{digest}{ARTIFACT_SUFFIX}"))
 }
