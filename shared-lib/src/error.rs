@@ -149,6 +149,28 @@ impl Error {
         }
     }
 
+    /// What went wrong, for a person reading a status page such as `/v1/models`: the reason
+    /// without internals. Store keys, paths and SDK or OS error text stay in the log (which
+    /// gets [`error_chain`]); everything else is its own message, which names only models,
+    /// versions, aliases and digests.
+    pub fn public_reason(&self) -> String {
+        match self {
+            Self::ObjectNotFound { .. } => {
+                "an object this version needs is missing from the model store".into()
+            }
+            Self::ObjectExists { .. } => "an object already exists in the model store".into(),
+            Self::InvalidKey { .. } => "invalid object key in a registry record".into(),
+            Self::InvalidStoreLocation { .. } => "invalid model store location".into(),
+            Self::Store { operation, .. } => {
+                format!("the model store failed a {operation}; see the server log")
+            }
+            Self::CorruptRecord { .. } => "a registry record is corrupt; see the server log".into(),
+            Self::Settings { .. } => "invalid configuration; see the server log".into(),
+            Self::Telemetry { .. } => "telemetry set-up failed; see the server log".into(),
+            other => other.to_string(),
+        }
+    }
+
     /// True for errors that say a thing does not exist (as opposed to failing to reach it).
     pub fn is_not_found(&self) -> bool {
         matches!(
@@ -171,4 +193,33 @@ pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
         cause = c.source();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn public_reasons_drop_keys_and_causes_but_keep_the_rest() {
+        let store = Error::store(
+            "get",
+            "models/fraud/artifacts/abc",
+            std::io::Error::other("connection refused to 10.0.0.7:9000"),
+        );
+        let reason = store.public_reason();
+        assert!(reason.contains("model store failed a get"), "{reason}");
+        assert!(!reason.contains("models/fraud"), "{reason}");
+        assert!(!reason.contains("10.0.0.7"), "{reason}");
+
+        let missing = Error::ObjectNotFound {
+            key: "models/fraud/artifacts/abc".into(),
+        };
+        assert!(!missing.public_reason().contains("models/"));
+
+        let size = Error::SizeMismatch {
+            expected: 10,
+            actual: 9,
+        };
+        assert_eq!(size.public_reason(), size.to_string());
+    }
 }

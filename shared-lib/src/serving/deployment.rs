@@ -171,9 +171,8 @@ impl<M: ServableModel> Deployment<M> {
                 Ok(()) => *lock(&slot.last_error) = None,
                 Err(e) => {
                     settled = false;
-                    let text = crate::error_chain(&e);
-                    tracing::warn!(model = %self.model, slot = slot.role.as_str(), selector = %slot.selector, error = %text, "Model refresh failed; still serving the loaded version, if any.");
-                    *lock(&slot.last_error) = Some(text);
+                    tracing::warn!(model = %self.model, slot = slot.role.as_str(), selector = %slot.selector, error = %crate::error_chain(&e), "Model refresh failed; still serving the loaded version, if any.");
+                    *lock(&slot.last_error) = Some(e.public_reason());
                 }
             }
         }

@@ -106,6 +106,40 @@ async fn a_corrupt_new_version_is_refused_and_the_old_one_keeps_serving() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn last_error_gives_the_reason_without_store_keys() {
+    // Arrange: v1 serving; v2 published, its artifact object then removed from the store.
+    let fixture = S3Fixture::start().await;
+    fixture.publish(&flags_large()).await;
+    fixture.promote(1).await;
+    let app = spawn_app(fixture.env()).await;
+    app.wait_ready().await;
+    let v2 = fixture.publish(&flags_small()).await;
+    let key = ObjectKey::parse(&v2.artifact.key).unwrap();
+    fixture.registry.store().delete(&key).await.unwrap();
+
+    // Act
+    fixture.promote(2).await;
+    app.wait_for(|app| async move {
+        metric_sum(
+            &app.metrics().await,
+            "model_reloads_total",
+            &[("result", "failed")],
+        ) >= 1.0
+    })
+    .await;
+
+    // Assert: the reason a person needs, and no object key (the log has it).
+    let models: serde_json::Value = app.get("/v1/models").await.json().await.unwrap();
+    let last_error = models["slots"][0]["last_error"].as_str().unwrap();
+    assert!(
+        last_error.contains("missing from the model store"),
+        "{last_error}"
+    );
+    assert!(!last_error.contains(key.as_str()), "{last_error}");
+    assert!(!last_error.contains("models/"), "{last_error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pinned_version_ignores_alias_moves() {
     let fixture = S3Fixture::start().await;
     fixture.publish(&flags_large()).await;
