@@ -31,7 +31,8 @@ started=$(date +%s)
 if ! "$VENV/bin/schemathesis" --version 2>/dev/null | grep -qF "$SCHEMATHESIS_VERSION"; then
     echo "api-fuzz: installing schemathesis $SCHEMATHESIS_VERSION into $VENV/" >&2
     python3 -m venv "$VENV"
-    "$VENV/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check \
+        -c scripts/pins/api-fuzz.txt "schemathesis==$SCHEMATHESIS_VERSION"
 fi
 PY=$VENV/bin/python
 

