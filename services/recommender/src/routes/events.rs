@@ -6,7 +6,7 @@ use serde_json::json;
 
 use super::{AppState, check_id};
 use crate::auth::EventsAuth;
-use crate::clicks::Click;
+use crate::clicks::{Click, ItemKey};
 use crate::error::Error;
 
 /// Most events in one request.
@@ -62,7 +62,7 @@ async fn record_events(
     let clicks = events
         .into_iter()
         .map(|e| Click {
-            item_id: e.item_id,
+            item: ItemKey::of(&e.item_id),
             weight: e.weight,
         })
         .collect();

@@ -79,7 +79,7 @@ async fn answers(
             let ours: Vec<Option<String>> = recommendations.iter().map(top_item).collect();
             let options = options.clone();
             state.shadow.submit(move || {
-                let theirs = recommend_many(&shadow.model.0, &group, &options);
+                let theirs = recommend_many(&shadow.model, &group, &options);
                 Ok(theirs.iter().map(top_item).eq(ours))
             });
         }
@@ -109,7 +109,7 @@ async fn score_in_chunks(
         let permit = state.scoring.acquire().await?;
         let (scoring, options) = (loaded.clone(), options.clone());
         let (ours, chunk) = web::block(move || {
-            let ours = recommend_many(&scoring.model.0, &chunk, &options);
+            let ours = recommend_many(&scoring.model, &chunk, &options);
             (ours, chunk)
         })
         .await
@@ -238,13 +238,14 @@ async fn for_users(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clicks::ItemKey;
 
     fn group(users: usize, clicked: impl Fn(usize) -> bool) -> Group {
         (0..users)
             .map(|i| {
                 let clicks = if clicked(i) {
                     vec![Click {
-                        item_id: "x".into(),
+                        item: ItemKey::of("x"),
                         weight: None,
                     }]
                 } else {
