@@ -109,3 +109,45 @@ impl Settings {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(pairs: &[(&str, &str)]) -> Result<Settings, shared_lib::Error> {
+        Settings::from_env(Env::from_pairs(
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        ))
+    }
+
+    #[test]
+    fn the_click_and_scoring_limits_have_their_defaults() {
+        let s = settings(&[]).unwrap();
+        assert!((s.max_click_weight - 100.0).abs() < f32::EPSILON);
+        assert!(s.events_token.is_none());
+        assert_eq!(s.scoring.permits, ScoringLimits::default_permits());
+        assert_eq!(s.scoring.wait, Duration::from_millis(100));
+    }
+
+    #[test]
+    fn bad_click_and_scoring_limits_are_all_named() {
+        let err = settings(&[
+            ("EVENTS_TOKEN", "too-short"),
+            ("MAX_CLICK_WEIGHT", "-1"),
+            ("MAX_CONCURRENT_SCORING", "0"),
+            ("SCORING_WAIT_MS", "soon"),
+        ])
+        .unwrap_err()
+        .to_string();
+        for name in [
+            "EVENTS_TOKEN",
+            "MAX_CLICK_WEIGHT",
+            "MAX_CONCURRENT_SCORING",
+            "SCORING_WAIT_MS",
+        ] {
+            assert!(err.contains(name), "{name} in {err}");
+        }
+    }
+}
