@@ -4,6 +4,7 @@
 #![warn(clippy::wildcard_enum_match_arm)]
 
 use actix_web::http::StatusCode;
+use actix_web::http::header::{HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
 use actix_web::{HttpResponse, ResponseError};
 use shared_lib::http::{ApiError, ErrorCode};
 
@@ -19,6 +20,12 @@ pub enum Error {
     TooManyUsers { count: usize, limit: usize },
     #[error("no model is loaded yet; see /readyz")]
     NotReady,
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    #[error(
+        "the recommender is at its limit of concurrent scoring work; retry after {retry_after} s"
+    )]
+    Busy { retry_after: u32 },
     #[error("scoring failed: {0}")]
     Scoring(String),
     #[error(transparent)]
@@ -40,7 +47,12 @@ impl Error {
                 ErrorCode::PayloadTooLarge,
                 self.to_string(),
             ),
-            Self::NotReady => ApiError::unavailable(self.to_string()),
+            Self::NotReady | Self::Busy { .. } => ApiError::unavailable(self.to_string()),
+            Self::Unauthorized(_) => ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                ErrorCode::Unauthorized,
+                self.to_string(),
+            ),
             Self::Scoring(reason) => ApiError::internal(&std::io::Error::other(reason.clone())),
             Self::Library(e) => ApiError::from(e),
         }
@@ -53,6 +65,21 @@ impl ResponseError for Error {
     }
 
     fn error_response(&self) -> HttpResponse {
-        self.to_api().error_response()
+        let mut response = self.to_api().error_response();
+        let header = match self {
+            Self::Busy { retry_after } => Some((RETRY_AFTER, HeaderValue::from(*retry_after))),
+            Self::Unauthorized(_) => Some((WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"))),
+            Self::InvalidRequest(_)
+            | Self::UnknownItems(_)
+            | Self::UnknownItem(_)
+            | Self::TooManyUsers { .. }
+            | Self::NotReady
+            | Self::Scoring(_)
+            | Self::Library(_) => None,
+        };
+        if let Some((name, value)) = header {
+            response.headers_mut().insert(name, value);
+        }
+        response
     }
 }

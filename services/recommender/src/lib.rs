@@ -6,11 +6,13 @@
 //! retraining. Version selection, A/B, shadow, hot reload, headers, metrics and errors come from
 //! `shared_lib`, exactly as in the fraud service.
 
+pub mod auth;
 pub mod clicks;
 pub mod error;
 pub mod model;
 pub mod recommend;
 pub mod routes;
+pub mod scoring;
 pub mod settings;
 pub mod startup;
 

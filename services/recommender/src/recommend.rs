@@ -5,6 +5,7 @@ use shared_lib::models::als::{Feedback, Filter, Scored, ServingAls};
 
 use crate::clicks::Click;
 use crate::error::Error;
+use crate::model::{ItemKeys, Recommender};
 
 /// What to do for a user the model has never seen and who has no recent clicks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
@@ -114,10 +115,11 @@ fn answer(
 /// a single user's request. Users the model knows and who have not clicked since are scored
 /// together by the batched scan ([`ServingAls::recommend_many`]), the rest one by one.
 pub fn recommend_many(
-    model: &ServingAls,
+    recommender: &Recommender,
     users: &[(String, Vec<Click>)],
     opts: &Options,
 ) -> Vec<Recommendations> {
+    let Recommender(model, keys) = recommender;
     let filters = Filters::new(model, opts);
     let (positions, known): (Vec<usize>, Vec<u32>) = users
         .iter()
@@ -135,7 +137,7 @@ pub fn recommend_many(
         .map(|(pos, (user_id, clicks))| {
             match positions.next_if_eq(&pos).and_then(|_| batched.next()) {
                 Some(scored) => answer(model, user_id, Strategy::Als, scored),
-                None => recommend_one(model, user_id, clicks, opts, &filters),
+                None => recommend_one(model, keys, user_id, clicks, opts, &filters),
             }
         })
         .collect()
@@ -144,6 +146,7 @@ pub fn recommend_many(
 /// One user's recommendations, given their recent clicks.
 fn recommend_one(
     model: &ServingAls,
+    keys: &ItemKeys,
     user_id: &str,
     clicks: &[Click],
     opts: &Options,
@@ -157,12 +160,7 @@ fn recommend_one(
     };
     let clicked: Vec<(u32, f32)> = clicks
         .iter()
-        .filter_map(|c| {
-            Some((
-                model.item_index(&c.item_id)?,
-                c.weight.unwrap_or(default_weight),
-            ))
-        })
+        .filter_map(|c| Some((keys.index(c.item)?, c.weight.unwrap_or(default_weight))))
         .collect();
     let user = model.user_index(user_id);
     let (strategy, scored) = match (user, clicked.is_empty()) {

@@ -7,6 +7,10 @@
 //! | `EVENTS_PER_USER` | 50 | recent clicks kept per user (oldest dropped first) |
 //! | `EVENT_USERS` | 100000 | users with recent clicks kept in memory (least recently active dropped first) |
 //! | `EVENT_TTL_SECONDS` | 3600 | clicks older than this are forgotten |
+//! | `MAX_CLICK_WEIGHT` | 100 | largest click `weight`; more is refused (400) |
+//! | `EVENTS_TOKEN` | unset: open | bearer token `POST /v1/users/{id}/events` requires, ≥ 16 characters (from a Secret) |
+//! | `MAX_CONCURRENT_SCORING` | 2 × cores | fold-ins and catalogue scans running at once; more wait, then get 503 |
+//! | `SCORING_WAIT_MS` | 100 | longest wait for a scoring slot before a 503 with `Retry-After`; 0 refuses at once |
 //!
 //! plus the shared `MODEL_NAME` (default `recommender`), `MODEL_VERSION`, `SHADOW_CONCURRENCY`, `MAX_BODY_BYTES`, `MODEL_VERSION_B`,
 //! `AB_PERCENT_B`, `MODEL_VERSION_SHADOW`, `MODEL_POLL_SECONDS`, `MODEL_CACHE_DIR`, `MODEL_CACHE_KEEP`,
@@ -14,14 +18,24 @@
 
 use std::time::Duration;
 
+use secrecy::SecretString;
 use shared_lib::service::CommonSettings;
 use shared_lib::serving::ServingSettings;
 use shared_lib::settings::Env;
 
 use crate::SERVICE;
+use crate::auth::MIN_TOKEN_LEN;
 use crate::clicks::ClickLimits;
+use crate::scoring::ScoringLimits;
 
 pub const DEFAULT_PORT: u16 = 8081;
+
+/// Covers ratings (1-5, 1-10) and implicit interaction counts, while one click can no longer
+/// outweigh a user's whole history by orders of magnitude (the fold-in's confidence grows
+/// linearly with the weight).
+pub const DEFAULT_MAX_CLICK_WEIGHT: f32 = 100.0;
+/// Long enough to absorb a burst of a few scans, short against a client's own timeout.
+pub const DEFAULT_SCORING_WAIT_MS: u64 = 100;
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -30,6 +44,9 @@ pub struct Settings {
     pub max_n: usize,
     pub max_batch_users: usize,
     pub clicks: ClickLimits,
+    pub max_click_weight: f32,
+    pub events_token: Option<SecretString>,
+    pub scoring: ScoringLimits,
 }
 
 impl Settings {
@@ -52,6 +69,28 @@ impl Settings {
             users: positive(&mut env, "EVENT_USERS", 100_000),
             ttl: Duration::from_secs(positive(&mut env, "EVENT_TTL_SECONDS", 3600) as u64),
         };
+        let max_click_weight = env.parse_or("MAX_CLICK_WEIGHT", DEFAULT_MAX_CLICK_WEIGHT);
+        if !(max_click_weight.is_finite() && max_click_weight > 0.0) {
+            env.problem("MAX_CLICK_WEIGHT", "must be a positive number");
+        }
+        let events_token = env.optional_string("EVENTS_TOKEN");
+        if events_token
+            .as_ref()
+            .is_some_and(|t| t.len() < MIN_TOKEN_LEN)
+        {
+            env.problem(
+                "EVENTS_TOKEN",
+                format!("must have at least {MIN_TOKEN_LEN} characters"),
+            );
+        }
+        let scoring = ScoringLimits {
+            permits: positive(
+                &mut env,
+                "MAX_CONCURRENT_SCORING",
+                ScoringLimits::default_permits(),
+            ),
+            wait: Duration::from_millis(env.parse_or("SCORING_WAIT_MS", DEFAULT_SCORING_WAIT_MS)),
+        };
         env.finish()?;
         match (common, serving) {
             (Some(common), Some(serving)) => Ok(Self {
@@ -60,10 +99,55 @@ impl Settings {
                 max_n,
                 max_batch_users,
                 clicks,
+                max_click_weight,
+                events_token: events_token.map(SecretString::from),
+                scoring,
             }),
             _ => Err(shared_lib::Error::Settings {
                 problems: vec!["invalid settings".into()],
             }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(pairs: &[(&str, &str)]) -> Result<Settings, shared_lib::Error> {
+        Settings::from_env(Env::from_pairs(
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        ))
+    }
+
+    #[test]
+    fn the_click_and_scoring_limits_have_their_defaults() {
+        let s = settings(&[]).unwrap();
+        assert!((s.max_click_weight - 100.0).abs() < f32::EPSILON);
+        assert!(s.events_token.is_none());
+        assert_eq!(s.scoring.permits, ScoringLimits::default_permits());
+        assert_eq!(s.scoring.wait, Duration::from_millis(100));
+    }
+
+    #[test]
+    fn bad_click_and_scoring_limits_are_all_named() {
+        let err = settings(&[
+            ("EVENTS_TOKEN", "too-short"),
+            ("MAX_CLICK_WEIGHT", "-1"),
+            ("MAX_CONCURRENT_SCORING", "0"),
+            ("SCORING_WAIT_MS", "soon"),
+        ])
+        .unwrap_err()
+        .to_string();
+        for name in [
+            "EVENTS_TOKEN",
+            "MAX_CLICK_WEIGHT",
+            "MAX_CONCURRENT_SCORING",
+            "SCORING_WAIT_MS",
+        ] {
+            assert!(err.contains(name), "{name} in {err}");
         }
     }
 }

@@ -4,9 +4,11 @@ use actix_web::web;
 use shared_lib::service::Application;
 use shared_lib::serving::ModelServer;
 
+use crate::auth::EventsToken;
 use crate::clicks::ClickStore;
 use crate::model::Recommender;
 use crate::routes::{self, AppState};
+use crate::scoring::ScoringLimiter;
 use crate::{SERVICE, Settings};
 
 /// Opens the store, starts following the selected versions in the background (not ready until
@@ -16,6 +18,17 @@ use crate::{SERVICE, Settings};
 /// When the store location cannot be opened, metrics cannot be registered or the address cannot
 /// be bound.
 pub async fn build(settings: &Settings) -> anyhow::Result<Application> {
+    build_with_limiter(settings, ScoringLimiter::new(settings.scoring.clone())).await
+}
+
+/// [`build`] with a given scoring bound, which the caller may share (tests fill it to see 503s).
+///
+/// # Errors
+/// As [`build`].
+pub async fn build_with_limiter(
+    settings: &Settings,
+    scoring: ScoringLimiter,
+) -> anyhow::Result<Application> {
     let server =
         ModelServer::<Recommender>::start(SERVICE, &settings.common, &settings.serving).await?;
     let state = web::Data::new(AppState {
@@ -24,11 +37,14 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Application> {
         shadow: server.shadow.clone(),
         max_n: settings.max_n,
         max_batch_users: settings.max_batch_users,
+        max_click_weight: settings.max_click_weight,
+        scoring,
     });
+    let events_token = web::Data::new(EventsToken::new(settings.events_token.as_ref()));
     let max_body = settings.serving.max_body_bytes;
     Ok(
         server.serve(&settings.common, routes::OPENAPI_JSON, move |cfg| {
-            cfg.app_data(state.clone());
+            cfg.app_data(state.clone()).app_data(events_token.clone());
             routes::recommendations::configure(cfg, max_body);
             routes::similar::configure(cfg);
             routes::events::configure(cfg);

@@ -5,7 +5,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{AppState, check_id};
-use crate::clicks::Click;
+use crate::auth::EventsAuth;
+use crate::clicks::{Click, ItemKey};
 use crate::error::Error;
 
 /// Most events in one request.
@@ -30,7 +31,9 @@ struct EventsRequest {
     events: Vec<Event>,
 }
 
+/// `EventsAuth` comes first: it refuses a request without the token before the body is read.
 async fn record_events(
+    _auth: EventsAuth,
     path: web::Path<String>,
     body: web::Json<EventsRequest>,
     state: web::Data<AppState>,
@@ -47,12 +50,7 @@ async fn record_events(
     let mut unknown = Vec::new();
     for e in &events {
         check_id("item_id", &e.item_id)?;
-        if e.weight.is_some_and(|w| !w.is_finite() || w <= 0.0) {
-            return Err(Error::InvalidRequest(format!(
-                "the weight of {} must be a positive number",
-                e.item_id
-            )));
-        }
+        check_weight(e, state.max_click_weight)?;
         if loaded.model.0.item_index(&e.item_id).is_none() {
             unknown.push(e.item_id.clone());
         }
@@ -64,10 +62,24 @@ async fn record_events(
     let clicks = events
         .into_iter()
         .map(|e| Click {
-            item_id: e.item_id,
+            item: ItemKey::of(&e.item_id),
             weight: e.weight,
         })
         .collect();
     state.clicks.record(&user_id, clicks);
     Ok(HttpResponse::Accepted().json(json!({ "user_id": user_id, "accepted": accepted })))
+}
+
+fn check_weight(event: &Event, max: f32) -> Result<(), Error> {
+    match event.weight {
+        Some(w) if !w.is_finite() || w <= 0.0 => Err(Error::InvalidRequest(format!(
+            "the weight of {} must be a positive number",
+            event.item_id
+        ))),
+        Some(w) if w > max => Err(Error::InvalidRequest(format!(
+            "the weight of {} is {w}; the maximum is {max} (MAX_CLICK_WEIGHT)",
+            event.item_id
+        ))),
+        Some(_) | None => Ok(()),
+    }
 }

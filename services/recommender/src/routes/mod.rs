@@ -15,12 +15,13 @@ use crate::clicks::ClickStore;
 use crate::error::Error;
 use crate::model::Recommender;
 use crate::recommend::{ColdStart, Options};
+use crate::scoring::ScoringLimiter;
 
 /// The OpenAPI document, `services/recommender/openapi.json`.
 pub const OPENAPI_JSON: &str = include_str!("../../openapi.json");
 
-/// Longest user or item id accepted.
-const MAX_ID_LEN: usize = 128;
+/// Longest user or item id accepted, in bytes; it bounds the click store's memory.
+pub const MAX_ID_LEN: usize = 128;
 /// Most ids in an `exclude` or `allow` list.
 const MAX_LIST: usize = 1000;
 
@@ -31,6 +32,10 @@ pub struct AppState {
     pub shadow: ShadowRunner,
     pub max_n: usize,
     pub max_batch_users: usize,
+    /// Largest click weight accepted (`MAX_CLICK_WEIGHT`).
+    pub max_click_weight: f32,
+    /// The bound on concurrent scoring work; every blocking scan takes a permit.
+    pub scoring: ScoringLimiter,
 }
 
 /// Checks a user or item id from a path or body.

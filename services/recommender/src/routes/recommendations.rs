@@ -35,8 +35,20 @@ struct Answer {
     recommendations: Recommendations,
 }
 
-/// Routes each user (A/B is per user), then scores each variant's users together on the
-/// blocking pool (a catalogue scan is milliseconds of CPU; many users share one batched scan).
+/// Most users scored one by one (a fold-in and a catalogue scan each: users with clicks) in one
+/// piece of scoring work, i.e. under one permit.
+const CHUNK_SCANS: usize = 16;
+/// Most users in one piece of scoring work; the batched scan works in blocks of 256.
+const CHUNK_USERS: usize = 256;
+
+/// A variant's users: who they are, and their recent clicks.
+type Group = Vec<(String, Vec<Click>)>;
+
+/// Routes each user (A/B is per user), then scores each variant's users on the blocking pool in
+/// chunks of at most [`CHUNK_USERS`] users, of whom at most [`CHUNK_SCANS`] need a scan of their
+/// own. Each chunk takes one scoring permit and gives it back before the next one is asked for,
+/// so a batch of 1,000 users holds at most one permit at a time and single-user requests are
+/// served between its chunks; a batch that cannot get a permit in time is refused (503) whole.
 /// The shadow, if any, scores the same users afterwards in the shadow runner, off the request's
 /// path, and counts one comparison per group: agree when every user's top item is the same.
 async fn answers(
@@ -55,25 +67,19 @@ async fn answers(
             None => groups.push((loaded, variant, vec![pos])),
         }
     }
+    let options = Arc::new(options);
     let mut answers: Vec<Option<Answer>> = users.iter().map(|_| None).collect();
     for (loaded, variant, positions) in groups {
-        let group: Vec<(String, Vec<Click>)> = positions
+        let group: Group = positions
             .iter()
             .map(|&p| (users[p].clone(), state.clicks.recent(&users[p])))
             .collect();
-        let scoring = loaded.clone();
-        let options = options.clone();
-        // The inputs go to the blocking pool and come back, for the shadow, without copies.
-        let (recommendations, group, options) = web::block(move || {
-            let ours = recommend_many(&scoring.model.0, &group, &options);
-            (ours, group, options)
-        })
-        .await
-        .map_err(|e| Error::Scoring(e.to_string()))?;
+        let (recommendations, group) = score_in_chunks(state, &loaded, group, &options).await?;
         if let Some(shadow) = state.deployment.shadow() {
             let ours: Vec<Option<String>> = recommendations.iter().map(top_item).collect();
+            let options = options.clone();
             state.shadow.submit(move || {
-                let theirs = recommend_many(&shadow.model.0, &group, &options);
+                let theirs = recommend_many(&shadow.model, &group, &options);
                 Ok(theirs.iter().map(top_item).eq(ours))
             });
         }
@@ -87,6 +93,54 @@ async fn answers(
         }
     }
     Ok(answers.into_iter().flatten().collect())
+}
+
+/// Scores `group` chunk by chunk, each under a scoring permit; gives the group back (for the
+/// shadow) without copies.
+async fn score_in_chunks(
+    state: &AppState,
+    loaded: &Arc<Loaded<Recommender>>,
+    group: Group,
+    options: &Arc<Options>,
+) -> Result<(Vec<Recommendations>, Group), Error> {
+    let mut recommendations = Vec::with_capacity(group.len());
+    let mut scored = Group::with_capacity(group.len());
+    for chunk in chunks(group) {
+        let permit = state.scoring.acquire().await?;
+        let (scoring, options) = (loaded.clone(), options.clone());
+        let (ours, chunk) = web::block(move || {
+            let ours = recommend_many(&scoring.model, &chunk, &options);
+            (ours, chunk)
+        })
+        .await
+        .map_err(|e| Error::Scoring(e.to_string()))?;
+        drop(permit);
+        recommendations.extend(ours);
+        scored.extend(chunk);
+    }
+    Ok((recommendations, scored))
+}
+
+/// Splits a group, in order, into chunks of at most [`CHUNK_USERS`] users with at most
+/// [`CHUNK_SCANS`] users who have clicks.
+fn chunks(group: Group) -> Vec<Group> {
+    let mut chunks = vec![Group::new()];
+    let mut scans = 0;
+    for (user, clicks) in group {
+        let scan = usize::from(!clicks.is_empty());
+        let full = chunks
+            .last()
+            .is_some_and(|c| c.len() == CHUNK_USERS || scans + scan > CHUNK_SCANS);
+        if full {
+            chunks.push(Group::new());
+            scans = 0;
+        }
+        scans += scan;
+        if let Some(last) = chunks.last_mut() {
+            last.push((user, clicks));
+        }
+    }
+    chunks
 }
 
 fn top_item(recommendations: &Recommendations) -> Option<String> {
@@ -179,4 +233,43 @@ async fn for_users(
         model: state.deployment.model().to_string(),
         results: answers,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clicks::ItemKey;
+
+    fn group(users: usize, clicked: impl Fn(usize) -> bool) -> Group {
+        (0..users)
+            .map(|i| {
+                let clicks = if clicked(i) {
+                    vec![Click {
+                        item: ItemKey::of("x"),
+                        weight: None,
+                    }]
+                } else {
+                    Vec::new()
+                };
+                (format!("u{i}"), clicks)
+            })
+            .collect()
+    }
+
+    fn sizes(chunks: &[Group]) -> Vec<usize> {
+        chunks.iter().map(Vec::len).collect()
+    }
+
+    #[test]
+    fn a_batch_is_cut_into_chunks_bounded_in_users_and_in_scans() {
+        assert_eq!(sizes(&chunks(group(1, |_| true))), [1]);
+        assert_eq!(sizes(&chunks(group(600, |_| false))), [256, 256, 88]);
+        assert_eq!(sizes(&chunks(group(40, |_| true))), [16, 16, 8]);
+        // Unclicked users ride along until the scan budget or the user budget is spent.
+        let mixed = chunks(group(300, |i| i % 10 == 0));
+        assert_eq!(sizes(&mixed), [160, 140]);
+        let users: Vec<String> = mixed.into_iter().flatten().map(|(u, _)| u).collect();
+        let expected: Vec<String> = (0..300).map(|i| format!("u{i}")).collect();
+        assert_eq!(users, expected, "order is kept");
+    }
 }

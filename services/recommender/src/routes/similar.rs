@@ -34,9 +34,11 @@ async fn similar_items(
     let (loaded, variant) = state.deployment.route(&key).ok_or(Error::NotReady)?;
     let scoring = loaded.clone();
     let item = item_id.clone();
+    let permit = state.scoring.acquire().await?;
     let items = web::block(move || similar(&scoring.model.0, &item, &options))
         .await
         .map_err(|e| Error::Scoring(e.to_string()))??;
+    drop(permit);
     ServedBy {
         model: state.deployment.model().to_string(),
         version: loaded.manifest.version.to_string(),

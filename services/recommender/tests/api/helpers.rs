@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use recommender::Settings;
+use recommender::scoring::ScoringLimiter;
 use shared_lib::artifact::{ModelKind, encode_artifact};
 use shared_lib::model_id::ModelName;
 use shared_lib::models::als::{AlsModel, Feedback};
@@ -40,6 +41,8 @@ pub fn two_cluster_model() -> AlsModel {
 pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
+    /// The app's bound on scoring work, shared: a test may take its permits.
+    pub scoring: ScoringLimiter,
     _s3: TestS3,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -91,7 +94,9 @@ pub async fn spawn_app(models: &[AlsModel], extra: &[(&str, &str)]) -> TestApp {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
     );
-    let app = recommender::build(&Settings::from_env(Env::from_pairs(env)).unwrap())
+    let settings = Settings::from_env(Env::from_pairs(env)).unwrap();
+    let scoring = ScoringLimiter::new(settings.scoring.clone());
+    let app = recommender::startup::build_with_limiter(&settings, scoring.clone())
         .await
         .unwrap();
     let address = format!("http://127.0.0.1:{}", app.port());
@@ -99,6 +104,7 @@ pub async fn spawn_app(models: &[AlsModel], extra: &[(&str, &str)]) -> TestApp {
     let test_app = TestApp {
         address,
         client: reqwest::Client::new(),
+        scoring,
         _s3: s3,
         server,
     };

@@ -118,3 +118,70 @@ async fn clicks_expire_after_their_time_to_live() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn click_weights_up_to_the_cap_are_accepted_and_larger_ones_refused_naming_the_cap() {
+    // Arrange
+    let app = spawn_app(&[two_cluster_model()], &[("MAX_CLICK_WEIGHT", "10")]).await;
+    let post = |weight: f64| {
+        let body = json!({"events": [{"item_id": "a3", "weight": weight}]});
+        let app = &app;
+        async move { app.post("/v1/users/newbie/events", &body).await }
+    };
+    // Act / Assert
+    assert_eq!(post(10.0).await.status(), 202, "exactly the cap");
+    let message = error_message(post(10.5).await, 400).await;
+    assert!(
+        message.contains("weight of a3") && message.contains("maximum is 10"),
+        "{message}"
+    );
+    assert!(message.contains("MAX_CLICK_WEIGHT"), "{message}");
+}
+
+async fn send(app: &TestApp, method: &str, path: &str) -> reqwest::Response {
+    if method == "POST" {
+        app.post(path, &json!({"users": ["alice", "bob"], "n": 2}))
+            .await
+    } else {
+        app.get(path).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scoring_past_its_bound_gets_503_with_retry_after_and_200_once_a_permit_is_free() {
+    // Arrange: one permit, no waiting; the test holds the permit.
+    let app = spawn_app(
+        &[two_cluster_model()],
+        &[("MAX_CONCURRENT_SCORING", "1"), ("SCORING_WAIT_MS", "0")],
+    )
+    .await;
+    let held = app.scoring.try_acquire().expect("the only permit is free");
+    let requests = [
+        ("GET", "/v1/users/alice/recommendations?n=2"),
+        ("POST", "/v1/recommendations"),
+        ("GET", "/v1/items/a1/similar?n=2"),
+    ];
+    for (method, path) in requests {
+        // Act
+        let res = send(&app, method, path).await;
+        // Assert
+        assert_eq!(res.status(), 503, "{method} {path} while saturated");
+        assert_eq!(
+            res.headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok()),
+            Some("1"),
+            "{method} {path}"
+        );
+        let body: serde_json::Value = res.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "unavailable", "{method} {path}");
+    }
+    drop(held);
+    for (method, path) in requests {
+        assert_eq!(
+            send(&app, method, path).await.status(),
+            200,
+            "{method} {path} after release"
+        );
+    }
+}

@@ -353,3 +353,42 @@ async fn the_openapi_document_lists_every_route() {
     assert_eq!(doc["paths"].as_object().unwrap().len(), 9);
     assert_eq!(app.get_json("/v1/models").await["slots"][0]["version"], 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subset_scored_in_several_chunks_answers_in_order_as_the_per_user_calls() {
+    // Arrange: 300 users, 40 of them with clicks, so the subset spans several scoring chunks
+    // (each bounded in users and in fold-ins).
+    let model = random_model(&Shape {
+        users: 300,
+        items: 60,
+        rank: 4,
+        seed: 5,
+        seen_min: 0,
+        seen_max: 5,
+    });
+    let app = spawn_app(&[model], &[]).await;
+    let users: Vec<String> = (0..300).map(|u| format!("u{u}")).collect();
+    for user in users.iter().step_by(7).take(40) {
+        let res = app
+            .post(
+                &format!("/v1/users/{user}/events"),
+                &json!({"events": [{"item_id": "i3"}]}),
+            )
+            .await;
+        assert_eq!(res.status(), 202);
+    }
+    // Act
+    let res = app
+        .post("/v1/recommendations", &json!({"users": users, "n": 3}))
+        .await;
+    // Assert
+    assert_eq!(res.status(), 200);
+    let subset: serde_json::Value = res.json().await.unwrap();
+    for (i, user) in users.iter().enumerate() {
+        let single = app
+            .get_json(&format!("/v1/users/{user}/recommendations?n=3"))
+            .await;
+        assert_eq!(subset["results"][i], single, "{user}");
+    }
+    assert_eq!(subset["results"][7]["strategy"], "fold_in");
+}

@@ -1,0 +1,133 @@
+//! A paced click poster for `scripts/bench-clicks.sh` (issue #13): `POST /v1/users/{id}/events`
+//! at a fixed rate, each for a new random user (so the click store fills and keeps evicting),
+//! with one click on a catalogue item `i0..i{items-1}`.
+//!
+//! ```sh
+//! cargo build --release -p recommender --examples
+//! target/release/examples/event_poster --url http://127.0.0.1:18720 --rate 5000 --seconds 20 \
+//!     [--items 20000] [--in-flight 64] [--token TOKEN]
+//! ```
+//!
+//! Every 10 ms it starts `rate / 100` requests; at most `--in-flight` are outstanding, and a
+//! request that would exceed that is skipped and counted, so the rate achieved is honest rather
+//! than queued. Prints one JSON line: sent, accepted (202), other statuses, errors, skipped and
+//! the accepted rate per second.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use tokio::sync::Semaphore;
+
+#[derive(Default)]
+struct Counts {
+    sent: AtomicU64,
+    accepted: AtomicU64,
+    other: AtomicU64,
+    errors: AtomicU64,
+    skipped: AtomicU64,
+}
+
+struct Args {
+    url: String,
+    rate: u64,
+    seconds: u64,
+    items: u64,
+    in_flight: usize,
+    token: Option<String>,
+}
+
+fn parse_args() -> anyhow::Result<Args> {
+    let mut values: BTreeMap<String, String> = BTreeMap::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let Some(name) = flag.strip_prefix("--") else {
+            bail!("unexpected argument {flag:?}");
+        };
+        let value = args
+            .next()
+            .with_context(|| format!("{flag} needs a value"))?;
+        values.insert(name.to_owned(), value);
+    }
+    let num = |name: &str, default: u64| -> anyhow::Result<u64> {
+        values.get(name).map_or(Ok(default), |s| {
+            s.parse().with_context(|| format!("--{name} {s:?}"))
+        })
+    };
+    Ok(Args {
+        url: values.get("url").context("--url is required")?.clone(),
+        rate: num("rate", 5000)?,
+        seconds: num("seconds", 20)?,
+        items: num("items", 20_000)?.max(1),
+        in_flight: usize::try_from(num("in-flight", 64)?)?.max(1),
+        token: values.get("token").cloned(),
+    })
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = parse_args()?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.in_flight)
+        .build()?;
+    let counts = Arc::new(Counts::default());
+    let slots = Arc::new(Semaphore::new(args.in_flight));
+    let per_tick = (args.rate / 100).max(1);
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let start = Instant::now();
+    let end = start + Duration::from_secs(args.seconds);
+    let mut item = 0u64;
+    let mut tasks = tokio::task::JoinSet::new();
+    while Instant::now() < end {
+        tick.tick().await;
+        for _ in 0..per_tick {
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                counts.skipped.fetch_add(1, Ordering::Relaxed);
+                continue;
+            };
+            item = (item + 7919) % args.items;
+            let url = format!("{}/v1/users/load-{}/events", args.url, uuid::Uuid::new_v4());
+            let body = format!(r#"{{"events": [{{"item_id": "i{item}"}}]}}"#);
+            let mut request = client
+                .post(url)
+                .header("content-type", "application/json")
+                .body(body);
+            if let Some(token) = &args.token {
+                request = request.bearer_auth(token);
+            }
+            let counts = counts.clone();
+            counts.sent.fetch_add(1, Ordering::Relaxed);
+            tasks.spawn(async move {
+                let counter = match request.send().await {
+                    Ok(res) if res.status().as_u16() == 202 => &counts.accepted,
+                    Ok(_) => &counts.other,
+                    Err(_) => &counts.errors,
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                drop(slot);
+            });
+        }
+        while tasks.try_join_next().is_some() {}
+    }
+    while tasks.join_next().await.is_some() {}
+    let elapsed = start.elapsed().as_secs_f64();
+    let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+    let line = serde_json::json!({
+        "target_rate": args.rate,
+        "seconds": elapsed,
+        "sent": get(&counts.sent),
+        "accepted": get(&counts.accepted),
+        "other_status": get(&counts.other),
+        "errors": get(&counts.errors),
+        "skipped": get(&counts.skipped),
+        "accepted_per_second": get(&counts.accepted) as f64 / elapsed,
+    });
+    #[expect(clippy::print_stdout, reason = "the benchmark script reads this line")]
+    {
+        println!("{line}");
+    }
+    Ok(())
+}
