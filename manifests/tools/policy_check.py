@@ -3,9 +3,12 @@
 
 Every pod: non-root, seccomp RuntimeDefault, no service-account token; every container:
 read-only root filesystem, no privilege escalation, all capabilities dropped, requests and
-limits for cpu and memory, a writable /tmp from an emptyDir. Every Deployment: probes on
-/readyz and /healthz, a 30 s grace period, a PodDisruptionBudget; model servers an HPA;
-the registry one Recreate replica. Every CronJob: Forbid, restartPolicy Never, a deadline.
+limits for cpu and memory, a writable /tmp from an emptyDir. Every server (Deployment or
+StatefulSet): probes on /readyz and /healthz, a 30 s grace period, a PodDisruptionBudget;
+model servers are Deployments with an HPA; the registry, the single writer, is a StatefulSet
+of exactly one replica with a headless governing Service (never a Deployment: even with
+Recreate, a Deployment can run a second pod while the first is cut off on a partitioned node).
+Every CronJob: Forbid, restartPolicy Never, a deadline.
 
 Usage: policy_check.py RENDERED.yaml...   Exit status 1 lists every violation.
 """
@@ -16,8 +19,11 @@ from pathlib import Path
 import yaml
 
 
+SERVERS = ("Deployment", "StatefulSet")
+
+
 def pod_spec(doc):
-    if doc["kind"] == "Deployment":
+    if doc["kind"] in SERVERS:
         return doc["spec"]["template"]["spec"]
     if doc["kind"] == "CronJob":
         return doc["spec"]["jobTemplate"]["spec"]["template"]["spec"]
@@ -53,20 +59,21 @@ def check(docs, where):
             mounts = {m["mountPath"]: m["name"] for m in c.get("volumeMounts", [])}
             if "emptyDir" not in volumes.get(mounts.get("/tmp"), {}):
                 bad.append(f"{cname}: /tmp must be an emptyDir")
-            if d["kind"] == "Deployment":
+            if d["kind"] in SERVERS:
                 if c.get("readinessProbe", {}).get("httpGet", {}).get("path") != "/readyz":
                     bad.append(f"{cname}: readinessProbe must GET /readyz")
                 if c.get("livenessProbe", {}).get("httpGet", {}).get("path") != "/healthz":
                     bad.append(f"{cname}: livenessProbe must GET /healthz")
-        if d["kind"] == "Deployment":
+        if d["kind"] in SERVERS:
             dep = d["metadata"]["name"]
             if spec.get("terminationGracePeriodSeconds") != 30:
                 bad.append(f"{name}: terminationGracePeriodSeconds must be 30 (25 s drain)")
             if dep not in by_kind.get("PodDisruptionBudget", {}):
                 bad.append(f"{name}: no PodDisruptionBudget")
             if dep == "registry":
-                if d["spec"].get("replicas") != 1 or d["spec"].get("strategy", {}).get("type") != "Recreate":
-                    bad.append(f"{name}: the single writer needs 1 replica and strategy Recreate")
+                bad += registry_rules(d, name, by_kind)
+            elif d["kind"] != "Deployment":
+                bad.append(f"{name}: model servers are Deployments")
             elif dep not in by_kind.get("HorizontalPodAutoscaler", {}):
                 bad.append(f"{name}: model servers need an HPA")
         if d["kind"] == "CronJob":
@@ -74,6 +81,23 @@ def check(docs, where):
             if d["spec"].get("concurrencyPolicy") != "Forbid" or spec.get("restartPolicy") != "Never" \
                     or "activeDeadlineSeconds" not in job or "backoffLimit" not in job:
                 bad.append(f"{name}: needs Forbid, restartPolicy Never, backoffLimit, activeDeadlineSeconds")
+    return bad
+
+
+def registry_rules(d, name, by_kind):
+    """The single writer: a StatefulSet of one (at most one pod per identity, even across a
+    node partition), governed by a headless Service, and not autoscaled."""
+    bad = []
+    if d["kind"] != "StatefulSet":
+        bad.append(f"{name}: the single writer must be a StatefulSet (a Deployment can run two pods)")
+        return bad
+    if d["spec"].get("replicas") != 1:
+        bad.append(f"{name}: the single writer needs exactly 1 replica")
+    governing = by_kind.get("Service", {}).get(d["spec"].get("serviceName"))
+    if governing is None or governing["spec"].get("clusterIP") != "None":
+        bad.append(f"{name}: serviceName must name a headless Service in the same render")
+    if d["metadata"]["name"] in by_kind.get("HorizontalPodAutoscaler", {}):
+        bad.append(f"{name}: the single writer must not be autoscaled")
     return bad
 
 

@@ -5,6 +5,9 @@
 //! service reaches AWS or Garage. Note that s3s-fs checks `If-None-Match` and then writes in two
 //! steps, so cross-client races are only truly atomic on stores that implement the check
 //! atomically; within one [`crate::registry::Registry`] the write lock serialises anyway.
+//! It can also misbehave on purpose: lose the response of a `PutObject` it stored, let another
+//! writer win the race for a key ([`TestS3::fault_next_put`]), or ignore `If-None-Match` as
+//! Garage does ([`TestS3::ignore_conditional_writes`]).
 
 use std::path::PathBuf;
 
@@ -22,6 +25,84 @@ pub struct TestS3 {
     pub endpoint: String,
     root: tempfile::TempDir,
     task: tokio::task::JoinHandle<()>,
+    faults: Faults,
+}
+
+/// What the test S3 server does to the next `PutObject` of an armed key
+/// ([`TestS3::fault_next_put`]).
+#[derive(Debug, Clone)]
+pub enum PutFault {
+    /// Store the object, then answer 503 instead of the real response, as when a response
+    /// is lost (a timeout, a proxy's 5xx): the SDK retries the same `PutObject`.
+    LoseResponse,
+    /// Just before the `PutObject` is served, another writer creates the key with these bytes
+    /// (a race between a create-new's `HEAD` and its `PUT`).
+    RacedBy(bytes::Bytes),
+}
+
+/// The faults armed on the test S3 server.
+#[derive(Debug, Clone, Default)]
+struct Faults(std::sync::Arc<std::sync::Mutex<FaultState>>);
+
+#[derive(Debug, Default)]
+struct FaultState {
+    /// By `/bucket/key`, each fired once.
+    armed: Vec<(String, PutFault)>,
+    fired: usize,
+    /// Act like Garage: a `PutObject` with `If-None-Match` overwrites.
+    ignore_conditional_writes: bool,
+}
+
+impl Faults {
+    fn lock(&self) -> std::sync::MutexGuard<'_, FaultState> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The fault armed for a `PUT` of `path` (`/bucket/key`), disarmed as it fires.
+    fn take(&self, method: &hyper::Method, path: &str) -> Option<PutFault> {
+        if method != hyper::Method::PUT {
+            return None;
+        }
+        let mut state = self.lock();
+        let at = state.armed.iter().position(|(p, _)| p == path)?;
+        state.fired += 1;
+        Some(state.armed.remove(at).1)
+    }
+}
+
+/// Serves one request through `service`, applying the fault armed for it, if any.
+async fn serve_with_faults(
+    service: s3s::service::S3Service,
+    faults: Faults,
+    root: PathBuf,
+    request: hyper::Request<hyper::body::Incoming>,
+) -> Result<s3s::HttpResponse, s3s::HttpError> {
+    let path = request.uri().path().to_owned();
+    // s3s-fs keeps an object as the file `<root>/<bucket>/<key>`.
+    let file = root.join(path.trim_start_matches('/'));
+    let fault = faults.take(request.method(), &path);
+    if let Some(PutFault::RacedBy(bytes)) = &fault {
+        if let Some(parent) = file.parent() {
+            std::fs::create_dir_all(parent).unwrap_or_else(|e| panic!("{e}"));
+        }
+        std::fs::write(&file, bytes).unwrap_or_else(|e| panic!("{e}"));
+    }
+    if request.method() == hyper::Method::PUT
+        && request.headers().contains_key("if-none-match")
+        && faults.lock().ignore_conditional_writes
+    {
+        // The header is signed, so it cannot be dropped; removing the object has the effect.
+        let _ = std::fs::remove_file(&file);
+    }
+    let response = hyper::service::Service::call(&service, request).await?;
+    if matches!(fault, Some(PutFault::LoseResponse)) && response.status().is_success() {
+        let mut lost = s3s::HttpResponse::new(s3s::Body::empty());
+        *lost.status_mut() = hyper::StatusCode::SERVICE_UNAVAILABLE;
+        return Ok(lost);
+    }
+    Ok(response)
 }
 
 impl TestS3 {
@@ -40,17 +121,22 @@ impl TestS3 {
             .await
             .expect("loopback listener for the test S3 server");
         let endpoint = format!("http://{}", listener.local_addr().expect("local address"));
+        let faults = Faults::default();
+        let (armed, dir) = (faults.clone(), root.path().to_path_buf());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
-                let service = service.clone();
+                let (service, armed, dir) = (service.clone(), armed.clone(), dir.clone());
+                let handler = hyper::service::service_fn(move |request| {
+                    serve_with_faults(service.clone(), armed.clone(), dir.clone(), request)
+                });
                 tokio::spawn(async move {
                     let _ = hyper_util::server::conn::auto::Builder::new(
                         hyper_util::rt::TokioExecutor::new(),
                     )
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), handler)
                     .await;
                 });
             }
@@ -59,7 +145,27 @@ impl TestS3 {
             endpoint,
             root,
             task,
+            faults,
         }
+    }
+
+    /// Arms `fault` for the next `PutObject` of `key` (the full key in `bucket`, with any
+    /// store prefix).
+    pub fn fault_next_put(&self, bucket: &str, key: &str, fault: PutFault) {
+        self.faults
+            .lock()
+            .armed
+            .push((format!("/{bucket}/{key}"), fault));
+    }
+
+    /// How many armed faults have fired.
+    pub fn faults_fired(&self) -> usize {
+        self.faults.lock().fired
+    }
+
+    /// From now on, act like Garage: `If-None-Match` on `PutObject` is ignored (overwrites).
+    pub fn ignore_conditional_writes(&self) {
+        self.faults.lock().ignore_conditional_writes = true;
     }
 
     /// Creates a bucket (a directory, for s3s-fs) and returns settings to reach it.

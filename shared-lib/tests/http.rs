@@ -89,6 +89,33 @@ async fn readyz_is_503_until_ready_then_200() {
 }
 
 #[tokio::test]
+async fn readyz_shows_a_detail_only_when_one_is_set() {
+    // Arrange
+    let app = spawn_app().await;
+    app.readiness.set_ready(true);
+    let plain: serde_json::Value = app.get("/readyz").await.json().await.unwrap();
+
+    // Act
+    app.readiness
+        .set_detail(Some("2 manifests skipped: fraud v2, fraud v4".into()));
+    let with_detail: serde_json::Value = app.get("/readyz").await.json().await.unwrap();
+    app.readiness.set_ready(false);
+    let not_ready = app.get("/readyz").await;
+
+    // Assert: unchanged without a detail; the detail beside the status, or in the 503.
+    assert_eq!(plain, serde_json::json!({"status": "ready"}));
+    assert_eq!(
+        with_detail,
+        serde_json::json!({"status": "ready", "detail": "2 manifests skipped: fraud v2, fraud v4"})
+    );
+    assert_eq!(not_ready.status(), 503);
+    assert_eq!(
+        error_body(not_ready).await["error"]["message"],
+        "not ready: 2 manifests skipped: fraud v2, fraud v4"
+    );
+}
+
+#[tokio::test]
 async fn every_response_has_a_request_id_and_a_callers_id_is_echoed() {
     let app = spawn_app().await;
     let generated = app.get("/healthz").await;

@@ -392,10 +392,12 @@ async fn a_trainer_killed_mid_publish_leaves_no_partial_version_and_the_next_run
     assert_eq!(listed(truth.list_versions(&fraud).await.unwrap()), [1]);
 
     // Act 2: killed while publishing straight into the store, after its artifact and version
-    // claim are written and before its manifest is.
+    // claim are written and before its manifest is. Garage ignores conditional writes, so the
+    // trainer must be told it is the only writer (the registry is idle meanwhile).
     let mut direct = store.clone();
     direct.retain(|(k, _)| k != "S3_ENDPOINT_URL");
     direct.push(("S3_ENDPOINT_URL".into(), to_garage.url.clone()));
+    direct.push(("TRAINER_SOLE_WRITER".into(), "true".into()));
     let prefix = settings.prefix.as_ref().unwrap();
     to_garage.hold(
         &format!(

@@ -12,7 +12,9 @@ use shared_lib::artifact::{ModelKind, encode_artifact};
 use shared_lib::model_id::{AliasName, ModelName, ModelVersion};
 use shared_lib::registry::manifest::NewVersion;
 use shared_lib::registry::{Change, Registry};
-use shared_lib::store::{ObjectKey, ObjectStore, PutMode, StoreLocation};
+use shared_lib::store::{
+    ConditionalWrites, ObjectKey, ObjectStore, PROBE_PREFIX, PutMode, StoreLocation,
+};
 
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
 struct Forest {
@@ -190,6 +192,67 @@ async fn single_writer_keeps_versions_distinct_on_a_store_without_conditional_wr
         assert!(manifest.created_by.starts_with("publisher-"));
     }
     println!("garage: 20 concurrent publishes -> versions 1..=20, none lost");
+}
+
+/// Garage ignores `If-None-Match`: the probe must say so, and the trainer must refuse to
+/// publish straight into it (exit code 2, pointing at `REGISTRY_URL`) unless told it is the
+/// only writer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Garage and the built binaries: run scripts/test.sh"]
+async fn probe_finds_garage_ignores_conditional_writes_and_the_trainer_refuses_it() {
+    use e2e::process::Proc;
+    use std::time::Duration;
+
+    // Arrange
+    let settings = garage_settings("one-writer");
+    let store = ObjectStore::open(&StoreLocation::S3(settings.clone()))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("fraud.csv");
+    let data = data.to_str().unwrap();
+    let mut generate = Proc::spawn(
+        "trainer",
+        &["generate", "fraud", "--rows", "2000", "--out", data],
+        &[],
+    );
+    assert!(generate.wait(Duration::from_secs(60)).await.success());
+    let train = ["train", "fraud", "--data", data, "--trees", "5"];
+    let env = e2e::store_env(&settings);
+
+    // Act 1: the probe.
+    let answer = store.probe_conditional_writes().await.unwrap();
+
+    // Assert 1: ignored, and the probe object is gone.
+    assert_eq!(answer, ConditionalWrites::Ignored);
+    let probe_prefix = ObjectKey::parse(PROBE_PREFIX).unwrap();
+    assert_eq!(store.list(&probe_prefix).await.unwrap(), Vec::new());
+
+    // Act 2: the trainer, publishing straight into Garage.
+    let mut refused = Proc::spawn("trainer", &train, &env);
+    let status = refused.wait(Duration::from_secs(120)).await;
+
+    // Assert 2: refused as a configuration error, nothing published.
+    assert_eq!(status.code(), Some(2), "{}", refused.tail(20));
+    let said = refused.output().join("\n");
+    assert!(said.contains("REGISTRY_URL"), "{said}");
+    let models = ObjectKey::parse("models").unwrap();
+    assert_eq!(store.list(&models).await.unwrap(), Vec::new());
+
+    // Act 3: told it is the only writer.
+    let mut sole = env.clone();
+    sole.push(("TRAINER_SOLE_WRITER".into(), "true".into()));
+    let mut published = Proc::spawn("trainer", &train, &sole);
+    let status = published.wait(Duration::from_secs(120)).await;
+
+    // Assert 3: it publishes.
+    assert!(status.success(), "{}", published.tail(20));
+    let result: serde_json::Value = serde_json::from_str(&published.stdout().join("\n")).unwrap();
+    assert_eq!(result["publication"]["version"], 1, "{result}");
+    println!(
+        "garage: probe -> {answer:?}; trainer straight into it -> exit 2 naming REGISTRY_URL; \
+         with TRAINER_SOLE_WRITER=true -> v1"
+    );
 }
 
 fn raw_client(settings: &shared_lib::store::S3Settings) -> aws_sdk_s3::Client {

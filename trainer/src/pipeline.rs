@@ -20,7 +20,7 @@ use shared_lib::registry::manifest::{
 };
 use shared_lib::registry::{Change, Registry};
 use shared_lib::settings::Env;
-use shared_lib::store::{ObjectStore, StoreLocation};
+use shared_lib::store::{ConditionalWrites, ObjectStore, StoreLocation};
 
 use crate::Error;
 use crate::gate::{ChampionScore, GatePolicy};
@@ -40,10 +40,12 @@ pub struct Context {
 
 impl Context {
     /// Reads `REGISTRY_URL` and `REGISTRY_TOKEN` (publish through the registry service), or
-    /// else `MODEL_STORE` and the S3 variables (publish into the store), and `TRAINER_ACTOR`.
+    /// else `MODEL_STORE` and the S3 variables (publish into the store, see
+    /// [`require_one_writer`]), and `TRAINER_ACTOR`.
     ///
     /// # Errors
-    /// Every bad variable, by name.
+    /// Every bad variable, by name; [`Error::Usage`] for an S3 store that ignores conditional
+    /// writes without `TRAINER_SOLE_WRITER=true`; store errors from probing it.
     pub async fn from_env(env: &mut Env) -> Result<Self, Error> {
         let actor = env
             .optional_string("TRAINER_ACTOR")
@@ -61,10 +63,13 @@ impl Context {
                 ModelRegistry::Api(RegistryClient::new(&url, SecretString::from(token)))
             }
             None => {
+                let sole_writer = env.parse_or("TRAINER_SOLE_WRITER", false);
                 let Some(location) = StoreLocation::from_env(env) else {
                     return Err(Error::Usage("MODEL_STORE is invalid".into()));
                 };
-                ModelRegistry::Store(Registry::new(ObjectStore::open(&location).await?))
+                let store = ObjectStore::open(&location).await?;
+                require_one_writer(&store, sole_writer).await?;
+                ModelRegistry::Store(Registry::new(store))
             }
         };
         Ok(Self {
@@ -72,6 +77,34 @@ impl Context {
             actor,
             progress: Progress::for_stderr(),
         })
+    }
+}
+
+/// Publishing straight into a store is safe for many writers only when its create-new is
+/// atomic; on a store that ignores `If-None-Match` (Garage) two trainers, or a trainer and the
+/// registry service, could take the same version number or overwrite each other's alias
+/// revisions. So the store is probed once per run, before any training, and a store that
+/// ignores conditional writes is refused unless the operator says this trainer is its only
+/// writer (`TRAINER_SOLE_WRITER=true`, which skips the probe). A local directory always
+/// passes (`link(2)`), untried.
+///
+/// # Errors
+/// [`Error::Usage`] (exit code 2: configuration) naming `REGISTRY_URL`; store errors (4).
+pub async fn require_one_writer(store: &ObjectStore, sole_writer: bool) -> Result<(), Error> {
+    if sole_writer {
+        tracing::info!(store = %store.describe(), "TRAINER_SOLE_WRITER is set: publishing straight into the store without probing it.");
+        return Ok(());
+    }
+    match store.probe_conditional_writes().await? {
+        ConditionalWrites::Honoured => Ok(()),
+        ConditionalWrites::Ignored => Err(Error::Usage(format!(
+            "the model store {} ignores conditional writes (If-None-Match), so publishing \
+             straight into it is safe only for its one writer: set REGISTRY_URL (and \
+             REGISTRY_TOKEN) to publish through the registry service, or set \
+             TRAINER_SOLE_WRITER=true if this trainer is the only process that ever writes \
+             to the store (no registry service, no other trainer)",
+            store.describe()
+        ))),
     }
 }
 

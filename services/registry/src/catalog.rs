@@ -114,7 +114,7 @@ pub async fn history(state: &AppState, model: &ModelName) -> Result<Vec<Event>, 
 }
 
 /// Every version of `model` with its manifest, from the index (read from the store only the
-/// first time).
+/// first time); versions whose manifest is corrupt or foreign are left out.
 async fn indexed_versions(
     state: &AppState,
     model: &ModelName,
@@ -122,11 +122,17 @@ async fn indexed_versions(
     let states = state.registry.list_versions(model).await?;
     let mut versions = Vec::with_capacity(states.len());
     for s in states {
-        let manifest = state
+        match state
             .index
             .manifest(&state.registry, model, s.version)
-            .await?;
-        versions.push((s, manifest));
+            .await
+        {
+            Ok(manifest) => versions.push((s, manifest)),
+            // Corrupt or foreign: logged once and reported at start-up (gauge, /readyz);
+            // one bad object must not hide the model's other versions.
+            Err(Error::CorruptRecord { .. }) => {}
+            Err(e) => return Err(e),
+        }
     }
     Ok(versions)
 }

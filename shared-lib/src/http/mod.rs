@@ -9,8 +9,8 @@ mod metrics;
 mod request_context;
 mod server;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -24,17 +24,43 @@ pub use request_context::{
 };
 pub use server::{SHUTDOWN_GRACE, run_server};
 
-/// Whether the service can take traffic (a model is loaded, an index is built).
+/// Whether the service can take traffic (a model is loaded, an index is built), and an
+/// optional sentence for the operator that `/readyz` shows beside its status (e.g. what the
+/// service skipped to become ready). Without a detail, `/readyz` answers exactly as before.
 #[derive(Debug, Clone, Default)]
-pub struct Readiness(Arc<AtomicBool>);
+pub struct Readiness(Arc<ReadinessState>);
+
+#[derive(Debug, Default)]
+struct ReadinessState {
+    ready: AtomicBool,
+    detail: RwLock<Option<String>>,
+}
 
 impl Readiness {
     pub fn set_ready(&self, ready: bool) {
-        self.0.store(ready, Ordering::Release);
+        self.0.ready.store(ready, Ordering::Release);
     }
 
     pub fn is_ready(&self) -> bool {
-        self.0.load(Ordering::Acquire)
+        self.0.ready.load(Ordering::Acquire)
+    }
+
+    /// Sets (or, with `None`, clears) the detail `/readyz` shows. It is public: say what an
+    /// operator needs, nothing internal.
+    pub fn set_detail(&self, detail: Option<String>) {
+        *self
+            .0
+            .detail
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = detail;
+    }
+
+    pub fn detail(&self) -> Option<String> {
+        self.0
+            .detail
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 }
 
@@ -98,12 +124,21 @@ async fn healthz() -> HttpResponse {
         .body("Healthy")
 }
 
-/// `GET /readyz`: 200 once the service can serve, 503 before.
+/// `GET /readyz`: 200 once the service can serve, 503 before; `{"status": "ready"}`, with a
+/// `detail` field when the service set one (in the error message when not ready).
 async fn readyz(readiness: web::Data<Readiness>) -> Result<HttpResponse, ApiError> {
+    let detail = readiness.detail();
     if readiness.is_ready() {
-        Ok(HttpResponse::Ok().json(serde_json::json!({ "status": "ready" })))
+        let mut body = serde_json::json!({ "status": "ready" });
+        if let Some(detail) = detail {
+            body["detail"] = serde_json::Value::String(detail);
+        }
+        Ok(HttpResponse::Ok().json(body))
     } else {
-        Err(ApiError::unavailable("not ready: no model loaded yet"))
+        Err(ApiError::unavailable(match detail {
+            Some(detail) => format!("not ready: {detail}"),
+            None => "not ready: no model loaded yet".to_owned(),
+        }))
     }
 }
 

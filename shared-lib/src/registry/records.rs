@@ -7,6 +7,10 @@ use uuid::Uuid;
 use crate::model_id::{AliasName, ModelName, ModelVersion};
 
 /// Written to take a version number, before the artifact's manifest is written.
+///
+/// Its bytes must differ between writers: an S3 create-new that finds identical bytes takes
+/// them for its own retried write (see `PutMode::CreateNew`). The run id (a fresh uuid per
+/// training run) and the claim time make them differ.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Claim {
     pub run_id: Uuid,

@@ -6,7 +6,8 @@
 //! The interface is deliberately small: whole-object get, put and delete, existence, and
 //! listing.
 //! Everything the registry needs for safety rests on one primitive, [`PutMode::CreateNew`]
-//! ("write this key only if nobody has"), which each backend makes as strong as it can.
+//! ("write this key only if nobody has"), which each backend makes as strong as it can;
+//! [`ObjectStore::probe_conditional_writes`] tells whether a store makes it atomic.
 //! Backends are a closed set, so dispatch is an enum rather than a trait object.
 
 mod local;
@@ -17,7 +18,7 @@ use bytes::Bytes;
 
 pub use local::LocalStore;
 pub use location::{DEFAULT_MODEL_STORE, S3Credentials, S3Settings, StoreLocation};
-pub use s3::S3Store;
+pub use s3::{PROBE_PREFIX, S3Store};
 
 use crate::Error;
 
@@ -29,7 +30,28 @@ pub enum PutMode {
     /// Fail with [`Error::ObjectExists`] if the key exists. Atomic on the local store and on S3
     /// stores that honour `If-None-Match: *`; elsewhere the single writer (the registry
     /// service) serialises the writes, see `DESIGN.md`.
+    ///
+    /// One exception on S3: when the `PutObject` itself is refused (412/409) after the `HEAD`
+    /// found nothing, and the key then holds exactly the bytes of this write, it succeeds. That
+    /// is how a write the SDK retried after a lost response looks (the first attempt stored
+    /// it), and it must not become a false "already exists". It also accepts identical bytes
+    /// that another writer created in the same instant, so a caller that creates a key to
+    /// *claim* something must write bytes no other writer would: the registry's version
+    /// claims carry the run id and the claim time, alias revisions and status records the
+    /// actor and the time, and artifacts are content-addressed (identical bytes are the same
+    /// artifact).
     CreateNew,
+}
+
+/// Whether a store refuses a create-only write (`If-None-Match: *`) to a key that exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConditionalWrites {
+    /// The second of two create-only writes of one key is refused: create-new is atomic, and
+    /// several processes may publish into the store.
+    Honoured,
+    /// The header is ignored and the second write overwrites the first (Garage): only one
+    /// writer may publish into the store.
+    Ignored,
 }
 
 /// A relative object key: `/`-separated segments of safe characters, no `.`/`..` segments.
@@ -170,6 +192,21 @@ impl ObjectStore {
         match self {
             Self::Local(s) => s.list_folders(prefix).await,
             Self::S3(s) => s.list_folders(prefix).await,
+        }
+    }
+
+    /// Whether the store honours conditional writes, found by trying: two raw create-only
+    /// `PutObject`s (`If-None-Match: *`, no `HEAD` first, which would hide the answer) of one
+    /// fresh key below [`PROBE_PREFIX`]; the second must be refused. The probe object is
+    /// deleted afterwards. The local store always honours them (`link(2)`), untried.
+    ///
+    /// # Errors
+    /// [`Error::Store`] when the store fails (unreachable, no write permission).
+    #[tracing::instrument(skip_all, fields(store = %self.describe()))]
+    pub async fn probe_conditional_writes(&self) -> Result<ConditionalWrites, Error> {
+        match self {
+            Self::Local(_) => Ok(ConditionalWrites::Honoured),
+            Self::S3(s) => s.probe_conditional_writes().await,
         }
     }
 

@@ -3,7 +3,13 @@
 //! Create-new is a `HEAD` followed by `PutObject` with `If-None-Match: *`. Stores that honour
 //! the header (AWS, MinIO, s3s) make it atomic; on stores that ignore it (Garage) the `HEAD`
 //! still catches every non-concurrent duplicate and the registry service, as the single
-//! writer, serialises the concurrent ones.
+//! writer, serialises the concurrent ones. [`S3Store::probe_conditional_writes`] finds out
+//! which kind of store this is.
+//!
+//! A create-new `PutObject` refused with 412/409 is checked before it is reported as
+//! [`Error::ObjectExists`]: the SDK retries a `PUT` whose response was lost (a timeout, a 5xx
+//! from a proxy), and if the first attempt had stored the object, the retry is refused by our
+//! own write. When the key holds exactly the bytes sent, the write succeeded.
 
 use std::time::Duration;
 
@@ -17,8 +23,12 @@ use aws_sdk_s3::primitives::ByteStream;
 use bytes::Bytes;
 use secrecy::ExposeSecret;
 
-use super::{ObjectKey, PutMode, S3Settings};
+use super::{ConditionalWrites, ObjectKey, PutMode, S3Settings};
 use crate::Error;
+
+/// Where [`S3Store::probe_conditional_writes`] writes (below the store prefix): not a key the
+/// registry reads, so a probe object left by a crash is harmless; delete it at will.
+pub const PROBE_PREFIX: &str = "_probes/conditional-writes";
 
 #[derive(Debug, Clone)]
 pub struct S3Store {
@@ -139,7 +149,7 @@ impl S3Store {
             .put_object()
             .bucket(&self.bucket)
             .key(self.full_key(key))
-            .body(ByteStream::from(bytes));
+            .body(ByteStream::from(bytes.clone()));
         if mode == PutMode::CreateNew {
             if self.exists(key).await? {
                 return Err(exists());
@@ -149,11 +159,65 @@ impl S3Store {
         match request.send().await {
             Ok(_) => Ok(()),
             // 412: the object exists; 409: another conditional write to it is under way.
-            Err(e) if mode == PutMode::CreateNew && matches!(status_of(&e), Some(412 | 409)) => {
-                Err(exists())
+            Err(e) if mode == PutMode::CreateNew && is_refused_create(&e) => {
+                if self.holds(key, &bytes).await? {
+                    tracing::info!(%key, "A create-only write was refused on retry, and the store holds exactly its bytes: the first attempt succeeded.");
+                    Ok(())
+                } else {
+                    Err(exists())
+                }
             }
             Err(e) => Err(Error::store("put", key.as_str(), e)),
         }
+    }
+
+    /// True when `key` holds exactly `bytes` (see the module doc: a retried create-new).
+    async fn holds(&self, key: &ObjectKey, bytes: &Bytes) -> Result<bool, Error> {
+        match self.get(key).await {
+            Ok(stored) => Ok(stored == *bytes),
+            // 409 without an object: another writer's conditional write is still under way.
+            Err(Error::ObjectNotFound { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// See [`super::ObjectStore::probe_conditional_writes`].
+    pub(super) async fn probe_conditional_writes(&self) -> Result<ConditionalWrites, Error> {
+        let key = ObjectKey::parse(PROBE_PREFIX)?.join(&uuid::Uuid::new_v4().to_string())?;
+        let answer = self.probe_at(&key).await;
+        if let Err(e) = self.delete(&key).await {
+            tracing::warn!(%key, error = %crate::error_chain(&e), "Could not delete the conditional-write probe object.");
+        }
+        let answer = answer?;
+        tracing::info!(store = %self.describe(), ?answer, "Probed the store for conditional writes.");
+        Ok(answer)
+    }
+
+    async fn probe_at(&self, key: &ObjectKey) -> Result<ConditionalWrites, Error> {
+        let fail = |e| Error::store("probe", key.as_str(), e);
+        self.raw_create(key, "first").await.map_err(fail)?;
+        match self.raw_create(key, "second").await {
+            Ok(()) => Ok(ConditionalWrites::Ignored),
+            Err(e) if is_refused_create(&e) => Ok(ConditionalWrites::Honoured),
+            Err(e) => Err(fail(e)),
+        }
+    }
+
+    /// One `PutObject` with `If-None-Match: *` and nothing else: no `HEAD`, no retry check.
+    async fn raw_create(
+        &self,
+        key: &ObjectKey,
+        body: &'static str,
+    ) -> Result<(), SdkError<aws_sdk_s3::operation::put_object::PutObjectError>> {
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(self.full_key(key))
+            .if_none_match("*")
+            .body(ByteStream::from_static(body.as_bytes()))
+            .send()
+            .await
+            .map(|_| ())
     }
 
     /// `DeleteObject`; S3 answers 204 for a missing key too, and a 404 is taken the same way.
@@ -239,6 +303,12 @@ impl S3Store {
         folders.sort();
         Ok((keys, folders))
     }
+}
+
+/// A conditional `PutObject` refused: 412 `PreconditionFailed` (the object exists) or 409
+/// `ConditionalRequestConflict` (another conditional write of it is under way).
+fn is_refused_create<E>(err: &SdkError<E>) -> bool {
+    matches!(status_of(err), Some(412 | 409))
 }
 
 fn status_of<E>(err: &SdkError<E>) -> Option<u16> {

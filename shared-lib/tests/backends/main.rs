@@ -5,6 +5,7 @@
 
 mod harness;
 mod registry_cases;
+mod s3_cases;
 mod store_cases;
 
 /// Generates `local::<case>` and `s3::<case>` tests from `async fn case(&Backend)`.
