@@ -17,11 +17,16 @@ async fn a_registered_version_reads_back_and_downloads_verified() {
     assert_eq!(res.status(), 201);
     let manifest: serde_json::Value = res.json().await.unwrap();
     assert_eq!(manifest["version"], 1);
-    assert_eq!(manifest["created_by"], "tester");
+    assert_eq!(
+        manifest["created_by"], "admin",
+        "the credential's identity, not the body's created_by"
+    );
     let read = app.get_json("/v1/models/fraud/versions/1").await;
     assert_eq!(read["manifest"], manifest);
     assert_eq!(read["status"], "active");
-    let download = app.get("/v1/models/fraud/versions/1/artifact").await;
+    let download = app
+        .get_authorized("/v1/models/fraud/versions/1/artifact")
+        .await;
     assert_eq!(
         download.headers()["x-artifact-sha256"],
         body["artifact_sha256"].as_str().unwrap()
@@ -266,7 +271,7 @@ async fn unknown_things_are_404_and_malformed_paths_400() {
         ("/v2/nothing", 404, "no route"),
     ];
     for (path, status, needle) in cases {
-        let message = error_message(app.get(path).await, status).await;
+        let message = error_message(app.get_authorized(path).await, status).await;
         assert!(message.contains(needle), "{path}: {message}");
     }
 }
