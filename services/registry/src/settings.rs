@@ -79,7 +79,8 @@ impl Settings {
 fn read_credentials(env: &mut Env, token: Option<SecretString>) -> Credentials {
     const FILE: &str = "REGISTRY_CREDENTIALS_FILE";
     let mut credentials = Credentials::default();
-    if let Some(path) = env.optional_string(FILE) {
+    // The literal, not FILE, so that scripts/check_env_names.py sees the name read.
+    if let Some(path) = env.optional_string("REGISTRY_CREDENTIALS_FILE") {
         match std::fs::read_to_string(&path) {
             Ok(text) => match Credentials::parse(&text) {
                 Ok(parsed) => credentials = parsed,
