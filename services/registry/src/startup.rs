@@ -22,7 +22,8 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Application> {
     let store = ObjectStore::open(&settings.common.store).await?;
     let readiness = Readiness::default();
     let metrics = Metrics::new(SERVICE)?;
-    let auth = Auth::new(settings.credentials.clone(), settings.read_auth);
+    let auth = Auth::new(settings.credentials.clone(), settings.read_auth)
+        .with_metrics(metrics.registry())?;
     tracing::info!(credentials = ?settings.credentials, protect_reads = settings.read_auth, "Credentials loaded.");
     let auth_data = web::Data::new(auth.clone());
     let state = web::Data::new(AppState {

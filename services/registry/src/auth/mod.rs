@@ -36,7 +36,9 @@
 //! TLS (the ingress), as any Basic-auth page. The later page actions (issue 13 leaves them to a
 //! later issue) will need CSRF protection, because a browser sends Basic credentials on its own.
 //!
-//! Tokens are never logged; only the identity is.
+//! Tokens are never logged; only the identity is. Refusals are counted in
+//! `registry_auth_refusals_total{reason, scope}` (`reason`: `missing`, `invalid`, `forbidden`,
+//! `unconfigured`): a climbing `invalid` is someone guessing tokens.
 
 pub mod credentials;
 
@@ -49,6 +51,8 @@ use actix_web::dev::Payload;
 use actix_web::http::header::AUTHORIZATION;
 use actix_web::{FromRequest, HttpRequest, web};
 use base64::Engine as _;
+use prometheus::{IntCounterVec, Opts, Registry as Prometheus};
+use shared_lib::http::telemetry_error;
 
 pub use credentials::{Credentials, Scope, Scopes};
 
@@ -59,6 +63,7 @@ use crate::error::{Challenge, Error};
 pub struct Auth {
     credentials: Arc<Credentials>,
     protect_reads: bool,
+    refusals: Option<IntCounterVec>,
 }
 
 /// An authenticated caller: the identity recorded as the actor of what it changes.
@@ -84,6 +89,33 @@ impl Auth {
         Self {
             credentials: Arc::new(credentials),
             protect_reads,
+            refusals: None,
+        }
+    }
+
+    /// Counts refusals in `registry_auth_refusals_total{reason, scope}`.
+    ///
+    /// # Errors
+    /// When the name is already registered (a bug).
+    pub fn with_metrics(mut self, registry: &Prometheus) -> Result<Self, shared_lib::Error> {
+        let counter = IntCounterVec::new(
+            Opts::new(
+                "registry_auth_refusals_total",
+                "Requests refused for their credential, by reason and the scope needed.",
+            ),
+            &["reason", "scope"],
+        )
+        .map_err(telemetry_error)?;
+        registry
+            .register(Box::new(counter.clone()))
+            .map_err(telemetry_error)?;
+        self.refusals = Some(counter);
+        Ok(self)
+    }
+
+    fn refused(&self, reason: &str, scope: Scope) {
+        if let Some(refusals) = &self.refusals {
+            refusals.with_label_values(&[reason, scope.as_str()]).inc();
         }
     }
 
@@ -130,9 +162,13 @@ impl Auth {
         scope: Scope,
         challenge: Challenge,
     ) -> Result<Identity, Error> {
-        let unauthorized = |message| Error::Unauthorized { message, challenge };
+        let unauthorized = |reason, message| {
+            self.refused(reason, scope);
+            Error::Unauthorized { message, challenge }
+        };
         if self.credentials.is_empty() {
             return Err(unauthorized(
+                "unconfigured",
                 "the registry has no credentials (REGISTRY_CREDENTIALS_FILE or REGISTRY_TOKEN), \
                  so it refuses this",
             ));
@@ -142,14 +178,18 @@ impl Auth {
             .get(AUTHORIZATION)
             .ok_or_else(|| {
                 unauthorized(
+                    "missing",
                     "a bearer token is required (Authorization: Bearer <token>, or Basic \
                      <identity>:<token>)",
                 )
             })?
             .to_str()
-            .map_err(|_| unauthorized("the Authorization header is not valid text"))?;
+            .map_err(|_| unauthorized("invalid", "the Authorization header is not valid text"))?;
         let presented = parse_authorization(header).ok_or_else(|| {
-            unauthorized("the Authorization header must be Bearer <token> or Basic credentials")
+            unauthorized(
+                "invalid",
+                "the Authorization header must be Bearer <token> or Basic credentials",
+            )
         })?;
         let (name, scopes) = self
             .credentials
@@ -160,8 +200,9 @@ impl Auth {
                     .as_deref()
                     .is_none_or(|claimed| claimed == *name)
             })
-            .ok_or_else(|| unauthorized("the bearer token is not valid"))?;
+            .ok_or_else(|| unauthorized("invalid", "the bearer token is not valid"))?;
         if !scopes.contains(scope) {
+            self.refused("forbidden", scope);
             tracing::info!(identity = name, %scope, "Refused a request: the credential lacks the scope.");
             return Err(Error::Forbidden {
                 identity: name.to_owned(),

@@ -175,6 +175,43 @@ async fn each_scope_opens_only_its_own_routes_and_403_names_the_missing_scope() 
     }
 }
 
+/// Refusals are counted by reason and scope, so token guessing shows in the metrics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_are_counted_by_reason_and_scope() {
+    // Arrange
+    let app = spawn_app(&[]).await;
+    let artifact = "/v1/models/fraud/versions/1/artifact";
+    // Act: one missing, two invalid, one forbidden.
+    app.get(artifact).await;
+    for token in ["guess-0123456789abcdef", "guess-fedcba9876543210"] {
+        app.client
+            .get(app.url(artifact))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+    }
+    send_as(&app, "reader", "POST", "/v1/models/fraud/gc", &json!({})).await;
+    // Assert
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    let count = |reason: &str, scope: &str| {
+        shared_lib::testing::metric_sum(
+            &metrics,
+            "registry_auth_refusals_total",
+            &[("reason", reason), ("scope", scope)],
+        )
+    };
+    assert_eq!(
+        (
+            count("missing", "read"),
+            count("invalid", "read"),
+            count("forbidden", "archive")
+        ),
+        (1.0, 2.0, 1.0),
+        "{metrics}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn artifact_downloads_need_a_read_credential_while_metadata_stays_open() {
     let app = spawn_app(&[]).await;
