@@ -108,7 +108,9 @@ def strip_comments(text: str) -> str:
 
 
 def blank_strings(text: str) -> str:
-    return re.sub(r'"(?:\\.|[^"\\])*"', lambda m: '"' + " " * (len(m.group(0)) - 2) + '"', text)
+    # re.S: a string may continue over a line break (`"...\<newline>..."`).
+    return re.sub(r'"(?:\\.|[^"\\])*"', lambda m: '"' + " " * (len(m.group(0)) - 2) + '"', text,
+                  flags=re.S)
 
 
 def split_items(text: str) -> list[str]:

@@ -266,8 +266,15 @@ impl RegistryApi {
                 .clone();
             let artifact = self
                 .service
-                .get(&format!("/v1/models/{model}/versions/{v}/artifact"))
-                .await;
+                .client
+                .get(format!(
+                    "{}/v1/models/{model}/versions/{v}/artifact",
+                    self.url()
+                ))
+                .bearer_auth(REGISTRY_TOKEN)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("artifact of version {v}: {e}"));
             assert_eq!(artifact.status(), 200, "artifact of version {v}");
             let bytes = artifact
                 .bytes()

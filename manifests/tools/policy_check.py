@@ -9,6 +9,8 @@ model servers are Deployments with an HPA; the registry, the single writer, is a
 of exactly one replica with a headless governing Service (never a Deployment: even with
 Recreate, a Deployment can run a second pod while the first is cut off on a partitioned node).
 Every CronJob: Forbid, restartPolicy Never, a deadline.
+Every workload's pods: selected by a default-deny NetworkPolicy (Ingress and Egress, no rules)
+and by a NetworkPolicy that says what they may do.
 
 Usage: policy_check.py RENDERED.yaml...   Exit status 1 lists every violation.
 """
@@ -30,6 +32,41 @@ def pod_spec(doc):
     return None
 
 
+def pod_labels(doc):
+    if doc["kind"] in ("Deployment", "StatefulSet"):
+        return doc["spec"]["template"].get("metadata", {}).get("labels", {})
+    if doc["kind"] == "CronJob":
+        return doc["spec"]["jobTemplate"]["spec"]["template"].get("metadata", {}).get("labels", {})
+    return {}
+
+
+def selects(policy, labels):
+    """Whether a NetworkPolicy's podSelector selects pods with these labels."""
+    selector = policy["spec"].get("podSelector", {})
+    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
+        return False
+    for e in selector.get("matchExpressions", []):
+        value, values = labels.get(e["key"]), e.get("values", [])
+        if not {"In": value in values, "NotIn": value not in values, "Exists": value is not None,
+                "DoesNotExist": value is None}[e["operator"]]:
+            return False
+    return True
+
+
+def check_network_policies(d, name, policies):
+    labels = pod_labels(d)
+    chosen = [p for p in policies if selects(p, labels)]
+    deny = [p for p in chosen if {"Ingress", "Egress"} <= set(p["spec"].get("policyTypes", []))
+            and not p["spec"].get("ingress") and not p["spec"].get("egress")]
+    allow = [p for p in chosen if p["spec"].get("ingress") or p["spec"].get("egress")]
+    bad = []
+    if not deny:
+        bad.append(f"{name}: no default-deny NetworkPolicy (Ingress and Egress, no rules) selects its pods")
+    if not allow:
+        bad.append(f"{name}: no NetworkPolicy says what its pods may reach or be reached by")
+    return bad
+
+
 def check(docs, where):
     bad = []
     by_kind = {}
@@ -40,6 +77,7 @@ def check(docs, where):
         if spec is None:
             continue
         name = f"{where}: {d['kind']}/{d['metadata']['name']}"
+        bad += check_network_policies(d, name, list(by_kind.get("NetworkPolicy", {}).values()))
         psc = spec.get("securityContext", {})
         if psc.get("runAsNonRoot") is not True or psc.get("seccompProfile", {}).get("type") != "RuntimeDefault":
             bad.append(f"{name}: pod needs runAsNonRoot and seccomp RuntimeDefault")

@@ -6,17 +6,32 @@
 use std::process::Command;
 
 const TOKEN: &str = "page-token-0123456789";
+/// The page's reader: a named credential with only the read scope.
+const VIEWER_TOKEN: &str = "viewer-token-0123456789";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Chromium (apt-get install chromium): run scripts/test.sh"]
 async fn headless_chromium_renders_models_versions_aliases_and_the_chart() {
-    // Arrange: a registry on a local store with three versions and a production alias.
+    // Arrange: a registry on a local store with three versions and a production alias, its
+    // reads protected; the browser signs in with HTTP Basic as `viewer` (a read credential
+    // from the credentials file), by the credentials in the URL.
     let store = std::env::temp_dir().join(format!("registry-page-{}", uuid::Uuid::new_v4()));
+    let credentials = tempfile::NamedTempFile::new().unwrap();
+    let viewer_hash: String = registry::auth::credentials::token_sha256(VIEWER_TOKEN)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    std::fs::write(credentials.path(), format!("viewer read {viewer_hash}\n")).unwrap();
     let env = [
         ("MODEL_STORE", store.to_str().unwrap()),
         ("HOST", "127.0.0.1"),
         ("PORT", "0"),
         ("REGISTRY_TOKEN", TOKEN),
+        (
+            "REGISTRY_CREDENTIALS_FILE",
+            credentials.path().to_str().unwrap(),
+        ),
+        ("REGISTRY_READ_AUTH", "true"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -44,7 +59,8 @@ async fn headless_chromium_renders_models_versions_aliases_and_the_chart() {
 
     // Act: the browser loads the page.
     let shot = std::env::temp_dir().join("registry-page.png");
-    let chromium = |extra: &[&str]| {
+    let signed_in = url.replacen("http://", &format!("http://viewer:{VIEWER_TOKEN}@"), 1);
+    let chromium = |extra: &[&str], url: &str| {
         let mut cmd = Command::new("chromium");
         cmd.args([
             "--headless",
@@ -63,14 +79,18 @@ async fn headless_chromium_renders_models_versions_aliases_and_the_chart() {
                 .display()
         ))
         .args(extra)
-        .arg(&url);
+        .arg(url);
         cmd.output().unwrap()
     };
-    let dom = chromium(&["--dump-dom"]);
-    let screenshot = chromium(&[
-        "--window-size=1000,900",
-        &format!("--screenshot={}", shot.display()),
-    ]);
+    let dom = chromium(&["--dump-dom"], &signed_in);
+    let anonymous = chromium(&["--dump-dom"], &url);
+    let screenshot = chromium(
+        &[
+            "--window-size=1000,900",
+            &format!("--screenshot={}", shot.display()),
+        ],
+        &signed_in,
+    );
 
     // Assert
     assert!(
@@ -93,6 +113,11 @@ async fn headless_chromium_renders_models_versions_aliases_and_the_chart() {
             "{needle} missing from the rendered DOM"
         );
     }
+    let anonymous = String::from_utf8_lossy(&anonymous.stdout);
+    assert!(
+        !anonymous.contains("<h2>fraud</h2>"),
+        "without credentials the page must not render: {anonymous}"
+    );
     assert_eq!(
         dom.matches("<circle").count(),
         3,

@@ -33,13 +33,15 @@ use crate::split::{HeldOutRows, RowKey};
 pub struct Context {
     /// Where champions are read and models published: the registry service, or the store.
     pub registry: ModelRegistry,
-    /// Recorded as who published and who moved aliases.
+    /// Recorded as who published and who moved aliases when publishing straight into a store;
+    /// through the registry service, the registry records the credential's identity instead.
     pub actor: String,
     pub progress: Progress,
 }
 
 impl Context {
-    /// Reads `REGISTRY_URL` and `REGISTRY_TOKEN` (publish through the registry service), or
+    /// Reads `REGISTRY_URL` and `REGISTRY_TOKEN` (publish through the registry service; the
+    /// token's credential needs the `read`, `publish` and `promote` scopes), or
     /// else `MODEL_STORE` and the S3 variables (publish into the store, see
     /// [`require_one_writer`]), and `TRAINER_ACTOR`.
     ///

@@ -2,8 +2,11 @@
 //! service's HTTP API ([`RegistryClient`]).
 //!
 //! With `REGISTRY_URL` set (the normal case on S3), every read and write goes through the
-//! registry's HTTP API with `REGISTRY_TOKEN`: the registry is the single writer of registry
-//! metadata, so the trainer needs no store credentials at all. Without it the trainer opens
+//! registry's HTTP API with `REGISTRY_TOKEN`, sent as a bearer token on every request, the
+//! champion's artifact download included: the registry is the single writer of registry
+//! metadata, so the trainer needs no store credentials at all. Its credential needs the
+//! scopes `read` (the champion's manifest and artifact), `publish` and `promote` (the quality
+//! gate moves `production`); the registry records its identity as the actor. Without it the trainer opens
 //! `MODEL_STORE` itself, which is safe for a local directory (create-new is `link(2)`), and for
 //! S3 stores that honour conditional writes.
 

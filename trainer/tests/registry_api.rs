@@ -17,12 +17,28 @@ use trainer::registry_client::{ModelRegistry, RegistryClient};
 
 const TOKEN: &str = "trainer-test-token-0123";
 
+/// The registry, with one credential: `trainer`, holding the scopes the trainer needs (read
+/// the champion, publish, promote) and no more.
 async fn start_registry(s3: &TestS3) -> String {
+    let credentials = tempfile::NamedTempFile::new().unwrap();
+    let hash: String = registry::auth::credentials::token_sha256(TOKEN)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    std::fs::write(
+        credentials.path(),
+        format!("trainer read,publish,promote {hash}\n"),
+    )
+    .unwrap();
     let mut env = s3.service_env("trainer-registry", Some("models"));
-    env.push(("REGISTRY_TOKEN".to_owned(), TOKEN.to_owned()));
-    let app = registry::build(&registry::Settings::from_env(Env::from_pairs(env)).unwrap())
-        .await
-        .unwrap();
+    env.push((
+        "REGISTRY_CREDENTIALS_FILE".to_owned(),
+        credentials.path().to_str().unwrap().to_owned(),
+    ));
+    // The file is read once, at start-up.
+    let settings = registry::Settings::from_env(Env::from_pairs(env)).unwrap();
+    drop(credentials);
+    let app = registry::build(&settings).await.unwrap();
     let url = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());
     shared_lib::testing::wait_until_ready(&url).await;
@@ -112,7 +128,8 @@ async fn training_publishes_and_gates_through_the_registry_api() {
             .await
             .unwrap();
     assert_eq!(production["version"], 1);
-    assert_eq!(production["actor"], "trainer@test");
+    // Through the registry, the actor is the credential's identity, not TRAINER_ACTOR.
+    assert_eq!(production["actor"], "trainer");
     let v2: serde_json::Value = reqwest::get(format!("{url}/v1/models/fraud/versions/2"))
         .await
         .unwrap()
@@ -121,7 +138,7 @@ async fn training_publishes_and_gates_through_the_registry_api() {
         .unwrap();
     assert_eq!(v2["manifest"]["gate"]["champion_version"], 1);
     assert_eq!(v2["manifest"]["gate"]["promoted"], false);
-    assert_eq!(v2["manifest"]["created_by"], "trainer@test");
+    assert_eq!(v2["manifest"]["created_by"], "trainer");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

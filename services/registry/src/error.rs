@@ -4,28 +4,71 @@
 #![warn(clippy::wildcard_enum_match_arm)]
 
 use actix_web::http::StatusCode;
+use actix_web::http::header::{HeaderValue, WWW_AUTHENTICATE};
 use actix_web::{HttpResponse, ResponseError};
 use shared_lib::http::{ApiError, ErrorCode};
 
+use crate::auth::Scope;
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{0}")]
-    Unauthorized(&'static str),
+    /// No valid credential (401).
+    #[error("{message}")]
+    Unauthorized {
+        message: &'static str,
+        challenge: Challenge,
+    },
+    /// A valid credential without the scope the route needs (403).
+    #[error("{identity} may not do this: it needs the {scope} scope")]
+    Forbidden { identity: String, scope: Scope },
     #[error("{0}")]
     BadRequest(String),
+    /// A bug in how the service is put together (500; the message is logged, not sent).
+    #[error("{0}")]
+    Internal(&'static str),
     #[error(transparent)]
     Library(#[from] shared_lib::Error),
+}
+
+/// What a 401 asks the client for (`WWW-Authenticate`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Challenge {
+    /// API clients: `Bearer`.
+    Bearer,
+    /// The page: makes a browser ask for an identity and token (see `crate::auth`).
+    Basic,
+}
+
+impl Challenge {
+    fn header(self) -> HeaderValue {
+        match self {
+            Self::Bearer => HeaderValue::from_static("Bearer"),
+            Self::Basic => {
+                HeaderValue::from_static("Basic realm=\"model registry\", charset=\"UTF-8\"")
+            }
+        }
+    }
 }
 
 impl Error {
     fn to_api(&self) -> ApiError {
         match self {
-            Self::Unauthorized(_) => ApiError::new(
+            Self::Unauthorized { .. } => ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 ErrorCode::Unauthorized,
                 self.to_string(),
             ),
+            Self::Forbidden { .. } => ApiError::new(
+                StatusCode::FORBIDDEN,
+                ErrorCode::Forbidden,
+                self.to_string(),
+            ),
             Self::BadRequest(_) => ApiError::bad_request(self.to_string()),
+            Self::Internal(_) => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                ErrorCode::Internal,
+                "internal error",
+            ),
             Self::Library(e) => ApiError::from(e),
         }
     }
@@ -37,12 +80,13 @@ impl ResponseError for Error {
     }
 
     fn error_response(&self) -> HttpResponse {
+        if let Self::Internal(what) = self {
+            tracing::error!(error = what, "Internal error.");
+        }
         let mut res = self.to_api().error_response();
-        if matches!(self, Self::Unauthorized(_)) {
-            res.headers_mut().insert(
-                actix_web::http::header::WWW_AUTHENTICATE,
-                actix_web::http::header::HeaderValue::from_static("Bearer"),
-            );
+        if let Self::Unauthorized { challenge, .. } = self {
+            res.headers_mut()
+                .insert(WWW_AUTHENTICATE, challenge.header());
         }
         res
     }

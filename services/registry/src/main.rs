@@ -3,6 +3,9 @@ use shared_lib::settings::Env;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    if std::env::args().nth(1).as_deref() == Some("hash-token") {
+        return registry::auth::credentials::hash_token_command();
+    }
     let settings = Settings::from_env(Env::from_process())?;
     let _telemetry = shared_lib::telemetry::init(&settings.common.telemetry)?;
     registry::build(&settings)

@@ -2,8 +2,9 @@
 //!
 //! | variable | default | meaning |
 //! |---|---|---|
-//! | `REGISTRY_TOKEN` | unset: mutations refused | bearer token for registrations, alias moves, archive (from a Kubernetes Secret) |
-//! | `REGISTRY_READ_AUTH` | `false` | when `true`, reads need the token too |
+//! | `REGISTRY_CREDENTIALS_FILE` | unset | path of the credentials file: one `identity scopes token-sha256` line per credential (format in `auth::credentials`; a mounted Kubernetes Secret) |
+//! | `REGISTRY_TOKEN` | unset | legacy single credential: identity `admin` with every scope (a Kubernetes Secret); with neither set, every change and download is refused |
+//! | `REGISTRY_READ_AUTH` | `false` | when `true`, metadata reads and the page need the `read` scope too; artifact downloads always need it |
 //! | `MAX_UPLOAD_BYTES` | 268435456 | largest registration body (artifact base64 plus manifest) |
 //! | `RETAIN_VERSIONS` | unset | after each registration, keep the newest N versions of that model (plus aliased and kept ones) |
 //! | `RETAIN_DAYS` | unset | after each registration, keep the versions created in the last N days (plus aliased and kept ones); at most 36500 |
@@ -21,13 +22,15 @@ use shared_lib::service::CommonSettings;
 use shared_lib::settings::Env;
 
 use crate::SERVICE;
+use crate::auth::{Credentials, Scope};
 
 pub const DEFAULT_PORT: u16 = 8082;
 
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub common: CommonSettings,
-    pub token: Option<SecretString>,
+    /// From `REGISTRY_CREDENTIALS_FILE` and `REGISTRY_TOKEN`.
+    pub credentials: Credentials,
     pub read_auth: bool,
     pub max_upload_bytes: usize,
     /// Applied after each registration; `None`: no automatic retention.
@@ -43,11 +46,13 @@ impl Settings {
         if token.as_ref().is_some_and(|t| t.len() < 16) {
             env.problem("REGISTRY_TOKEN", "must have at least 16 characters");
         }
+        let credentials = read_credentials(&mut env, token.map(SecretString::from));
         let read_auth = env.parse_or("REGISTRY_READ_AUTH", false);
-        if read_auth && token.is_none() {
+        if read_auth && !credentials.any_with(Scope::Read) {
             env.problem(
                 "REGISTRY_READ_AUTH",
-                "is true but REGISTRY_TOKEN is not set",
+                "is true but no credential has the read scope (REGISTRY_CREDENTIALS_FILE, \
+                 REGISTRY_TOKEN)",
             );
         }
         let max_upload_bytes = env.parse_or("MAX_UPLOAD_BYTES", 256 * 1024 * 1024usize);
@@ -62,12 +67,38 @@ impl Settings {
         })?;
         Ok(Self {
             common,
-            token: token.map(SecretString::from),
+            credentials,
             read_auth,
             max_upload_bytes,
             retention: RetentionPolicy::new(retain_versions, retain_days),
         })
     }
+}
+
+/// The credentials file, if any, plus the legacy token; every problem recorded by name and line.
+fn read_credentials(env: &mut Env, token: Option<SecretString>) -> Credentials {
+    const FILE: &str = "REGISTRY_CREDENTIALS_FILE";
+    let mut credentials = Credentials::default();
+    // The literal, not FILE, so that scripts/check_env_names.py sees the name read.
+    if let Some(path) = env.optional_string("REGISTRY_CREDENTIALS_FILE") {
+        match std::fs::read_to_string(&path) {
+            Ok(text) => match Credentials::parse(&text) {
+                Ok(parsed) => credentials = parsed,
+                Err(problems) => {
+                    for problem in problems {
+                        env.problem(FILE, format!("{path} {problem}"));
+                    }
+                }
+            },
+            Err(e) => env.problem(FILE, format!("cannot read {path}: {e}")),
+        }
+    }
+    if let Some(token) = token
+        && let Err(e) = credentials.add_legacy_token(&token)
+    {
+        env.problem("REGISTRY_TOKEN", e);
+    }
+    credentials
 }
 
 /// An optional whole number of at least 1; 0 is refused rather than read as "keep nothing".
@@ -119,5 +150,63 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("RETAIN_DAYS: must be at most 36500"), "{err}");
+    }
+
+    fn credentials_file(text: &str) -> tempfile::NamedTempFile {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), text).unwrap();
+        file
+    }
+
+    #[test]
+    fn a_bad_credentials_file_is_named_with_each_bad_line() {
+        let file = credentials_file("ci read,publish 00\nops reed 0000\n");
+        let path = file.path().to_str().unwrap();
+        let err = settings(&[("REGISTRY_CREDENTIALS_FILE", path)])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&format!(
+                "REGISTRY_CREDENTIALS_FILE: {path} line 1: the token sha256"
+            )),
+            "{err}"
+        );
+        assert!(err.contains("line 2: unknown scope \"reed\""), "{err}");
+        let missing = settings(&[("REGISTRY_CREDENTIALS_FILE", "/nonexistent/credentials")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            missing.contains("REGISTRY_CREDENTIALS_FILE: cannot read /nonexistent/credentials"),
+            "{missing}"
+        );
+    }
+
+    #[test]
+    fn the_file_and_the_legacy_token_combine_and_read_auth_needs_a_reader() {
+        let hash = hex::encode(crate::auth::credentials::token_sha256(
+            "ci-token-0123456789",
+        ));
+        let file = credentials_file(&format!("ci publish {hash}\n"));
+        let path = file.path().to_str().unwrap();
+        let both = settings(&[
+            ("REGISTRY_CREDENTIALS_FILE", path),
+            ("REGISTRY_TOKEN", "admin-token-0123456789"),
+            ("REGISTRY_READ_AUTH", "true"),
+        ])
+        .unwrap();
+        assert_eq!(
+            format!("{:?}", both.credentials),
+            "{\"ci\": publish, \"admin\": read,publish,promote,archive}"
+        );
+        let err = settings(&[
+            ("REGISTRY_CREDENTIALS_FILE", path),
+            ("REGISTRY_READ_AUTH", "true"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("REGISTRY_READ_AUTH: is true but no credential has the read scope"),
+            "{err}"
+        );
     }
 }

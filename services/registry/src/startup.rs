@@ -24,10 +24,14 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Application> {
     let store = ObjectStore::open(&settings.common.store).await?;
     let readiness = Readiness::default();
     let metrics = Metrics::new(SERVICE)?;
+    let auth = Auth::new(settings.credentials.clone(), settings.read_auth)
+        .with_metrics(metrics.registry())?;
+    tracing::info!(credentials = ?settings.credentials, protect_reads = settings.read_auth, "Credentials loaded.");
+    let auth_data = web::Data::new(auth.clone());
     let state = web::Data::new(AppState {
         registry: Registry::new(store),
         index: ManifestIndex::default(),
-        auth: Auth::new(settings.token.as_ref(), settings.read_auth),
+        auth,
         max_upload_bytes: settings.max_upload_bytes,
         retention: settings.retention,
         retention_metrics: RetentionMetrics::register(metrics.registry())?,
@@ -39,7 +43,7 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Application> {
     let indexing = tokio::spawn(rebuild_index(state.clone(), readiness.clone(), skipped));
     let max_upload = settings.max_upload_bytes;
     let app = Application::build(&settings.common, metrics, readiness, move |cfg| {
-        cfg.app_data(state.clone());
+        cfg.app_data(state.clone()).app_data(auth_data.clone());
         routes::models::configure(cfg);
         routes::versions::configure(cfg, max_upload);
         routes::aliases::configure(cfg);

@@ -30,6 +30,8 @@ pub enum ErrorCode {
     Conflict,
     PayloadTooLarge,
     Unauthorized,
+    /// A valid credential that lacks the permission (scope) the request needs.
+    Forbidden,
     UnsupportedMediaType,
     /// Not ready, or a dependency (the store) is unreachable.
     Unavailable,

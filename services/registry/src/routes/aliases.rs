@@ -1,6 +1,6 @@
 //! Aliases: list, read (now or at a time), move with compare-and-swap, roll back.
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::json;
@@ -8,7 +8,8 @@ use shared_lib::model_id::{AliasName, ModelName, ModelVersion};
 use shared_lib::registry::Change;
 use shared_lib::registry::records::alias_version_at;
 
-use super::{AppState, ChangeRequest, actor};
+use super::{AppState, ChangeRequest};
+use crate::auth::{Caller, Promote, Reader};
 use crate::error::Error;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -28,11 +29,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 async fn list_aliases(
-    req: HttpRequest,
+    _: Reader,
     path: web::Path<ModelName>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, Error> {
-    state.auth.require_read(&req)?;
     let aliases = state.registry.list_aliases(&path).await?;
     Ok(HttpResponse::Ok().json(json!({ "model": path.into_inner(), "aliases": aliases })))
 }
@@ -45,12 +45,11 @@ struct AtQuery {
 }
 
 async fn get_alias(
-    req: HttpRequest,
+    _: Reader,
     path: web::Path<(ModelName, AliasName)>,
     query: web::Query<AtQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, Error> {
-    state.auth.require_read(&req)?;
     let (model, alias) = path.into_inner();
     let Some(at) = query.at else {
         return Ok(HttpResponse::Ok().json(state.registry.alias(&model, &alias).await?));
@@ -73,21 +72,21 @@ struct MoveRequest {
     #[serde(default)]
     expected_version: Option<ModelVersion>,
     reason: Option<String>,
+    /// Accepted from older clients and ignored: the actor is the caller's identity.
+    #[expect(dead_code, reason = "accepted from older clients and ignored")]
     actor: Option<String>,
 }
 
 async fn move_alias(
-    req: HttpRequest,
+    caller: Caller<Promote>,
     path: web::Path<(ModelName, AliasName)>,
     body: web::Json<MoveRequest>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, Error> {
-    state.auth.require_write(&req)?;
     let (model, alias) = path.into_inner();
     let body = body.into_inner();
-    let who = actor(&req, body.actor.as_deref());
     let change = Change {
-        actor: &who,
+        actor: caller.name(),
         reason: body.reason.as_deref(),
     };
     let record = state
@@ -101,16 +100,14 @@ async fn move_alias(
 /// back from, archived or deleted; the answer says which and why (see
 /// `shared_lib::registry::rollback`).
 async fn rollback_alias(
-    req: HttpRequest,
+    caller: Caller<Promote>,
     path: web::Path<(ModelName, AliasName)>,
     body: Option<web::Json<ChangeRequest>>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, Error> {
-    state.auth.require_write(&req)?;
     let (model, alias) = path.into_inner();
     let body = ChangeRequest::or_default(body);
-    let who = body.actor(&req);
-    let change = body.change(&who);
+    let change = body.change(caller.name());
     let rollback = state
         .registry
         .rollback_alias(&model, &alias, &change)

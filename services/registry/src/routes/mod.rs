@@ -9,7 +9,7 @@ pub mod versions;
 /// The OpenAPI document, `services/registry/openapi.json`.
 pub const OPENAPI_JSON: &str = include_str!("../../openapi.json");
 
-use actix_web::{HttpRequest, web};
+use actix_web::web;
 use serde::Deserialize;
 use shared_lib::registry::retention::RetentionPolicy;
 use shared_lib::registry::{Change, Registry};
@@ -30,11 +30,18 @@ pub struct AppState {
 }
 
 /// The optional body of a change that needs only who and why: archive, keep, unkeep, rollback.
+///
+/// Who is the caller's credential identity ([`crate::auth::Caller`]), never the body: `actor`
+/// is still accepted so that older clients keep working, and ignored.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChangeRequest {
     pub reason: Option<String>,
-    pub actor: Option<String>,
+    #[expect(
+        dead_code,
+        reason = "accepted from older clients and ignored: see the type's docs"
+    )]
+    actor: Option<String>,
 }
 
 impl ChangeRequest {
@@ -43,29 +50,11 @@ impl ChangeRequest {
         body.map(web::Json::into_inner).unwrap_or_default()
     }
 
-    /// Who makes the change (see [`actor`]).
-    pub fn actor(&self, req: &HttpRequest) -> String {
-        actor(req, self.actor.as_deref())
-    }
-
-    /// The change, made by `who` (from [`ChangeRequest::actor`]) for the body's reason.
+    /// The change, made by `who` (the caller's identity) for the body's reason.
     pub fn change<'a>(&'a self, who: &'a str) -> Change<'a> {
         Change {
             actor: who,
             reason: self.reason.as_deref(),
         }
     }
-}
-
-/// Who is making a change: the body's `actor`, else the `X-Actor` header, else `api`.
-pub fn actor(req: &HttpRequest, from_body: Option<&str>) -> String {
-    from_body
-        .map(str::to_owned)
-        .or_else(|| {
-            req.headers()
-                .get("x-actor")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        })
-        .unwrap_or_else(|| "api".to_owned())
 }

@@ -2,12 +2,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 use serde_json::json;
 use shared_lib::model_id::{ModelName, ModelVersion};
 
 use super::AppState;
+use crate::auth::Reader;
 use crate::catalog;
 use crate::error::Error;
 
@@ -20,17 +21,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         );
 }
 
-async fn list_models(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, Error> {
-    state.auth.require_read(&req)?;
+async fn list_models(_: Reader, state: web::Data<AppState>) -> Result<HttpResponse, Error> {
     Ok(HttpResponse::Ok().json(json!({ "models": catalog::models(&state).await? })))
 }
 
 async fn list_events(
-    req: HttpRequest,
+    _: Reader,
     path: web::Path<ModelName>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, Error> {
-    state.auth.require_read(&req)?;
     let events = catalog::history(&state, &path).await?;
     Ok(HttpResponse::Ok().json(json!({ "model": path.into_inner(), "events": events })))
 }
@@ -44,12 +43,11 @@ struct CompareQuery {
 
 /// Both versions' metrics side by side, with `b - a` for metrics both have.
 async fn compare_versions(
-    req: HttpRequest,
+    _: Reader,
     path: web::Path<ModelName>,
     query: web::Query<CompareQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, Error> {
-    state.auth.require_read(&req)?;
     let a = state
         .index
         .manifest(&state.registry, &path, query.a)

@@ -3,11 +3,12 @@
 
 use std::fmt::Write as _;
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpResponse, web};
 
 use shared_lib::registry::records::EventKind;
 
 use super::AppState;
+use crate::auth::PageReader;
 use crate::catalog::{self, VersionView};
 use crate::error::Error;
 
@@ -18,8 +19,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// The metric charted: the first of these a model's versions have.
 const MAIN_METRICS: [&str; 5] = ["roc_auc", "ndcg_at_k", "rmse", "pr_auc", "precision_at_k"];
 
-async fn index_page(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, Error> {
-    state.auth.require_read(&req)?;
+/// When reads are protected, the [`PageReader`] answers 401 with a Basic challenge, so the
+/// browser asks for an identity and token (see `crate::auth`).
+async fn index_page(_: PageReader, state: web::Data<AppState>) -> Result<HttpResponse, Error> {
     let mut html = String::from(HEAD);
     let models = catalog::models(&state).await?;
     if models.is_empty() {

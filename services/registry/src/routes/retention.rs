@@ -2,14 +2,15 @@
 
 use std::num::NonZeroU32;
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 use serde_json::json;
 use shared_lib::model_id::{ModelName, ModelVersion};
 use shared_lib::registry::Change;
 use shared_lib::registry::retention::{MAX_RETAIN_DAYS, RetentionPolicy};
 
-use super::{AppState, ChangeRequest, actor};
+use super::{AppState, ChangeRequest};
+use crate::auth::{Archive, Caller};
 use crate::error::Error;
 use crate::retention;
 
@@ -35,6 +36,8 @@ struct GcRequest {
     #[serde(default)]
     dry_run: bool,
     reason: Option<String>,
+    /// Accepted from older clients and ignored: the actor is the caller's identity.
+    #[expect(dead_code, reason = "accepted from older clients and ignored")]
     actor: Option<String>,
 }
 
@@ -42,12 +45,11 @@ struct GcRequest {
 /// The body is optional but, when present, must parse: a misspelt `dry_run` must not become a
 /// real run.
 async fn gc(
-    req: HttpRequest,
+    caller: Caller<Archive>,
     path: web::Path<ModelName>,
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, Error> {
-    state.auth.require_write(&req)?;
     let body: GcRequest = if body.iter().all(u8::is_ascii_whitespace) {
         GcRequest::default()
     } else {
@@ -68,9 +70,8 @@ async fn gc(
                     .into(),
             )
         })?;
-    let who = actor(&req, body.actor.as_deref());
     let change = Change {
-        actor: &who,
+        actor: caller.name(),
         reason: body.reason.as_deref(),
     };
     let report = retention::apply(&state, &path, &policy, &change, body.dry_run).await?;
@@ -78,36 +79,34 @@ async fn gc(
 }
 
 async fn keep(
-    req: HttpRequest,
+    caller: Caller<Archive>,
     path: web::Path<(ModelName, ModelVersion)>,
     body: Option<web::Json<ChangeRequest>>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, Error> {
-    set_keep(req, path, body, state, true).await
+    set_keep(caller, path, body, state, true).await
 }
 
 async fn unkeep(
-    req: HttpRequest,
+    caller: Caller<Archive>,
     path: web::Path<(ModelName, ModelVersion)>,
     body: Option<web::Json<ChangeRequest>>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, Error> {
-    set_keep(req, path, body, state, false).await
+    set_keep(caller, path, body, state, false).await
 }
 
 /// Sets or lifts the keep marker; answers whether anything changed.
 async fn set_keep(
-    req: HttpRequest,
+    caller: Caller<Archive>,
     path: web::Path<(ModelName, ModelVersion)>,
     body: Option<web::Json<ChangeRequest>>,
     state: web::Data<AppState>,
     keep: bool,
 ) -> Result<HttpResponse, Error> {
-    state.auth.require_write(&req)?;
     let (model, version) = path.into_inner();
     let body = ChangeRequest::or_default(body);
-    let who = body.actor(&req);
-    let change = body.change(&who);
+    let change = body.change(caller.name());
     let changed = state
         .registry
         .keep_version(&model, version, keep, &change)

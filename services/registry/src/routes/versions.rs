@@ -1,6 +1,6 @@
 //! Versions: list, read, download, register (then retention, when configured), archive.
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpResponse, web};
 use base64::Engine as _;
 use bytes::Bytes;
 use serde::Deserialize;
@@ -11,7 +11,8 @@ use shared_lib::registry::manifest::{
     DataFingerprint, FeatureSchema, GateDecision, HeldOutRule, NewVersion,
 };
 
-use super::{AppState, ChangeRequest, actor};
+use super::{AppState, ChangeRequest};
+use crate::auth::{Archive, Caller, Publish, Read, Reader};
 use crate::error::Error;
 use crate::{catalog, retention};
 
@@ -51,12 +52,11 @@ struct ListQuery {
 }
 
 async fn list_versions(
-    req: HttpRequest,
+    _: Reader,
     path: web::Path<ModelName>,
     query: web::Query<ListQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, Error> {
-    state.auth.require_read(&req)?;
     let q = query.into_inner();
     let status = q.status.as_deref().unwrap_or("all");
     if !matches!(status, "all" | "active" | "archived" | "deleted") {
@@ -104,11 +104,10 @@ async fn list_versions(
 }
 
 async fn get_version(
-    req: HttpRequest,
+    _: Reader,
     path: web::Path<(ModelName, ModelVersion)>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, Error> {
-    state.auth.require_read(&req)?;
     let (model, version) = path.into_inner();
     let manifest = state
         .index
@@ -136,12 +135,13 @@ async fn get_version(
     })))
 }
 
+/// Downloads need the `read` scope whatever `REGISTRY_READ_AUTH` says: an artifact can hold
+/// personal data (the recommender's holds every shopper's history).
 async fn download_artifact(
-    req: HttpRequest,
+    _: Caller<Read>,
     path: web::Path<(ModelName, ModelVersion)>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, Error> {
-    state.auth.require_read(&req)?;
     let (model, version) = path.into_inner();
     let manifest = state
         .index
@@ -169,7 +169,9 @@ struct ManifestFields {
     #[serde(default)]
     metrics: std::collections::BTreeMap<String, f64>,
     trainer_version: String,
+    /// Accepted from older clients and ignored: `created_by` is the caller's identity.
     #[serde(default)]
+    #[expect(dead_code, reason = "accepted from older clients and ignored")]
     created_by: Option<String>,
     #[serde(default)]
     gate: Option<GateDecision>,
@@ -187,15 +189,15 @@ struct RegisterRequest {
     artifact_sha256: ArtifactDigest,
 }
 
-/// Registers a version: checks the token, the digest and the artifact envelope, writes the
-/// artifact, then the manifest last; answers 201 with the allocated version's manifest.
+/// Registers a version: the caller (checked before the body is read) needs `publish` and is
+/// recorded as `created_by`; checks the digest and the artifact envelope, writes the artifact,
+/// then the manifest last; answers 201 with the allocated version's manifest.
 async fn register_version(
-    req: HttpRequest,
+    caller: Caller<Publish>,
     path: web::Path<ModelName>,
     body: web::Json<RegisterRequest>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, Error> {
-    state.auth.require_write(&req)?;
     let body = body.into_inner();
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(body.artifact_base64.as_bytes())
@@ -210,7 +212,7 @@ async fn register_version(
         training_data: m.training_data,
         metrics: m.metrics,
         trainer_version: m.trainer_version,
-        created_by: actor(&req, m.created_by.as_deref()),
+        created_by: caller.name().to_owned(),
         gate: m.gate,
         held_out: m.held_out,
     };
@@ -223,16 +225,14 @@ async fn register_version(
 }
 
 async fn archive_version(
-    req: HttpRequest,
+    caller: Caller<Archive>,
     path: web::Path<(ModelName, ModelVersion)>,
     body: Option<web::Json<ChangeRequest>>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, Error> {
-    state.auth.require_write(&req)?;
     let (model, version) = path.into_inner();
     let body = ChangeRequest::or_default(body);
-    let who = body.actor(&req);
-    let change = body.change(&who);
+    let change = body.change(caller.name());
     state
         .registry
         .archive_version(&model, version, &change)

@@ -112,7 +112,8 @@ async fn a_stale_expectation_is_409_naming_the_actual_version_and_rollback_is_on
     let carol = &events["events"][3];
     assert_eq!(
         (carol["actor"].as_str(), carol["reason"].as_str()),
-        (Some("carol"), Some("better"))
+        (Some("admin"), Some("better")),
+        "the actor is the credential's identity, not the body's"
     );
 }
 

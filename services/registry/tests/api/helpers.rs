@@ -7,12 +7,41 @@ use shared_lib::artifact::{ModelKind, encode_artifact};
 use shared_lib::settings::Env;
 use shared_lib::testing::TestS3;
 
+/// The legacy `REGISTRY_TOKEN`: identity `admin`, every scope.
 pub const TOKEN: &str = "test-token-0123456789";
+
+/// The identities of [`credentials_file`], each with the one scope its name says, plus
+/// `trainer` (read, publish, promote). Each one's token is [`token_of`] its name.
+pub const IDENTITIES: [(&str, &str); 5] = [
+    ("reader", "read"),
+    ("publisher", "publish"),
+    ("promoter", "promote"),
+    ("archivist", "archive"),
+    ("trainer", "read,publish,promote"),
+];
+
+pub fn token_of(identity: &str) -> String {
+    format!("{identity}-token-0123456789")
+}
+
+/// A credentials file holding [`IDENTITIES`] (hashes, as an operator writes it).
+pub fn credentials_file() -> tempfile::NamedTempFile {
+    use sha2::Digest as _;
+    let mut text = String::from("# identity scopes sha256(token)\n");
+    for (identity, scopes) in IDENTITIES {
+        let hash = hex::encode(sha2::Sha256::digest(token_of(identity).as_bytes()));
+        text.push_str(&format!("{identity}\t{scopes}\t{hash}\n"));
+    }
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), text).unwrap();
+    file
+}
 
 pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
     _s3: TestS3,
+    _credentials: tempfile::NamedTempFile,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
@@ -24,8 +53,13 @@ impl Drop for TestApp {
 
 pub async fn spawn_app(extra: &[(&str, &str)]) -> TestApp {
     let s3 = TestS3::start().await;
+    let credentials = credentials_file();
     let mut env = s3.service_env("registry-models", Some("reg"));
     env.push(("REGISTRY_TOKEN".to_owned(), TOKEN.to_owned()));
+    env.push((
+        "REGISTRY_CREDENTIALS_FILE".to_owned(),
+        credentials.path().to_str().unwrap().to_owned(),
+    ));
     env.extend(
         extra
             .iter()
@@ -40,6 +74,7 @@ pub async fn spawn_app(extra: &[(&str, &str)]) -> TestApp {
         address,
         client: reqwest::Client::new(),
         _s3: s3,
+        _credentials: credentials,
         server,
     };
     shared_lib::testing::wait_until_ready(&test_app.address).await;
@@ -85,6 +120,16 @@ impl TestApp {
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.client.get(self.url(path)).send().await.unwrap()
+    }
+
+    /// GET with the admin token (artifact downloads need a `read` credential).
+    pub async fn get_authorized(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
     }
 
     pub async fn get_json(&self, path: &str) -> Value {

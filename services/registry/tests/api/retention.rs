@@ -76,7 +76,9 @@ async fn retain_versions_bounds_the_store_after_each_registration_and_keeps_prod
         (v1["status"].as_str(), v1["manifest"]["version"].as_u64()),
         (Some("deleted"), Some(1))
     );
-    let gone = app.get("/v1/models/fraud/versions/1/artifact").await;
+    let gone = app
+        .get_authorized("/v1/models/fraud/versions/1/artifact")
+        .await;
     assert_eq!(gone.status(), 410);
     let body: Value = gone.json().await.unwrap();
     assert_eq!(body["error"]["code"], "version_deleted");
@@ -224,11 +226,11 @@ async fn gc_applies_the_given_policy_reports_what_it_did_and_respects_keep_marke
     assert_eq!(
         kinds,
         [
-            "kept oncall",
-            "deleted ops",
-            "deleted ops",
-            "unkept api",
-            "deleted api"
+            "kept admin",
+            "deleted admin",
+            "deleted admin",
+            "unkept admin",
+            "deleted admin"
         ]
     );
 }

@@ -17,11 +17,16 @@ async fn a_registered_version_reads_back_and_downloads_verified() {
     assert_eq!(res.status(), 201);
     let manifest: serde_json::Value = res.json().await.unwrap();
     assert_eq!(manifest["version"], 1);
-    assert_eq!(manifest["created_by"], "tester");
+    assert_eq!(
+        manifest["created_by"], "admin",
+        "the credential's identity, not the body's created_by"
+    );
     let read = app.get_json("/v1/models/fraud/versions/1").await;
     assert_eq!(read["manifest"], manifest);
     assert_eq!(read["status"], "active");
-    let download = app.get("/v1/models/fraud/versions/1/artifact").await;
+    let download = app
+        .get_authorized("/v1/models/fraud/versions/1/artifact")
+        .await;
     assert_eq!(
         download.headers()["x-artifact-sha256"],
         body["artifact_sha256"].as_str().unwrap()
@@ -266,7 +271,7 @@ async fn unknown_things_are_404_and_malformed_paths_400() {
         ("/v2/nothing", 404, "no route"),
     ];
     for (path, status, needle) in cases {
-        let message = error_message(app.get(path).await, status).await;
+        let message = error_message(app.get_authorized(path).await, status).await;
         assert!(message.contains(needle), "{path}: {message}");
     }
 }
@@ -341,4 +346,76 @@ async fn the_openapi_document_lists_every_route() {
         18,
         "a route is documented that the service does not have, or the list above is stale"
     );
+}
+
+/// Every operation that needs a scope says which, offers bearer and basic, and documents 401
+/// and 403; every other operation but the probes documents them too (reads can be protected).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_states_the_security_of_every_operation() {
+    let app = spawn_app(&[]).await;
+    let doc = app.get_json("/openapi.json").await;
+    let schemes = &doc["components"]["securitySchemes"];
+    assert_eq!(
+        (
+            schemes["bearer"]["scheme"].as_str(),
+            schemes["basic"]["scheme"].as_str()
+        ),
+        (Some("bearer"), Some("basic"))
+    );
+    let scoped = [
+        ("post", "/v1/models/{model}/versions", "publish"),
+        (
+            "get",
+            "/v1/models/{model}/versions/{version}/artifact",
+            "read",
+        ),
+        (
+            "post",
+            "/v1/models/{model}/versions/{version}/archive",
+            "archive",
+        ),
+        (
+            "post",
+            "/v1/models/{model}/versions/{version}/keep",
+            "archive",
+        ),
+        (
+            "post",
+            "/v1/models/{model}/versions/{version}/unkeep",
+            "archive",
+        ),
+        ("put", "/v1/models/{model}/aliases/{alias}", "promote"),
+        (
+            "post",
+            "/v1/models/{model}/aliases/{alias}/rollback",
+            "promote",
+        ),
+        ("post", "/v1/models/{model}/gc", "archive"),
+    ];
+    let open = ["/healthz", "/readyz", "/metrics", "/openapi.json"];
+    for (path, operations) in doc["paths"].as_object().unwrap() {
+        for (method, op) in operations.as_object().unwrap() {
+            let what = format!("{method} {path}");
+            if open.contains(&path.as_str()) {
+                assert!(op.get("security").is_none(), "{what}");
+                continue;
+            }
+            let scope = scoped
+                .iter()
+                .find(|(m, p, _)| m == method && p == path)
+                .map(|s| s.2);
+            assert_eq!(op["x-required-scope"].as_str(), scope, "{what}");
+            let security = op["security"].as_array().unwrap();
+            assert!(security.contains(&json!({"bearer": []})), "{what}");
+            assert!(security.contains(&json!({"basic": []})), "{what}");
+            assert_eq!(
+                security.contains(&json!({})),
+                scope.is_none(),
+                "{what}: anonymous exactly when no scope is required"
+            );
+            for status in ["401", "403"] {
+                assert!(op["responses"].get(status).is_some(), "{what}: no {status}");
+            }
+        }
+    }
 }
