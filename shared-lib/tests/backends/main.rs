@@ -42,6 +42,10 @@ for_each_backend!(store from store_cases:
     list_folders_returns_direct_children,
     delete_removes_only_that_object,
     delete_of_a_missing_key_is_ok_and_the_key_can_be_created_again,
+    streamed_put_and_get_round_trip_a_multi_part_object,
+    streamed_put_of_a_small_object_round_trips,
+    failed_streamed_puts_leave_no_object_and_no_upload,
+    streamed_put_replaces_a_damaged_object_and_get_stream_of_a_missing_key_is_not_found,
 );
 
 for_each_backend!(registry from registry_cases:
