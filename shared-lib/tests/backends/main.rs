@@ -6,6 +6,7 @@
 mod harness;
 mod registry_cases;
 mod store_cases;
+mod upload_cases;
 
 /// Generates `local::<case>` and `s3::<case>` tests from `async fn case(&Backend)`.
 macro_rules! for_each_backend {
@@ -70,4 +71,11 @@ for_each_backend!(registry from registry_cases:
     deleted_versions_keep_their_manifest_and_cannot_be_loaded_aliased_or_archived,
     rollbacks_in_a_row_keep_going_back,
     rollback_passes_over_archived_and_deleted_versions,
+);
+
+for_each_backend!(upload from upload_cases:
+    an_uploaded_artifact_registers_and_streams_back_verified,
+    bad_uploads_store_nothing,
+    registering_an_artifact_that_is_not_in_the_store_is_refused,
+    retention_spares_a_fresh_upload_that_no_version_names_yet,
 );
