@@ -13,6 +13,8 @@ pub enum Error {
     Unauthorized(&'static str),
     #[error("{0}")]
     BadRequest(String),
+    #[error("an artifact upload needs a Content-Length header (chunked bodies are refused)")]
+    LengthRequired,
     #[error(transparent)]
     Library(#[from] shared_lib::Error),
 }
@@ -26,6 +28,11 @@ impl Error {
                 self.to_string(),
             ),
             Self::BadRequest(_) => ApiError::bad_request(self.to_string()),
+            Self::LengthRequired => ApiError::new(
+                StatusCode::LENGTH_REQUIRED,
+                ErrorCode::InvalidRequest,
+                self.to_string(),
+            ),
             Self::Library(e) => ApiError::from(e),
         }
     }

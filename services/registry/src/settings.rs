@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | `REGISTRY_TOKEN` | unset: mutations refused | bearer token for registrations, alias moves, archive (from a Kubernetes Secret) |
 //! | `REGISTRY_READ_AUTH` | `false` | when `true`, reads need the token too |
-//! | `MAX_UPLOAD_BYTES` | 268435456 | largest registration body (artifact base64 plus manifest) |
+//! | `MAX_UPLOAD_BYTES` | 1073741824 (1 GiB) | largest artifact upload (`PUT .../artifacts/{sha256}`); uploads stream to the store, so memory does not grow with it: the limit only bounds what one upload may put in the store (a 1M-user recommender at rank 64 is about 280 MB) |
 //! | `RETAIN_VERSIONS` | unset | after each registration, keep the newest N versions of that model (plus aliased and kept ones) |
 //! | `RETAIN_DAYS` | unset | after each registration, keep the versions created in the last N days (plus aliased and kept ones); at most 36500 |
 //!
@@ -23,6 +23,10 @@ use shared_lib::settings::Env;
 use crate::SERVICE;
 
 pub const DEFAULT_PORT: u16 = 8082;
+
+/// 1 GiB: several times the largest artifact the trainer writes today (a 1M-user recommender
+/// at rank 64, about 280 MB). Uploads stream, so this bounds store use per upload, not memory.
+pub const DEFAULT_MAX_UPLOAD_BYTES: usize = 1024 * 1024 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -50,7 +54,7 @@ impl Settings {
                 "is true but REGISTRY_TOKEN is not set",
             );
         }
-        let max_upload_bytes = env.parse_or("MAX_UPLOAD_BYTES", 256 * 1024 * 1024usize);
+        let max_upload_bytes = env.parse_or("MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES);
         let retain_versions = positive(&mut env, "RETAIN_VERSIONS");
         let retain_days = positive(&mut env, "RETAIN_DAYS");
         if retain_days.is_some_and(|d| d.get() > MAX_RETAIN_DAYS) {

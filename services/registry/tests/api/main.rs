@@ -5,4 +5,5 @@
 mod aliases;
 mod helpers;
 mod retention;
+mod uploads;
 mod versions;
