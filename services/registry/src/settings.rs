@@ -110,6 +110,12 @@ mod tests {
     }
 
     #[test]
+    fn the_default_upload_limit_takes_a_one_million_user_recommender() {
+        // A 1M-user ALS model at rank 64 is about 280 MB (issue 13).
+        assert!(settings(&[]).unwrap().max_upload_bytes >= 280_000_000);
+    }
+
+    #[test]
     fn bad_retention_values_are_named_together() {
         let err = settings(&[("RETAIN_VERSIONS", "0"), ("RETAIN_DAYS", "a week")])
             .unwrap_err()
