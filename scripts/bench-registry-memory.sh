@@ -9,18 +9,23 @@
 # the artifact the registry stores (removed with the temporary store). Prints each run and the
 # median of 3; exits non-zero when a bound is exceeded. Linux only (/proc, clear_refs).
 #
-# usage: scripts/bench-registry-memory.sh [--release] [--runs N]
+# With --s3 the registry's store is an S3 server (s3s-fs, run inside the bench process) rather
+# than a local directory, so uploads take the multipart path (8 MiB parts).
+#
+# usage: scripts/bench-registry-memory.sh [--release] [--runs N] [--s3]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 profile=debug
 cargo_profile=()
 runs=3
+extra=()
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --release) profile=release; cargo_profile=(--release) ;;
         --runs) runs="$2"; shift ;;
-        *) echo "usage: $0 [--release] [--runs N]" >&2; exit 2 ;;
+        --s3) extra=(--s3) ;;
+        *) echo "usage: $0 [--release] [--runs N] [--s3]" >&2; exit 2 ;;
     esac
     shift
 done
@@ -28,4 +33,4 @@ done
 cargo build "${cargo_profile[@]}" -p registry --bin registry --example bench_memory
 target="${CARGO_TARGET_DIR:-target}/$profile"
 echo "bench-registry-memory: $target/registry, $runs runs" >&2
-"$target/examples/bench_memory" "$target/registry" --runs "$runs"
+"$target/examples/bench_memory" "$target/registry" --runs "$runs" "${extra[@]}"

@@ -13,8 +13,10 @@
 //!
 //! Bodies are generated on the fly (a valid envelope header, then a pseudo-random payload), so
 //! nothing of their size is kept on disk or in memory. Each run starts a fresh registry; the
-//! figures printed are the median of `--runs` runs (default 3). Exits non-zero when a bound is
-//! exceeded. Run through `scripts/bench-registry-memory.sh`.
+//! figures printed are the median of `--runs` runs (default 3). With `--s3` the store is an S3
+//! server (s3s-fs, in this process) instead of a local directory, so uploads take the
+//! multipart path. Exits non-zero when a bound is exceeded. Run through
+//! `scripts/bench-registry-memory.sh`.
 
 #![allow(clippy::print_stdout, clippy::unwrap_used)] // A command-line benchmark.
 
@@ -49,13 +51,30 @@ async fn main() {
     let binary = args
         .next()
         .expect("usage: bench_memory <registry binary> [--runs N]");
-    let runs: usize = match (args.next().as_deref(), args.next()) {
-        (Some("--runs"), Some(n)) => n.parse().unwrap(),
-        _ => 3,
-    };
+    let (mut runs, mut s3) = (3usize, false);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--runs" => runs = args.next().and_then(|n| n.parse().ok()).expect("--runs N"),
+            "--s3" => s3 = true,
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    println!(
+        "store: {}",
+        if s3 {
+            "S3 (s3s-fs in the bench process)"
+        } else {
+            "local directory"
+        }
+    );
     let mut all = Vec::new();
     for run in 1..=runs {
-        let figures = run_once(&binary).await;
+        let test_s3 = if s3 {
+            Some(shared_lib::testing::TestS3::start().await)
+        } else {
+            None
+        };
+        let figures = run_once(&binary, test_s3.as_ref()).await;
         println!(
             "run {run}: 4x200 MB unauthenticated +{:.1} MiB ({} bytes accepted by the socket in all); \
              250 MB upload+register +{:.1} MiB in {:.1} s; download +{:.1} MiB in {:.1} s",
@@ -86,12 +105,16 @@ async fn main() {
     }
 }
 
-async fn run_once(binary: &str) -> Figures {
+async fn run_once(binary: &str, s3: Option<&shared_lib::testing::TestS3>) -> Figures {
     let store = std::env::temp_dir().join(format!("registry-bench-{}", uuid::Uuid::new_v4()));
     let port = free_port();
     let address = format!("127.0.0.1:{port}");
+    let store_env = match s3 {
+        Some(s3) => s3.service_env("bench-models", None),
+        None => vec![("MODEL_STORE".to_owned(), store.display().to_string())],
+    };
     let mut child = Command::new(binary)
-        .env("MODEL_STORE", &store)
+        .envs(store_env)
         .env("REGISTRY_TOKEN", TOKEN)
         .env("HOST", "127.0.0.1")
         .env("PORT", port.to_string())
@@ -159,7 +182,9 @@ async fn run_once(binary: &str) -> Figures {
 
     child.kill().unwrap();
     child.wait().unwrap();
-    std::fs::remove_dir_all(&store).unwrap();
+    if s3.is_none() {
+        std::fs::remove_dir_all(&store).unwrap();
+    }
     Figures {
         unauthenticated_mib,
         upload_mib,
