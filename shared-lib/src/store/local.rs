@@ -156,13 +156,10 @@ impl LocalStore {
             .root
             .join(TMP_DIR)
             .join(format!("{}.part", uuid::Uuid::new_v4()));
+        // Removes the temporary file on failure, and also when this future is dropped
+        // half-way (after a successful rename there is nothing left to remove).
+        let _cleanup = RemoveOnDrop(tmp.clone());
         let result = write_checked(&tmp, &target, body, check, key).await;
-        if result.is_err()
-            && let Err(e) = tokio::fs::remove_file(&tmp).await
-            && !is_absent(&e)
-        {
-            tracing::warn!(path = %tmp.display(), error = %e, "Could not remove a temporary file.");
-        }
         if result.is_ok() {
             sync_dir(target.parent()).await;
         }
@@ -220,6 +217,20 @@ impl LocalStore {
         }
         names.sort();
         Ok(names)
+    }
+}
+
+/// Removes a file when dropped, if it is still there.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        // A single unlink: quick enough to run inline, even on an async worker.
+        if let Err(e) = std::fs::remove_file(&self.0)
+            && !is_absent(&e)
+        {
+            tracing::warn!(path = %self.0.display(), error = %e, "Could not remove a temporary file.");
+        }
     }
 }
 

@@ -163,9 +163,9 @@ impl ObjectStore {
     /// [`Error::Store`].
     ///
     /// # Cancel safety
-    /// Dropping the future leaves at worst a temporary file (local, cleaned by nothing but
-    /// harmless) or an open multipart upload (S3; a bucket lifecycle rule for incomplete
-    /// multipart uploads removes it), never a visible object.
+    /// Dropping the future makes nothing visible: the local temporary file is removed, and an
+    /// S3 multipart upload is aborted from a spawned task (if the process dies first, a bucket
+    /// lifecycle rule for incomplete multipart uploads must remove it).
     #[tracing::instrument(skip_all, fields(key = %key, max_bytes))]
     pub async fn put_stream<S>(
         &self,

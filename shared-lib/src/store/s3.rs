@@ -248,6 +248,12 @@ impl S3Store {
             .map_err(|e| fail(e.into()))?
             .upload_id
             .ok_or_else(|| fail("no upload id in the answer".into()))?;
+        let mut open = OpenUpload {
+            client: self.client.clone(),
+            bucket: self.bucket.clone(),
+            key: full_key.clone(),
+            upload_id: Some(upload_id.clone()),
+        };
         let result = self
             .upload_parts(&full_key, &upload_id, first, body, check)
             .await
@@ -255,18 +261,9 @@ impl S3Store {
                 PartsError::Ours(e) => e,
                 PartsError::Sdk(e) => fail(e),
             });
-        if result.is_err() {
-            let aborted = self
-                .client
-                .abort_multipart_upload()
-                .bucket(&self.bucket)
-                .key(&full_key)
-                .upload_id(&upload_id)
-                .send()
-                .await;
-            if let Err(e) = aborted {
-                tracing::warn!(%key, %upload_id, error = %crate::error_chain(&e), "Could not abort a multipart upload; a lifecycle rule must remove it.");
-            }
+        match result {
+            Ok(_) => open.completed(),
+            Err(_) => open.abort().await,
         }
         result
     }
@@ -416,6 +413,59 @@ impl S3Store {
         keys.sort();
         folders.sort();
         Ok((keys, folders))
+    }
+}
+
+/// A multipart upload that is aborted unless it completed: inline on failure, and from a
+/// spawned task when the upload's future is dropped half-way.
+struct OpenUpload {
+    client: Client,
+    bucket: String,
+    key: String,
+    /// `None` once completed or aborted.
+    upload_id: Option<String>,
+}
+
+impl OpenUpload {
+    fn completed(&mut self) {
+        self.upload_id = None;
+    }
+
+    async fn abort(&mut self) {
+        if let Some(upload_id) = self.upload_id.take() {
+            abort_upload(&self.client, &self.bucket, &self.key, &upload_id).await;
+        }
+    }
+}
+
+impl Drop for OpenUpload {
+    fn drop(&mut self) {
+        let Some(upload_id) = self.upload_id.take() else {
+            return;
+        };
+        let (client, bucket, key) = (self.client.clone(), self.bucket.clone(), self.key.clone());
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime
+                    .spawn(async move { abort_upload(&client, &bucket, &key, &upload_id).await });
+            }
+            Err(_) => {
+                tracing::warn!(%key, %upload_id, "Could not abort a multipart upload; a lifecycle rule must remove it.");
+            }
+        }
+    }
+}
+
+async fn abort_upload(client: &Client, bucket: &str, key: &str, upload_id: &str) {
+    let aborted = client
+        .abort_multipart_upload()
+        .bucket(bucket)
+        .key(key)
+        .upload_id(upload_id)
+        .send()
+        .await;
+    if let Err(e) = aborted {
+        tracing::warn!(%key, %upload_id, error = %crate::error_chain(&e), "Could not abort a multipart upload; a lifecycle rule must remove it.");
     }
 }
 

@@ -47,6 +47,7 @@ for_each_backend!(store from store_cases:
     streamed_put_of_a_small_object_round_trips,
     failed_streamed_puts_leave_no_object_and_no_upload,
     streamed_put_replaces_a_damaged_object_and_get_stream_of_a_missing_key_is_not_found,
+    a_streamed_put_dropped_half_way_leaves_nothing_behind,
 );
 
 for_each_backend!(registry from registry_cases:

@@ -260,3 +260,31 @@ pub async fn streamed_put_replaces_a_damaged_object_and_get_stream_of_a_missing_
     let err = b.store.get_stream(&key("no/such")).await.unwrap_err();
     assert!(matches!(err, Error::ObjectNotFound { .. }), "{err}");
 }
+
+/// A streamed write whose future is dropped half-way (a server shutting down mid-upload):
+/// no object, and its temporary file or multipart upload is cleaned up.
+pub async fn a_streamed_put_dropped_half_way_leaves_nothing_behind(b: &Backend) {
+    // Arrange: 9.6 MB, more than one part, then a body that never ends.
+    let bytes = pattern(150 * 64 * 1024);
+    let k = key("artifacts/dropped.bin");
+    let digest = ArtifactDigest::of(&bytes);
+    let stalled = body_of(&bytes).chain(futures_util::stream::pending());
+    // Act
+    let put = b.store.put_stream(&k, stalled, &digest, LARGE as u64);
+    let cut = tokio::time::timeout(std::time::Duration::from_millis(1500), put).await;
+    // Assert
+    assert!(cut.is_err(), "the write cannot have finished: {cut:?}");
+    let mut left = b.upload_leftovers();
+    for _ in 0..50 {
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        left = b.upload_leftovers();
+    }
+    assert_eq!(
+        left, 0,
+        "a temporary file or multipart upload was left behind"
+    );
+    assert!(!b.store.exists(&k).await.unwrap());
+}
