@@ -15,7 +15,6 @@ pub mod process;
 #[path = "support/proxy.rs"]
 pub mod proxy;
 
-use base64::Engine as _;
 use secrecy::SecretString;
 use shared_lib::artifact::{ModelKind, encode_artifact};
 use shared_lib::models::forest::FraudModel;
@@ -100,17 +99,25 @@ pub async fn start_registry(env: Vec<(String, String)>) -> String {
     url
 }
 
-/// A registration body for the registry API with a small valid artifact.
+/// A registration for the registry API: the artifact to upload and the JSON body that then
+/// registers it by sha256.
+pub struct Registration {
+    pub artifact: Vec<u8>,
+    pub sha256: String,
+    pub body: serde_json::Value,
+}
+
+/// A registration for the registry API with a small valid artifact.
 ///
 /// # Panics
 /// Never for these inputs.
-pub fn registration(seed: f64, metric: f64) -> serde_json::Value {
+pub fn registration(seed: f64, metric: f64) -> Registration {
     let artifact = shared_lib::artifact::encode_artifact(
         shared_lib::artifact::ModelKind::FraudRandomForest,
         &vec![seed; 4],
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    serde_json::json!({
+    let body = serde_json::json!({
         "manifest": {
             "run_id": uuid::Uuid::new_v4(),
             "algorithm": "random_forest",
@@ -118,9 +125,48 @@ pub fn registration(seed: f64, metric: f64) -> serde_json::Value {
             "trainer_version": "e2e",
             "created_by": "e2e"
         },
-        "artifact_base64": base64::engine::general_purpose::STANDARD.encode(&artifact.bytes),
         "artifact_sha256": artifact.digest.to_string(),
-    })
+    });
+    Registration {
+        sha256: artifact.digest.to_string(),
+        artifact: artifact.bytes,
+        body,
+    }
+}
+
+/// Publishes through the registry API as the trainer does: uploads the artifact, then
+/// registers the version; returns the answer of the registration (or of a failed upload).
+///
+/// # Panics
+/// When the registry cannot be reached.
+pub async fn publish(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    model: &str,
+    registration: &Registration,
+) -> reqwest::Response {
+    let uploaded = client
+        .put(format!(
+            "{url}/v1/models/{model}/artifacts/{}",
+            registration.sha256
+        ))
+        .bearer_auth(token)
+        .header("content-type", "application/octet-stream")
+        .body(registration.artifact.clone())
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("upload: {e}"));
+    if uploaded.status() != 201 {
+        return uploaded;
+    }
+    client
+        .post(format!("{url}/v1/models/{model}/versions"))
+        .bearer_auth(token)
+        .json(&registration.body)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("register: {e}"))
 }
 
 /// A one-split fraud forest: `txn_amount` above `cut` scores 0.9, else 0.1.
@@ -128,12 +174,12 @@ pub fn fraud_model(cut: f64) -> FraudModel {
     shared_lib::testing::threshold_fraud_model(cut, 0.1, 0.9)
 }
 
-/// A registration body for the registry API: `model` encoded as a fraud forest artifact of
-/// any serialisable shape (a real [`fraud_model`], or something that is not one).
+/// A registration for the registry API: `model` encoded as a fraud forest artifact of any
+/// serialisable shape (a real [`fraud_model`], or something that is not one).
 ///
 /// # Panics
 /// When `model` cannot be encoded.
-pub fn fraud_registration(model: &impl serde::Serialize) -> serde_json::Value {
+pub fn fraud_registration(model: &impl serde::Serialize) -> Registration {
     let artifact =
         encode_artifact(ModelKind::FraudRandomForest, model).unwrap_or_else(|e| panic!("{e}"));
     let draft = shared_lib::testing::fraud_draft("e2e");
@@ -141,11 +187,14 @@ pub fn fraud_registration(model: &impl serde::Serialize) -> serde_json::Value {
     if let Some(fields) = manifest.as_object_mut() {
         fields.remove("model");
     }
-    serde_json::json!({
-        "manifest": manifest,
-        "artifact_base64": base64::engine::general_purpose::STANDARD.encode(&artifact.bytes),
-        "artifact_sha256": artifact.digest.to_string(),
-    })
+    Registration {
+        body: serde_json::json!({
+            "manifest": manifest,
+            "artifact_sha256": artifact.digest.to_string(),
+        }),
+        sha256: artifact.digest.to_string(),
+        artifact: artifact.bytes,
+    }
 }
 
 /// The token the fault tests give the registry binary.
@@ -170,20 +219,19 @@ impl RegistryApi {
         &self.service.url
     }
 
-    /// Registers a version of `model`; returns its number.
+    /// Uploads the artifact and registers a version of `model`; returns its number.
     ///
     /// # Panics
     /// Unless the registry answers 201.
-    pub async fn register(&self, model: &str, body: &serde_json::Value) -> u64 {
-        let res = self
-            .service
-            .client
-            .post(format!("{}/v1/models/{model}/versions", self.url()))
-            .bearer_auth(REGISTRY_TOKEN)
-            .json(body)
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("register: {e}"));
+    pub async fn register(&self, model: &str, registration: &Registration) -> u64 {
+        let res = publish(
+            &self.service.client,
+            self.url(),
+            REGISTRY_TOKEN,
+            model,
+            registration,
+        )
+        .await;
         let status = res.status();
         let answer: serde_json::Value = res.json().await.unwrap_or_default();
         assert_eq!(status, 201, "register {model}: {answer}");

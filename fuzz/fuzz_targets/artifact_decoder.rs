@@ -1,15 +1,19 @@
-//! The model artifact envelope on arbitrary bytes: `inspect_artifact`, then `decode_artifact`
+//! The model artifact envelope on arbitrary bytes: `inspect_artifact_head` (what a streamed
+//! upload checks from its first bytes) and `inspect_artifact`, then `decode_artifact`
 //! into both served model types followed by what the services do at load time (validate, warm
 //! up). The digest given is the bytes' own, so the fuzzer gets past the sha256 check and into
 //! the MessagePack decoding. Errors are fine; a panic is a finding.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use shared_lib::artifact::{ArtifactDigest, ModelKind, decode_artifact, inspect_artifact};
+use shared_lib::artifact::{
+    ArtifactDigest, ModelKind, decode_artifact, inspect_artifact, inspect_artifact_head,
+};
 use shared_lib::models::als::{AlsModel, Filter};
 use shared_lib::models::forest::FraudModel;
 
 fuzz_target!(|bytes: &[u8]| {
+    let _ = inspect_artifact_head(bytes);
     let _ = inspect_artifact(bytes);
     let digest = ArtifactDigest::of(bytes);
 

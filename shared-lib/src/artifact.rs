@@ -69,6 +69,24 @@ impl fmt::Display for ArtifactDigest {
     }
 }
 
+/// sha256 over bytes that arrive in pieces (a streamed upload or download).
+#[derive(Debug, Clone, Default)]
+pub struct ArtifactHasher(Sha256);
+
+impl ArtifactHasher {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    pub fn finish(self) -> ArtifactDigest {
+        ArtifactDigest(hex::encode(self.0.finalize()))
+    }
+}
+
 /// What sort of model an artifact holds; a server refuses an artifact of the wrong kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -163,6 +181,85 @@ pub fn inspect_artifact(bytes: &[u8]) -> Result<ModelKind, Error> {
     open_envelope(bytes).map(|envelope| envelope.kind)
 }
 
+/// How many leading bytes of an artifact [`inspect_artifact_head`] reads at most: the envelope
+/// header (magic, format version, kind and the payload's length) sits well inside it.
+pub const ARTIFACT_HEAD_BYTES: usize = 1024;
+
+/// What the first bytes of an artifact say about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArtifactHead {
+    pub kind: ModelKind,
+    /// The whole artifact's length as the envelope declares it (header plus payload).
+    pub declared_size: u64,
+}
+
+/// Checks the envelope header from the first bytes of an artifact (up to
+/// [`ARTIFACT_HEAD_BYTES`], or the whole artifact when shorter): magic, format version, kind,
+/// and the payload length, so a streamed upload is refused before it is stored. The payload
+/// itself is checked by the digest and, at load, by [`decode_artifact`].
+///
+/// The envelope is written by [`encode_artifact`] as a MessagePack map whose last entry is the
+/// payload, so everything else precedes it.
+///
+/// # Errors
+/// [`Error::CorruptArtifact`] or [`Error::UnsupportedFormat`].
+pub fn inspect_artifact_head(head: &[u8]) -> Result<ArtifactHead, Error> {
+    let corrupt = |what: &str| Error::CorruptArtifact {
+        reason: format!("not a model artifact envelope: {what}"),
+    };
+    let mut rd = head;
+    let entries =
+        rmp::decode::read_map_len(&mut rd).map_err(|_| corrupt("it does not start with a map"))?;
+    let (mut magic, mut format_version, mut kind) = (None, None, None);
+    for _ in 0..entries.min(8) {
+        let key = read_str(&mut rd).ok_or_else(|| corrupt("a header key does not decode"))?;
+        match key {
+            "magic" => magic = read_str(&mut rd),
+            "format_version" => format_version = rmp::decode::read_int::<u32, _>(&mut rd).ok(),
+            "kind" => kind = read_str(&mut rd),
+            "payload" => {
+                let payload = rmp::decode::read_bin_len(&mut rd)
+                    .map_err(|_| corrupt("the payload is not a byte string"))?;
+                let header = (head.len() - rd.len()) as u64;
+                if magic != Some(MAGIC) {
+                    return Err(Error::CorruptArtifact {
+                        reason: format!("not a model artifact (magic {magic:?})"),
+                    });
+                }
+                let found = format_version.ok_or_else(|| corrupt("no format version"))?;
+                if found != ARTIFACT_FORMAT_VERSION {
+                    return Err(Error::UnsupportedFormat {
+                        found,
+                        supported: ARTIFACT_FORMAT_VERSION,
+                    });
+                }
+                let kind = kind.ok_or_else(|| corrupt("no model kind"))?;
+                let kind = ModelKind::deserialize(serde::de::IntoDeserializer::<
+                    serde::de::value::Error,
+                >::into_deserializer(kind))
+                .map_err(|_| corrupt(&format!("unknown model kind {kind:?}")))?;
+                return Ok(ArtifactHead {
+                    kind,
+                    declared_size: header + u64::from(payload),
+                });
+            }
+            _ => return Err(corrupt(&format!("unexpected field {key:?}"))),
+        }
+    }
+    Err(corrupt("the header is incomplete or too long"))
+}
+
+/// A MessagePack string borrowed from `rd`, advancing past it.
+fn read_str<'a>(rd: &mut &'a [u8]) -> Option<&'a str> {
+    let len = usize::try_from(rmp::decode::read_str_len(rd).ok()?).ok()?;
+    if rd.len() < len {
+        return None;
+    }
+    let (text, rest) = rd.split_at(len);
+    *rd = rest;
+    std::str::from_utf8(text).ok()
+}
+
 /// Verifies and decodes an artifact: size and sha256 against what the manifest recorded, then
 /// magic, format version and kind, then the model payload.
 ///
@@ -246,6 +343,41 @@ mod tests {
             inspect_artifact(&encoded.bytes).unwrap(),
             ModelKind::FraudRandomForest
         );
+    }
+
+    #[test]
+    fn the_head_names_kind_and_size_and_refuses_foreign_bytes() {
+        let encoded = encode_artifact(ModelKind::RecommenderAls, &tiny()).unwrap();
+        let head = &encoded.bytes[..encoded.bytes.len().min(ARTIFACT_HEAD_BYTES)];
+        assert_eq!(
+            inspect_artifact_head(head).unwrap(),
+            ArtifactHead {
+                kind: ModelKind::RecommenderAls,
+                declared_size: encoded.size(),
+            }
+        );
+        let mut future = encoded.bytes.clone();
+        let at = future
+            .windows(14)
+            .position(|w| w == b"format_version")
+            .unwrap()
+            + 14;
+        future[at] = 2;
+        assert!(matches!(
+            inspect_artifact_head(&future),
+            Err(Error::UnsupportedFormat { found: 2, .. })
+        ));
+        for foreign in [&b"hello world"[..], &[], &encoded.bytes[..10]] {
+            assert!(matches!(
+                inspect_artifact_head(foreign),
+                Err(Error::CorruptArtifact { .. })
+            ));
+        }
+        let mut hasher = ArtifactHasher::new();
+        for piece in encoded.bytes.chunks(7) {
+            hasher.update(piece);
+        }
+        assert_eq!(hasher.finish(), encoded.digest);
     }
 
     #[test]

@@ -39,6 +39,11 @@ pub enum Error {
         source: BoxError,
     },
 
+    #[error("the upload is larger than the limit of {limit} bytes")]
+    UploadTooLarge { limit: u64 },
+    #[error("the upload was interrupted: {reason}")]
+    UploadInterrupted { reason: String },
+
     // --- artifacts ---------------------------------------------------------------------
     #[error("artifact digest mismatch: expected sha256 {expected}, got {actual}")]
     DigestMismatch {
@@ -107,6 +112,14 @@ pub enum Error {
         model: ModelName,
         version: ModelVersion,
         alias: AliasName,
+    },
+    #[error(
+        "model {model} has no artifact with sha256 {sha256} in the store: upload it first \
+         (PUT /v1/models/{model}/artifacts/{sha256}), then register"
+    )]
+    ArtifactNotUploaded {
+        model: ModelName,
+        sha256: ArtifactDigest,
     },
     #[error("invalid manifest: {reason}")]
     InvalidManifest { reason: String },

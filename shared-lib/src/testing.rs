@@ -223,6 +223,23 @@ impl TestS3 {
         self.root.path().join(name)
     }
 
+    /// How many multipart uploads are open (created, neither completed nor aborted). s3s-fs
+    /// has no `ListMultipartUploads`; it keeps one `.upload-<id>.json` per open upload.
+    ///
+    /// # Panics
+    /// When the server's directory cannot be read.
+    pub fn open_multipart_uploads(&self) -> usize {
+        std::fs::read_dir(self.root.path())
+            .expect("the test S3 server's directory")
+            .filter_map(Result::ok)
+            .filter(|e| {
+                let name = e.file_name();
+                let name = name.to_string_lossy();
+                name.starts_with(".upload-") && name.ends_with(".json")
+            })
+            .count()
+    }
+
     /// Stops serving: new connections are refused, as in a store outage.
     pub fn stop(&self) {
         self.task.abort();

@@ -369,7 +369,7 @@ async fn a_trainer_killed_mid_publish_leaves_no_partial_version_and_the_next_run
     assert_eq!(registry.alias("fraud", "production").await, Some(1));
 
     // Act 1: killed half-way through uploading the model to the registry.
-    to_registry.hold("POST /v1/models/fraud/versions", Cut::MidBody(0.5));
+    to_registry.hold("PUT /v1/models/fraud/artifacts/", Cut::MidBody(0.5));
     kill_when_held(
         Proc::spawn("trainer", &train_args, &via_registry),
         &to_registry,

@@ -39,13 +39,14 @@ async fn headless_chromium_renders_models_versions_aliases_and_the_chart() {
     let url = e2e::start_registry(env).await;
     let client = reqwest::Client::new();
     for (i, auc) in [0.91, 0.94, 0.93].into_iter().enumerate() {
-        let res = client
-            .post(format!("{url}/v1/models/fraud/versions"))
-            .bearer_auth(TOKEN)
-            .json(&e2e::registration(i as f64, auc))
-            .send()
-            .await
-            .unwrap();
+        let res = e2e::publish(
+            &client,
+            &url,
+            TOKEN,
+            "fraud",
+            &e2e::registration(i as f64, auc),
+        )
+        .await;
         assert_eq!(res.status(), 201);
     }
     let moved = client

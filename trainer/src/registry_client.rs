@@ -9,13 +9,17 @@
 //! gate moves `production`); the registry records its identity as the actor. Without it the trainer opens
 //! `MODEL_STORE` itself, which is safe for a local directory (create-new is `link(2)`), and for
 //! S3 stores that honour conditional writes.
+//!
+//! Through the API a version is published in two calls: the artifact's bytes go up as the raw
+//! body of `PUT /v1/models/{model}/artifacts/{sha256}` (no copy, no base64), then
+//! `POST /v1/models/{model}/versions` registers the manifest naming that sha256. Downloads
+//! are hashed as they arrive and refused unless size and sha256 match the manifest.
 
-use base64::Engine as _;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 use serde_json::json;
-use shared_lib::artifact::{ArtifactDigest, EncodedArtifact, ModelKind, decode_artifact};
+use shared_lib::artifact::{ArtifactHasher, EncodedArtifact, ModelKind, decode_artifact};
 use shared_lib::model_id::{AliasName, ModelName, ModelVersion};
 use shared_lib::registry::manifest::{Manifest, NewVersion};
 use shared_lib::registry::{Change, Registry};
@@ -90,7 +94,7 @@ impl ModelRegistry {
         }
         let bytes = match self {
             Self::Store(r) => r.fetch_artifact(&manifest).await?,
-            Self::Api(c) => c.artifact(model, version).await?,
+            Self::Api(c) => c.artifact(&manifest).await?,
         };
         let loaded = decode_artifact(&bytes, &manifest.artifact.sha256, kind)?;
         Ok((manifest, loaded))
@@ -117,7 +121,7 @@ impl ModelRegistry {
             Self::Store(r) => Ok(r
                 .publish(draft, Bytes::from(artifact.bytes), Some(&artifact.digest))
                 .await?),
-            Self::Api(c) => c.register(&draft, &artifact).await,
+            Self::Api(c) => c.register(&draft, artifact).await,
         }
     }
 
@@ -240,29 +244,77 @@ impl RegistryClient {
         })
     }
 
-    async fn artifact(&self, model: &ModelName, version: ModelVersion) -> Result<Bytes, Error> {
-        let path = format!("/v1/models/{model}/versions/{version}/artifact");
-        let res = Self::check(self.send(self.http.get(self.url(&path))).await?).await?;
-        res.bytes().await.map_err(|e| Error::Registry {
+    /// Downloads the artifact of `manifest`'s version, hashing it as it arrives; refused
+    /// unless its size and sha256 are the manifest's.
+    async fn artifact(&self, manifest: &Manifest) -> Result<Bytes, Error> {
+        let path = format!(
+            "/v1/models/{}/versions/{}/artifact",
+            manifest.model, manifest.version
+        );
+        let mut res = Self::check(self.send(self.http.get(self.url(&path))).await?).await?;
+        let failed = |message: String| Error::Registry {
             status: None,
-            message: format!("artifact download failed: {e}"),
-        })
+            message,
+        };
+        let expected = &manifest.artifact;
+        // The manifest says how much to expect; never reserve more than that on the server's word.
+        let mut bytes = BytesMut::with_capacity(usize::try_from(expected.size).unwrap_or(0));
+        let mut hasher = ArtifactHasher::new();
+        while let Some(chunk) = res
+            .chunk()
+            .await
+            .map_err(|e| failed(format!("artifact download failed: {e}")))?
+        {
+            if (bytes.len() + chunk.len()) as u64 > expected.size {
+                return Err(failed(format!(
+                    "artifact download is larger than the manifest's {} bytes",
+                    expected.size
+                )));
+            }
+            hasher.update(&chunk);
+            bytes.extend_from_slice(&chunk);
+        }
+        if bytes.len() as u64 != expected.size {
+            return Err(shared_lib::Error::SizeMismatch {
+                expected: expected.size,
+                actual: bytes.len() as u64,
+            }
+            .into());
+        }
+        let actual = hasher.finish();
+        if actual != expected.sha256 {
+            return Err(shared_lib::Error::DigestMismatch {
+                expected: expected.sha256.clone(),
+                actual,
+            }
+            .into());
+        }
+        Ok(bytes.freeze())
     }
 
+    /// Uploads the artifact (its bytes move into the request body, uncopied), then registers
+    /// the version naming it.
     async fn register(
         &self,
         draft: &NewVersion,
-        artifact: &EncodedArtifact,
+        artifact: EncodedArtifact,
     ) -> Result<Manifest, Error> {
+        let sha256 = artifact.digest.to_string();
+        let upload = format!("/v1/models/{}/artifacts/{sha256}", draft.model);
+        let res = self
+            .send(
+                self.http
+                    .put(self.url(&upload))
+                    .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                    .body(artifact.bytes),
+            )
+            .await?;
+        Self::check(res).await?;
         let mut fields = serde_json::to_value(draft).map_err(|e| Error::Training(e.to_string()))?;
         if let Some(map) = fields.as_object_mut() {
             map.remove("model");
         }
-        let body = json!({
-            "manifest": fields,
-            "artifact_base64": base64::engine::general_purpose::STANDARD.encode(&artifact.bytes),
-            "artifact_sha256": ArtifactDigest::to_string(&artifact.digest),
-        });
+        let body = json!({ "manifest": fields, "artifact_sha256": sha256 });
         let path = format!("/v1/models/{}/versions", draft.model);
         let res = self
             .send(self.http.post(self.url(&path)).json(&body))

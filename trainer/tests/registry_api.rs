@@ -206,8 +206,13 @@ async fn pass_or_fail(
     front: web::Data<FaultyFront>,
 ) -> HttpResponse {
     let fault = front.fault.lock().unwrap().clone();
+    let damage = match &fault {
+        Some((path, code @ (FLIP_LAST_BYTE | DROP_LAST_BYTE))) if req.path() == path => Some(*code),
+        _ => None,
+    };
     if let Some((path, status)) = fault
         && req.path() == path
+        && damage.is_none()
     {
         let status = actix_web::http::StatusCode::from_u16(status).unwrap();
         return HttpResponse::build(status)
@@ -230,10 +235,22 @@ async fn pass_or_fail(
         .get("content-type")
         .map(|v| v.to_str().unwrap().to_owned())
         .unwrap_or_default();
+    let mut body = res.bytes().await.unwrap().to_vec();
+    match damage {
+        Some(FLIP_LAST_BYTE) => *body.last_mut().unwrap() ^= 1,
+        Some(_) => {
+            body.pop();
+        }
+        None => {}
+    }
     HttpResponse::build(status)
         .content_type(content_type)
-        .body(res.bytes().await.unwrap())
+        .body(body)
 }
+
+/// Fault "statuses" that pass the request through and damage the answer's body instead.
+const FLIP_LAST_BYTE: u16 = 0;
+const DROP_LAST_BYTE: u16 = 1;
 
 async fn start_faulty_front(upstream: &str) -> (String, Arc<Mutex<Option<(String, u16)>>>) {
     let front = FaultyFront {
@@ -316,4 +333,52 @@ async fn registry_errors_on_the_champion_fail_the_gate_closed() {
     *fault.lock().unwrap() = None;
     let healthy = train_fraud(&ctx, data, &["--trees", "10"]).await.unwrap();
     assert_eq!(healthy["publication"]["promoted"], true, "{healthy}");
+}
+
+/// The trainer verifies a champion's artifact as it downloads it: a body whose size or sha256
+/// differs from the manifest's is refused, whatever the registry sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_artifact_download_is_refused_by_size_and_digest() {
+    // Arrange: v1 published through a front that can damage chosen answers.
+    let s3 = TestS3::start().await;
+    let registry = start_registry(&s3).await;
+    let (url, fault) = start_faulty_front(&registry).await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("fraud.csv");
+    trainer::fraud::generate(&trainer::fraud::GenerateArgs {
+        rows: 500,
+        seed: 5,
+        out: data.clone(),
+    })
+    .unwrap();
+    let ctx = context(&url, TOKEN);
+    train_fraud(
+        &ctx,
+        data.to_str().unwrap(),
+        &["--trees", "1", "--max-depth", "2"],
+    )
+    .await
+    .unwrap();
+    let model = shared_lib::model_id::ModelName::parse("fraud").unwrap();
+    let v1 = shared_lib::model_id::ModelVersion::FIRST;
+    let kinds = [
+        shared_lib::artifact::ModelKind::FraudRandomForest,
+        shared_lib::artifact::ModelKind::FraudDecisionTree,
+    ];
+    let load = || {
+        ctx.registry
+            .load::<serde::de::IgnoredAny>(&model, v1, &kinds)
+    };
+    assert!(load().await.is_ok(), "the undamaged download loads");
+    let artifact = "/v1/models/fraud/versions/1/artifact".to_owned();
+    for (damage, needle) in [
+        (DROP_LAST_BYTE, "size mismatch"),
+        (FLIP_LAST_BYTE, "digest mismatch"),
+    ] {
+        // Act
+        *fault.lock().unwrap() = Some((artifact.clone(), damage));
+        let err = load().await.unwrap_err().to_string();
+        // Assert
+        assert!(err.contains(needle), "{needle}: {err}");
+    }
 }

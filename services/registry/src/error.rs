@@ -26,6 +26,8 @@ pub enum Error {
     /// A bug in how the service is put together (500; the message is logged, not sent).
     #[error("{0}")]
     Internal(&'static str),
+    #[error("an artifact upload needs a Content-Length header (chunked bodies are refused)")]
+    LengthRequired,
     #[error(transparent)]
     Library(#[from] shared_lib::Error),
 }
@@ -68,6 +70,11 @@ impl Error {
                 StatusCode::INTERNAL_SERVER_ERROR,
                 ErrorCode::Internal,
                 "internal error",
+            ),
+            Self::LengthRequired => ApiError::new(
+                StatusCode::LENGTH_REQUIRED,
+                ErrorCode::InvalidRequest,
+                self.to_string(),
             ),
             Self::Library(e) => ApiError::from(e),
         }

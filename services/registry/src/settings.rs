@@ -5,7 +5,7 @@
 //! | `REGISTRY_CREDENTIALS_FILE` | unset | path of the credentials file: one `identity scopes token-sha256` line per credential (format in `auth::credentials`; a mounted Kubernetes Secret) |
 //! | `REGISTRY_TOKEN` | unset | legacy single credential: identity `admin` with every scope (a Kubernetes Secret); with neither set, every change and download is refused |
 //! | `REGISTRY_READ_AUTH` | `false` | when `true`, metadata reads and the page need the `read` scope too; artifact downloads always need it |
-//! | `MAX_UPLOAD_BYTES` | 268435456 | largest registration body (artifact base64 plus manifest) |
+//! | `MAX_UPLOAD_BYTES` | 1073741824 (1 GiB) | largest artifact upload (`PUT .../artifacts/{sha256}`); uploads stream to the store, so memory does not grow with it: the limit only bounds what one upload may put in the store (a 1M-user recommender at rank 64 is about 280 MB) |
 //! | `RETAIN_VERSIONS` | unset | after each registration, keep the newest N versions of that model (plus aliased and kept ones) |
 //! | `RETAIN_DAYS` | unset | after each registration, keep the versions created in the last N days (plus aliased and kept ones); at most 36500 |
 //!
@@ -25,6 +25,10 @@ use crate::SERVICE;
 use crate::auth::{Credentials, Scope};
 
 pub const DEFAULT_PORT: u16 = 8082;
+
+/// 1 GiB: several times the largest artifact the trainer writes today (a 1M-user recommender
+/// at rank 64, about 280 MB). Uploads stream, so this bounds store use per upload, not memory.
+pub const DEFAULT_MAX_UPLOAD_BYTES: usize = 1024 * 1024 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -55,7 +59,7 @@ impl Settings {
                  REGISTRY_TOKEN)",
             );
         }
-        let max_upload_bytes = env.parse_or("MAX_UPLOAD_BYTES", 256 * 1024 * 1024usize);
+        let max_upload_bytes = env.parse_or("MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES);
         let retain_versions = positive(&mut env, "RETAIN_VERSIONS");
         let retain_days = positive(&mut env, "RETAIN_DAYS");
         if retain_days.is_some_and(|d| d.get() > MAX_RETAIN_DAYS) {
@@ -134,6 +138,12 @@ mod tests {
             (both.retain_versions(), both.retain_days()),
             (NonZeroU32::new(10), NonZeroU32::new(30))
         );
+    }
+
+    #[test]
+    fn the_default_upload_limit_takes_a_one_million_user_recommender() {
+        // A 1M-user ALS model at rank 64 is about 280 MB (issue 13).
+        assert!(settings(&[]).unwrap().max_upload_bytes >= 280_000_000);
     }
 
     #[test]

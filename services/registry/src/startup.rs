@@ -41,11 +41,11 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Application> {
     }
     let skipped = index::register_skipped_gauge(metrics.registry())?;
     let indexing = tokio::spawn(rebuild_index(state.clone(), readiness.clone(), skipped));
-    let max_upload = settings.max_upload_bytes;
     let app = Application::build(&settings.common, metrics, readiness, move |cfg| {
         cfg.app_data(state.clone()).app_data(auth_data.clone());
         routes::models::configure(cfg);
-        routes::versions::configure(cfg, max_upload);
+        routes::artifacts::configure(cfg);
+        routes::versions::configure(cfg);
         routes::aliases::configure(cfg);
         routes::retention::configure(cfg);
         routes::page::configure(cfg);

@@ -145,7 +145,9 @@ impl From<&Error> for ApiError {
             | Error::InvalidVersion { .. }
             | Error::InvalidDigest { .. }
             | Error::InvalidKey { .. }
-            | Error::InvalidManifest { .. } => (S::BAD_REQUEST, ErrorCode::InvalidRequest),
+            | Error::InvalidManifest { .. }
+            | Error::UploadInterrupted { .. } => (S::BAD_REQUEST, ErrorCode::InvalidRequest),
+            Error::UploadTooLarge { .. } => (S::PAYLOAD_TOO_LARGE, ErrorCode::PayloadTooLarge),
             Error::DigestMismatch { .. }
             | Error::SizeMismatch { .. }
             | Error::UnsupportedFormat { .. }
@@ -160,7 +162,8 @@ impl From<&Error> for ApiError {
             | Error::NothingToRollBack { .. }
             | Error::VersionArchived { .. }
             | Error::VersionInUse { .. }
-            | Error::AllocationContention { .. } => (S::CONFLICT, ErrorCode::Conflict),
+            | Error::AllocationContention { .. }
+            | Error::ArtifactNotUploaded { .. } => (S::CONFLICT, ErrorCode::Conflict),
             Error::VersionDeleted { .. } => (S::GONE, ErrorCode::VersionDeleted),
             Error::Store { .. } => {
                 tracing::error!(error = %error_chain(err), "Model store request failed.");

@@ -22,6 +22,7 @@ pub mod manifest;
 pub mod records;
 pub mod retention;
 pub mod rollback;
+mod upload;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -145,13 +146,22 @@ impl Registry {
             .store_artifact(&draft.model, kind, digest, artifact_bytes.clone())
             .await?;
         let _guard = self.write_lock.lock().await;
-        let version = self.allocate_version(&draft).await?;
-        tracing::Span::current().record("version", version.get());
         // Retention, which holds the same lock, may have removed the object since it was
         // stored (these bytes were shared with a version it deleted): under the lock, put it
         // back before a manifest names it.
         self.ensure_artifact(&artifact_ref, artifact_bytes).await?;
+        self.write_version(draft, artifact_ref).await
+    }
 
+    /// Takes the next version number and writes the manifest naming `artifact_ref`. Called
+    /// with the write lock held, once the artifact object is known to be in the store.
+    async fn write_version(
+        &self,
+        draft: NewVersion,
+        artifact_ref: ArtifactRef,
+    ) -> Result<Manifest, Error> {
+        let version = self.allocate_version(&draft).await?;
+        tracing::Span::current().record("version", version.get());
         let manifest = Manifest::new(draft, version, artifact_ref);
         let key = layout::version_file(&manifest.model, version, layout::MANIFEST);
         self.store
@@ -910,12 +920,26 @@ impl Registry {
             .filter(|(state, _)| !retired.contains(&state.version))
             .map(|(_, manifest)| manifest.artifact.key.as_str())
             .collect();
+        let retired_now: BTreeSet<&str> = live
+            .iter()
+            .filter(|(state, _)| retired.contains(&state.version))
+            .map(|(_, manifest)| manifest.artifact.key.as_str())
+            .collect();
         // Every artifact object no retained version names: those of versions deleted now or by
         // an earlier run cut short, and those of publishes that died before their manifest.
-        // (A publish under way puts its object back under the lock; see `publish`.)
+        // (A publish under way puts its object back under the lock; see `publish`.) An orphan
+        // younger than the upload grace may be an upload whose registration is on its way
+        // (`Registry::register`), and is left for a later run.
         let mut artifacts_deleted = Vec::new();
         for key in self.store.list(&layout::artifacts_root(model)).await? {
             if referenced.contains(key.as_str()) {
+                continue;
+            }
+            if !retired_now.contains(key.as_str())
+                && let Some(at) = self.store.last_modified(&key).await?
+                && (now - at).num_seconds() < retention::UPLOAD_GRACE_SECS
+            {
+                tracing::debug!(%model, %key, "Keeping a recent upload no version names yet.");
                 continue;
             }
             if !dry_run {

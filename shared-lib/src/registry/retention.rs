@@ -12,6 +12,10 @@
 //! while the count rule still keeps everything). So "which version was production at T" keeps
 //! a loadable answer for every T in the window. Every other version that is not yet deleted is
 //! retired.
+//!
+//! Artifact objects that no version names (orphans) are removed with the retired versions'
+//! objects, except orphans younger than [`UPLOAD_GRACE_SECS`]: an artifact is uploaded before
+//! the version naming it is registered, and that registration must find it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::num::NonZeroU32;
@@ -25,6 +29,11 @@ use crate::model_id::{AliasName, ModelName, ModelVersion};
 /// The largest `retain_days` a service should accept (a century); larger values only mean
 /// "keep everything by age", and windows before year 1 cannot be written as RFC 3339.
 pub const MAX_RETAIN_DAYS: u32 = 36_500;
+
+/// How long an uploaded artifact that no version names yet is safe from retention: one hour,
+/// far more than a client takes between its upload and its registration, and short enough that
+/// abandoned uploads do not pile up.
+pub const UPLOAD_GRACE_SECS: i64 = 3600;
 
 /// How much history to keep; at least one rule is set (see [`RetentionPolicy::new`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -8,11 +8,19 @@
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
-use bytes::Bytes;
-use tokio::io::AsyncWriteExt;
+use std::pin::Pin;
 
+use bytes::{Bytes, BytesMut};
+use chrono::{DateTime, Utc};
+use futures_util::{Stream, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::streaming::{ObjectRead, UploadCheck};
 use super::{ObjectKey, PutMode};
-use crate::Error;
+use crate::{BoxError, Error};
+
+/// Chunk size of streamed reads.
+const READ_CHUNK: usize = 256 * 1024;
 
 const TMP_DIR: &str = ".tmp";
 
@@ -104,6 +112,71 @@ impl LocalStore {
         published
     }
 
+    pub(super) async fn get_stream(&self, key: &ObjectKey) -> Result<ObjectRead, Error> {
+        let file = match tokio::fs::File::open(self.path_of(key)).await {
+            Ok(file) => file,
+            Err(e) if is_absent(&e) => {
+                return Err(Error::ObjectNotFound {
+                    key: key.to_string(),
+                });
+            }
+            Err(e) => return Err(Error::store("get", key.as_str(), e)),
+        };
+        let meta = file
+            .metadata()
+            .await
+            .map_err(|e| Error::store("get", key.as_str(), e))?;
+        let stream = futures_util::stream::try_unfold(file, |mut file| async move {
+            let mut chunk = BytesMut::with_capacity(READ_CHUNK);
+            // `read_buf` may read less than a chunk; an empty read is the end of the file.
+            match file.read_buf(&mut chunk).await? {
+                0 => Ok(None),
+                _ => Ok(Some((chunk.freeze(), file))),
+            }
+        });
+        Ok(ObjectRead {
+            size: meta.len(),
+            stream: Box::pin(stream),
+        })
+    }
+
+    /// Streams `body` into a temporary file, syncs it and renames it into place only when
+    /// `check` passes; the temporary file is removed on every failure.
+    pub(super) async fn put_stream<S>(
+        &self,
+        key: &ObjectKey,
+        body: Pin<&mut S>,
+        check: UploadCheck<'_>,
+    ) -> Result<u64, Error>
+    where
+        S: Stream<Item = Result<Bytes, BoxError>>,
+    {
+        let target = self.path_of(key);
+        let tmp = self
+            .root
+            .join(TMP_DIR)
+            .join(format!("{}.part", uuid::Uuid::new_v4()));
+        // Removes the temporary file on failure, and also when this future is dropped
+        // half-way (after a successful rename there is nothing left to remove).
+        let _cleanup = RemoveOnDrop(tmp.clone());
+        let result = write_checked(&tmp, &target, body, check, key).await;
+        if result.is_ok() {
+            sync_dir(target.parent()).await;
+        }
+        result
+    }
+
+    pub(super) async fn last_modified(
+        &self,
+        key: &ObjectKey,
+    ) -> Result<Option<DateTime<Utc>>, Error> {
+        match tokio::fs::metadata(self.path_of(key)).await {
+            Ok(meta) => Ok(meta.modified().ok().map(DateTime::<Utc>::from)),
+            Err(e) if is_absent(&e) => Ok(None),
+            Err(e) => Err(Error::store("head", key.as_str(), e)),
+        }
+    }
+
     pub(super) async fn delete(&self, key: &ObjectKey) -> Result<(), Error> {
         let target = self.path_of(key);
         match tokio::fs::remove_file(&target).await {
@@ -147,6 +220,20 @@ impl LocalStore {
     }
 }
 
+/// Removes a file when dropped, if it is still there.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        // A single unlink: quick enough to run inline, even on an async worker.
+        if let Err(e) = std::fs::remove_file(&self.0)
+            && !is_absent(&e)
+        {
+            tracing::warn!(path = %self.0.display(), error = %e, "Could not remove a temporary file.");
+        }
+    }
+}
+
 fn is_absent(e: &std::io::Error) -> bool {
     // NotADirectory: a key whose parent "folder" is a file; for a reader that key is absent.
     matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory)
@@ -156,6 +243,32 @@ async fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut file = tokio::fs::File::create(path).await?;
     file.write_all(bytes).await?;
     file.sync_all().await
+}
+
+async fn write_checked<S>(
+    tmp: &Path,
+    target: &Path,
+    mut body: Pin<&mut S>,
+    mut check: UploadCheck<'_>,
+    key: &ObjectKey,
+) -> Result<u64, Error>
+where
+    S: Stream<Item = Result<Bytes, BoxError>>,
+{
+    let fail = |e: std::io::Error| Error::store("put", key.as_str(), e);
+    let mut file = tokio::fs::File::create(tmp).await.map_err(fail)?;
+    while let Some(chunk) = body.next().await {
+        let chunk = check.take(chunk)?;
+        file.write_all(&chunk).await.map_err(fail)?;
+    }
+    file.sync_all().await.map_err(fail)?;
+    drop(file);
+    let size = check.finish()?;
+    if let Some(parent) = target.parent() {
+        tokio::fs::create_dir_all(parent).await.map_err(fail)?;
+    }
+    tokio::fs::rename(tmp, target).await.map_err(fail)?;
+    Ok(size)
 }
 
 /// Makes the new directory entry durable; best effort, as not every file system supports it.

@@ -4,7 +4,9 @@
 //! - [`S3Store`]: any S3-compatible service through aws-sdk-s3 (AWS, MinIO, Ceph, Garage).
 //!
 //! The interface is deliberately small: whole-object get, put and delete, existence, and
-//! listing.
+//! listing, plus streamed reads and writes ([`ObjectStore::get_stream`],
+//! [`ObjectStore::put_stream`]) for artifacts too large to hold in memory: a streamed write is
+//! hashed on the way and becomes visible only when its size and sha256 are right.
 //! Everything the registry needs for safety rests on one primitive, [`PutMode::CreateNew`]
 //! ("write this key only if nobody has"), which each backend makes as strong as it can;
 //! [`ObjectStore::probe_conditional_writes`] tells whether a store makes it atomic.
@@ -13,14 +15,19 @@
 mod local;
 mod location;
 mod s3;
+mod streaming;
 
 use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures_util::Stream;
 
 pub use local::LocalStore;
 pub use location::{DEFAULT_MODEL_STORE, S3Credentials, S3Settings, StoreLocation};
 pub use s3::{PROBE_PREFIX, S3Store};
+pub use streaming::{ObjectRead, ObjectStream};
 
-use crate::Error;
+use crate::artifact::ArtifactDigest;
+use crate::{BoxError, Error};
 
 /// How a put treats an existing object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,6 +153,68 @@ impl ObjectStore {
         match self {
             Self::Local(s) => s.put(key, bytes, mode).await,
             Self::S3(s) => s.put(key, bytes, mode).await,
+        }
+    }
+
+    /// Reads an object as a stream of chunks, with its size; memory stays at one chunk.
+    ///
+    /// # Errors
+    /// [`Error::ObjectNotFound`] when absent, [`Error::Store`] when the store fails (later
+    /// failures end the stream with an error).
+    #[tracing::instrument(skip_all, fields(key = %key))]
+    pub async fn get_stream(&self, key: &ObjectKey) -> Result<ObjectRead, Error> {
+        match self {
+            Self::Local(s) => s.get_stream(key).await,
+            Self::S3(s) => s.get_stream(key).await,
+        }
+    }
+
+    /// Writes `body` to `key` as it arrives, hashing it, and makes the object visible only if
+    /// the body ends, is at most `max_bytes` long and its sha256 is `expected`; otherwise
+    /// nothing is visible and no partial upload is left behind (local: a synced temporary
+    /// file renamed into place; S3: one `PutObject` below one part, else a multipart upload
+    /// that is aborted on any failure). Memory stays at about one part (8 MiB) on S3 and one
+    /// chunk locally. Returns the size.
+    ///
+    /// An existing object is replaced: this is for content-addressed keys, where whatever is
+    /// there already has (or, if damaged, should have) exactly these bytes.
+    ///
+    /// # Errors
+    /// [`Error::UploadTooLarge`], [`Error::DigestMismatch`], [`Error::UploadInterrupted`] for
+    /// a body that fails (an error of ours inside the body stream is returned as it is),
+    /// [`Error::Store`].
+    ///
+    /// # Cancel safety
+    /// Dropping the future makes nothing visible: the local temporary file is removed, and an
+    /// S3 multipart upload is aborted from a spawned task (if the process dies first, a bucket
+    /// lifecycle rule for incomplete multipart uploads must remove it).
+    #[tracing::instrument(skip_all, fields(key = %key, max_bytes))]
+    pub async fn put_stream<S>(
+        &self,
+        key: &ObjectKey,
+        body: S,
+        expected: &ArtifactDigest,
+        max_bytes: u64,
+    ) -> Result<u64, Error>
+    where
+        S: Stream<Item = Result<Bytes, BoxError>>,
+    {
+        let body = std::pin::pin!(body);
+        let check = streaming::UploadCheck::new(expected, max_bytes);
+        match self {
+            Self::Local(s) => s.put_stream(key, body, check).await,
+            Self::S3(s) => s.put_stream(key, body, check).await,
+        }
+    }
+
+    /// When the object was last written, if it exists.
+    ///
+    /// # Errors
+    /// [`Error::Store`] when the store fails.
+    pub async fn last_modified(&self, key: &ObjectKey) -> Result<Option<DateTime<Utc>>, Error> {
+        match self {
+            Self::Local(s) => s.last_modified(key).await,
+            Self::S3(s) => s.last_modified(key).await,
         }
     }
 

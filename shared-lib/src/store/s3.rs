@@ -10,7 +10,12 @@
 //! [`Error::ObjectExists`]: the SDK retries a `PUT` whose response was lost (a timeout, a 5xx
 //! from a proxy), and if the first attempt had stored the object, the retry is refused by our
 //! own write. When the key holds exactly the bytes sent, the write succeeded.
+//!
+//! Streamed writes go up in parts of [`PART_BYTES`]: a body that fits in one part is a single
+//! `PutObject` sent after its digest checked out; a larger one is a multipart upload completed
+//! only after the digest checked out, and aborted on any failure, so nothing becomes visible.
 
+use std::pin::Pin;
 use std::time::Duration;
 
 use aws_sdk_s3::Client;
@@ -20,11 +25,19 @@ use aws_sdk_s3::config::{
 };
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
-use bytes::Bytes;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use bytes::{Bytes, BytesMut};
+use chrono::{DateTime, Utc};
+use futures_util::{Stream, StreamExt};
 use secrecy::ExposeSecret;
 
+use super::streaming::{ObjectRead, UploadCheck};
 use super::{ConditionalWrites, ObjectKey, PutMode, S3Settings};
-use crate::Error;
+use crate::{BoxError, Error};
+
+/// The part size of streamed writes: above S3's 5 MiB minimum, and the most a streamed write
+/// holds in memory (plus one incoming chunk). 10,000 parts of it allow 80 GiB.
+pub const PART_BYTES: usize = 8 * 1024 * 1024;
 
 /// Where [`S3Store::probe_conditional_writes`] writes (below the store prefix): not a key the
 /// registry reads, so a probe object left by a crash is harmless; delete it at will.
@@ -220,6 +233,168 @@ impl S3Store {
             .map(|_| ())
     }
 
+    pub(super) async fn get_stream(&self, key: &ObjectKey) -> Result<ObjectRead, Error> {
+        let response = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(self.full_key(key))
+            .send()
+            .await;
+        let output = match response {
+            Ok(output) => output,
+            Err(e) if is_missing_object(&e) => {
+                return Err(Error::ObjectNotFound {
+                    key: key.to_string(),
+                });
+            }
+            Err(e) => return Err(Error::store("get", key.as_str(), e)),
+        };
+        let size = output
+            .content_length()
+            .and_then(|len| u64::try_from(len).ok())
+            .ok_or_else(|| Error::store("get", key.as_str(), "no Content-Length in the answer"))?;
+        let stream = futures_util::stream::unfold(output.body, |mut body| async move {
+            body.next()
+                .await
+                .map(|chunk| (chunk.map_err(std::io::Error::other), body))
+        });
+        Ok(ObjectRead {
+            size,
+            stream: Box::pin(stream),
+        })
+    }
+
+    pub(super) async fn last_modified(
+        &self,
+        key: &ObjectKey,
+    ) -> Result<Option<DateTime<Utc>>, Error> {
+        let response = self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(self.full_key(key))
+            .send()
+            .await;
+        match response {
+            Ok(head) => Ok(head
+                .last_modified()
+                .and_then(|t| DateTime::<Utc>::from_timestamp(t.secs(), t.subsec_nanos()))),
+            Err(e) if is_missing_object(&e) => Ok(None),
+            Err(e) => Err(Error::store("head", key.as_str(), e)),
+        }
+    }
+
+    pub(super) async fn put_stream<S>(
+        &self,
+        key: &ObjectKey,
+        mut body: Pin<&mut S>,
+        mut check: UploadCheck<'_>,
+    ) -> Result<u64, Error>
+    where
+        S: Stream<Item = Result<Bytes, BoxError>>,
+    {
+        let (first, more) = next_part(&mut body, &mut check).await?;
+        if !more {
+            let size = check.finish()?;
+            self.put(key, first, PutMode::Overwrite).await?;
+            return Ok(size);
+        }
+        let full_key = self.full_key(key);
+        let fail = |e| Error::store("put", key.as_str(), e);
+        let upload_id = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(&full_key)
+            .send()
+            .await
+            .map_err(|e| fail(e.into()))?
+            .upload_id
+            .ok_or_else(|| fail("no upload id in the answer".into()))?;
+        let mut open = OpenUpload {
+            client: self.client.clone(),
+            bucket: self.bucket.clone(),
+            key: full_key.clone(),
+            upload_id: Some(upload_id.clone()),
+        };
+        let result = self
+            .upload_parts(&full_key, &upload_id, first, body, check)
+            .await
+            .map_err(|e| match e {
+                PartsError::Ours(e) => e,
+                PartsError::Sdk(e) => fail(e),
+            });
+        match result {
+            Ok(_) => open.completed(),
+            Err(_) => open.abort().await,
+        }
+        result
+    }
+
+    /// Uploads `first` and the rest of `body` as parts, then completes the upload once the
+    /// digest checked out.
+    async fn upload_parts<S>(
+        &self,
+        full_key: &str,
+        upload_id: &str,
+        first: Bytes,
+        mut body: Pin<&mut S>,
+        mut check: UploadCheck<'_>,
+    ) -> Result<u64, PartsError>
+    where
+        S: Stream<Item = Result<Bytes, BoxError>>,
+    {
+        let mut parts = Vec::new();
+        let (mut part, mut more) = (first, true);
+        loop {
+            let number = i32::try_from(parts.len() + 1).unwrap_or(i32::MAX);
+            let uploaded = self
+                .client
+                .upload_part()
+                .bucket(&self.bucket)
+                .key(full_key)
+                .upload_id(upload_id)
+                .part_number(number)
+                .body(ByteStream::from(part))
+                .send()
+                .await
+                .map_err(|e| PartsError::Sdk(e.into()))?;
+            parts.push(
+                CompletedPart::builder()
+                    .part_number(number)
+                    .set_e_tag(uploaded.e_tag)
+                    .build(),
+            );
+            if !more {
+                break;
+            }
+            let next;
+            (next, more) = next_part(&mut body, &mut check)
+                .await
+                .map_err(PartsError::Ours)?;
+            if next.is_empty() {
+                break;
+            }
+            part = next;
+        }
+        let size = check.finish().map_err(PartsError::Ours)?;
+        self.client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(full_key)
+            .upload_id(upload_id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| PartsError::Sdk(e.into()))?;
+        Ok(size)
+    }
+
     /// `DeleteObject`; S3 answers 204 for a missing key too, and a 404 is taken the same way.
     pub(super) async fn delete(&self, key: &ObjectKey) -> Result<(), Error> {
         let response = self
@@ -309,6 +484,92 @@ impl S3Store {
 /// `ConditionalRequestConflict` (another conditional write of it is under way).
 fn is_refused_create<E>(err: &SdkError<E>) -> bool {
     matches!(status_of(err), Some(412 | 409))
+}
+
+/// A multipart upload that is aborted unless it completed: inline on failure, and from a
+/// spawned task when the upload's future is dropped half-way.
+struct OpenUpload {
+    client: Client,
+    bucket: String,
+    key: String,
+    /// `None` once completed or aborted.
+    upload_id: Option<String>,
+}
+
+impl OpenUpload {
+    fn completed(&mut self) {
+        self.upload_id = None;
+    }
+
+    async fn abort(&mut self) {
+        if let Some(upload_id) = self.upload_id.take() {
+            abort_upload(&self.client, &self.bucket, &self.key, &upload_id).await;
+        }
+    }
+}
+
+impl Drop for OpenUpload {
+    fn drop(&mut self) {
+        let Some(upload_id) = self.upload_id.take() else {
+            return;
+        };
+        let (client, bucket, key) = (self.client.clone(), self.bucket.clone(), self.key.clone());
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime
+                    .spawn(async move { abort_upload(&client, &bucket, &key, &upload_id).await });
+            }
+            Err(_) => {
+                tracing::warn!(%key, %upload_id, "Could not abort a multipart upload; a lifecycle rule must remove it.");
+            }
+        }
+    }
+}
+
+async fn abort_upload(client: &Client, bucket: &str, key: &str, upload_id: &str) {
+    let aborted = client
+        .abort_multipart_upload()
+        .bucket(bucket)
+        .key(key)
+        .upload_id(upload_id)
+        .send()
+        .await;
+    if let Err(e) = aborted {
+        tracing::warn!(%key, %upload_id, error = %crate::error_chain(&e), "Could not abort a multipart upload; a lifecycle rule must remove it.");
+    }
+}
+
+enum PartsError {
+    Ours(Error),
+    Sdk(crate::BoxError),
+}
+
+/// Reads the next part (at least [`PART_BYTES`], or what is left) from `body`; the flag says
+/// whether the body may have more.
+async fn next_part<S>(
+    body: &mut Pin<&mut S>,
+    check: &mut UploadCheck<'_>,
+) -> Result<(Bytes, bool), Error>
+where
+    S: Stream<Item = Result<Bytes, BoxError>>,
+{
+    let mut part = BytesMut::new();
+    while part.len() < PART_BYTES {
+        match body.next().await {
+            Some(chunk) => {
+                let chunk = check.take(chunk)?;
+                if part.is_empty() && chunk.len() >= PART_BYTES {
+                    return Ok((chunk, true));
+                }
+                if part.capacity() == 0 {
+                    part.reserve(PART_BYTES + chunk.len());
+                }
+                part.extend_from_slice(&chunk);
+            }
+            None => return Ok((part.freeze(), false)),
+        }
+    }
+    Ok((part.freeze(), true))
 }
 
 fn status_of<E>(err: &SdkError<E>) -> Option<u16> {

@@ -40,6 +40,18 @@ impl Backend {
         }
     }
 
+    /// What a failed streamed write could leave behind: temporary files of the local store,
+    /// open multipart uploads on S3.
+    pub fn upload_leftovers(&self) -> usize {
+        match (&self._local, &self._s3) {
+            (Some(dir), _) => std::fs::read_dir(dir.path().join("models/.tmp"))
+                .unwrap()
+                .count(),
+            (None, Some(s3)) => s3.open_multipart_uploads(),
+            (None, None) => 0,
+        }
+    }
+
     pub fn registry(&self) -> Registry {
         Registry::new(self.store.clone())
     }

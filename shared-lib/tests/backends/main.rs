@@ -7,6 +7,7 @@ mod harness;
 mod registry_cases;
 mod s3_cases;
 mod store_cases;
+mod upload_cases;
 
 /// Generates `local::<case>` and `s3::<case>` tests from `async fn case(&Backend)`.
 macro_rules! for_each_backend {
@@ -43,6 +44,11 @@ for_each_backend!(store from store_cases:
     list_folders_returns_direct_children,
     delete_removes_only_that_object,
     delete_of_a_missing_key_is_ok_and_the_key_can_be_created_again,
+    streamed_put_and_get_round_trip_a_multi_part_object,
+    streamed_put_of_a_small_object_round_trips,
+    failed_streamed_puts_leave_no_object_and_no_upload,
+    streamed_put_replaces_a_damaged_object_and_get_stream_of_a_missing_key_is_not_found,
+    a_streamed_put_dropped_half_way_leaves_nothing_behind,
 );
 
 for_each_backend!(registry from registry_cases:
@@ -67,4 +73,11 @@ for_each_backend!(registry from registry_cases:
     deleted_versions_keep_their_manifest_and_cannot_be_loaded_aliased_or_archived,
     rollbacks_in_a_row_keep_going_back,
     rollback_passes_over_archived_and_deleted_versions,
+);
+
+for_each_backend!(upload from upload_cases:
+    an_uploaded_artifact_registers_and_streams_back_verified,
+    bad_uploads_store_nothing,
+    registering_an_artifact_that_is_not_in_the_store_is_refused,
+    retention_spares_a_fresh_upload_that_no_version_names_yet,
 );

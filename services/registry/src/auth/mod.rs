@@ -127,15 +127,6 @@ impl Auth {
         self.require_with(req, scope, Challenge::Bearer)
     }
 
-    /// [`Auth::require`] for [`Scope::Publish`], kept for handlers written before scopes
-    /// existed. New handlers take a [`Caller`] as their first argument instead.
-    ///
-    /// # Errors
-    /// As [`Auth::require`].
-    pub fn require_write(&self, req: &HttpRequest) -> Result<Identity, Error> {
-        self.require(req, Scope::Publish)
-    }
-
     /// A metadata read: anonymous (`None`) unless reads are protected.
     ///
     /// # Errors

@@ -1,6 +1,7 @@
 //! One file per resource; each ends in `configure`.
 
 pub mod aliases;
+pub mod artifacts;
 pub mod models;
 pub mod page;
 pub mod retention;
@@ -23,6 +24,7 @@ pub struct AppState {
     pub registry: Registry,
     pub index: ManifestIndex,
     pub auth: Auth,
+    /// `MAX_UPLOAD_BYTES`: the largest artifact upload.
     pub max_upload_bytes: usize,
     /// `RETAIN_VERSIONS`/`RETAIN_DAYS`, applied after each registration; `None`: off.
     pub retention: Option<RetentionPolicy>,

@@ -1,8 +1,7 @@
-//! Versions: list, read, download, register (then retention, when configured), archive.
+//! Versions: list, read, download (streamed), register (then retention, when configured),
+//! archive.
 
 use actix_web::{HttpResponse, web};
-use base64::Engine as _;
-use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::json;
 use shared_lib::artifact::ArtifactDigest;
@@ -16,10 +15,14 @@ use crate::auth::{Archive, Caller, Publish, Read, Reader};
 use crate::error::Error;
 use crate::{catalog, retention};
 
-pub fn configure(cfg: &mut web::ServiceConfig, max_upload_bytes: usize) {
+/// The largest registration body: manifest fields only (the artifact is uploaded before, by
+/// `PUT .../artifacts/{sha256}`); generous for parameters, metrics and a feature schema.
+pub const REGISTER_JSON_LIMIT: usize = 1024 * 1024;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/v1/models/{model}/versions")
-            .app_data(shared_lib::http::json_config(max_upload_bytes))
+            .app_data(shared_lib::http::json_config(REGISTER_JSON_LIMIT))
             .route(web::get().to(list_versions))
             .route(web::post().to(register_version)),
     )
@@ -147,11 +150,14 @@ async fn download_artifact(
         .index
         .manifest(&state.registry, &model, version)
         .await?;
-    let bytes = state.registry.fetch_artifact(&manifest).await?;
+    let artifact = state.registry.open_artifact(&manifest).await?;
+    // The size is known, so the download has a Content-Length rather than chunks; the stream
+    // is cut if the bytes do not match the manifest's sha256, which the client checks too.
     Ok(HttpResponse::Ok()
         .content_type("application/octet-stream")
         .insert_header(("x-artifact-sha256", manifest.artifact.sha256.to_string()))
-        .body(bytes))
+        .no_chunking(artifact.size)
+        .streaming(artifact.stream))
 }
 
 /// The manifest fields a registration supplies (the model comes from the path).
@@ -183,15 +189,14 @@ struct ManifestFields {
 #[serde(deny_unknown_fields)]
 struct RegisterRequest {
     manifest: ManifestFields,
-    /// The artifact bytes, base64 (standard alphabet, padded).
-    artifact_base64: String,
-    /// sha256 of the artifact bytes, hex; the registry checks it before writing anything.
+    /// sha256 of the artifact, hex, uploaded before with `PUT .../artifacts/{sha256}`.
     artifact_sha256: ArtifactDigest,
 }
 
-/// Registers a version: the caller (checked before the body is read) needs `publish` and is
-/// recorded as `created_by`; checks the digest and the artifact envelope, writes the artifact,
-/// then the manifest last; answers 201 with the allocated version's manifest.
+/// Registers a version whose artifact was uploaded before: the caller (checked before the body
+/// is read) needs `publish` and is recorded as `created_by`; the registry re-reads the stored
+/// artifact (sha256, size, envelope), then allocates the version and writes the manifest last;
+/// answers 201 with the manifest, 409 if the artifact is not in the store.
 async fn register_version(
     caller: Caller<Publish>,
     path: web::Path<ModelName>,
@@ -199,9 +204,6 @@ async fn register_version(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, Error> {
     let body = body.into_inner();
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(body.artifact_base64.as_bytes())
-        .map_err(|e| Error::BadRequest(format!("artifact_base64 is not valid base64: {e}")))?;
     let m = body.manifest;
     let draft = NewVersion {
         model: path.into_inner(),
@@ -218,7 +220,7 @@ async fn register_version(
     };
     let manifest = state
         .registry
-        .publish(draft, Bytes::from(bytes), Some(&body.artifact_sha256))
+        .register(draft, &body.artifact_sha256)
         .await?;
     retention::after_registration(&state, &manifest.model, manifest.version).await;
     Ok(HttpResponse::Created().json(manifest))

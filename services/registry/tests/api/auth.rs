@@ -340,13 +340,25 @@ async fn the_audit_actor_is_the_credential_identity_whatever_the_client_claims()
     };
     let mut body = registration(1.0);
     body["manifest"]["created_by"] = json!("mallory");
+    let uploaded = app
+        .client
+        .put(app.url(&format!(
+            "/v1/models/fraud/artifacts/{}",
+            body.artifact.digest
+        )))
+        .bearer_auth(token_of("publisher"))
+        .body(body.artifact.bytes.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(uploaded.status(), 201);
 
     // Act: each identity claims to be mallory, in the body and in X-Actor.
     let registered = claimed(
         app.client.post(app.url("/v1/models/fraud/versions")),
         "publisher",
     )
-    .json(&body)
+    .json(&body.body)
     .send()
     .await
     .unwrap();

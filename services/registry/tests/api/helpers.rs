@@ -1,9 +1,8 @@
 //! `spawn_app` and request builders.
 
-use base64::Engine as _;
 use registry::Settings;
 use serde_json::{Value, json};
-use shared_lib::artifact::{ModelKind, encode_artifact};
+use shared_lib::artifact::{EncodedArtifact, ModelKind, encode_artifact};
 use shared_lib::settings::Env;
 use shared_lib::testing::TestS3;
 
@@ -81,10 +80,30 @@ pub async fn spawn_app(extra: &[(&str, &str)]) -> TestApp {
     test_app
 }
 
-/// A registration body for a small valid artifact; `seed` varies the bytes.
-pub fn registration(seed: f64) -> Value {
+/// A registration: a small valid artifact and the JSON body that names it. Derefs to the body,
+/// so a test edits it in place (`reg["manifest"]["gate"] = ...`).
+pub struct Registration {
+    pub artifact: EncodedArtifact,
+    pub body: Value,
+}
+
+impl std::ops::Deref for Registration {
+    type Target = Value;
+    fn deref(&self) -> &Value {
+        &self.body
+    }
+}
+
+impl std::ops::DerefMut for Registration {
+    fn deref_mut(&mut self) -> &mut Value {
+        &mut self.body
+    }
+}
+
+/// A registration of a small valid artifact; `seed` varies the bytes.
+pub fn registration(seed: f64) -> Registration {
     let artifact = encode_artifact(ModelKind::FraudRandomForest, &vec![seed; 8]).unwrap();
-    json!({
+    let body = json!({
         "manifest": {
             "run_id": uuid::Uuid::new_v4(),
             "algorithm": "random_forest",
@@ -92,9 +111,9 @@ pub fn registration(seed: f64) -> Value {
             "trainer_version": "test",
             "created_by": "tester"
         },
-        "artifact_base64": base64::engine::general_purpose::STANDARD.encode(&artifact.bytes),
         "artifact_sha256": artifact.digest.to_string(),
-    })
+    });
+    Registration { artifact, body }
 }
 
 impl TestApp {
@@ -138,7 +157,36 @@ impl TestApp {
         res.json().await.unwrap()
     }
 
-    pub async fn register(&self, model: &str, body: &Value) -> reqwest::Response {
+    /// Uploads the artifact, then registers the version; returns the registration's answer
+    /// (or the upload's, if that failed).
+    pub async fn register(&self, model: &str, reg: &Registration) -> reqwest::Response {
+        let uploaded = self
+            .upload(
+                model,
+                &reg.artifact.digest.to_string(),
+                reg.artifact.bytes.clone(),
+            )
+            .await;
+        if uploaded.status() != 201 {
+            return uploaded;
+        }
+        self.register_json(model, &reg.body).await
+    }
+
+    /// `PUT /v1/models/{model}/artifacts/{sha256}` with `bytes`, authenticated.
+    pub async fn upload(&self, model: &str, sha256: &str, bytes: Vec<u8>) -> reqwest::Response {
+        self.client
+            .put(self.url(&format!("/v1/models/{model}/artifacts/{sha256}")))
+            .bearer_auth(TOKEN)
+            .header("content-type", "application/octet-stream")
+            .body(bytes)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// `POST /v1/models/{model}/versions` with `body`, authenticated.
+    pub async fn register_json(&self, model: &str, body: &Value) -> reqwest::Response {
         self.client
             .post(self.url(&format!("/v1/models/{model}/versions")))
             .bearer_auth(TOKEN)

@@ -7,4 +7,5 @@ mod auth;
 mod helpers;
 mod retention;
 mod startup;
+mod uploads;
 mod versions;

@@ -31,12 +31,12 @@ async fn a_registered_version_reads_back_and_downloads_verified() {
         download.headers()["x-artifact-sha256"],
         body["artifact_sha256"].as_str().unwrap()
     );
+    assert_eq!(
+        download.headers()["content-length"],
+        body.artifact.bytes.len().to_string().as_str()
+    );
     let bytes = download.bytes().await.unwrap();
-    use base64::Engine as _;
-    let sent = base64::engine::general_purpose::STANDARD
-        .decode(body["artifact_base64"].as_str().unwrap())
-        .unwrap();
-    assert_eq!(bytes.as_ref(), sent.as_slice());
+    assert_eq!(bytes.as_ref(), body.artifact.bytes.as_slice());
     let models = app.get_json("/v1/models").await;
     assert_eq!(models["models"][0]["name"], "fraud");
     assert_eq!(models["models"][0]["latest_version"], 1);
@@ -135,7 +135,7 @@ async fn mutations_need_the_token_and_reads_can_too() {
     let none = app
         .client
         .post(&url)
-        .json(&registration(1.0))
+        .json(&*registration(1.0))
         .send()
         .await
         .unwrap();
@@ -149,7 +149,7 @@ async fn mutations_need_the_token_and_reads_can_too() {
         .client
         .post(&url)
         .bearer_auth("not-the-token-at-all")
-        .json(&registration(1.0))
+        .json(&*registration(1.0))
         .send()
         .await
         .unwrap();
@@ -173,16 +173,61 @@ async fn mutations_need_the_token_and_reads_can_too() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_registrations_are_refused_and_nothing_is_written() {
+async fn bad_uploads_are_refused_and_nothing_is_written() {
+    // Arrange
     let app = spawn_app(&[("MAX_UPLOAD_BYTES", "4096")]).await;
-    let mut wrong_digest = registration(1.0);
-    wrong_digest["artifact_sha256"] = json!("0".repeat(64));
-    let mut garbage = registration(1.0);
-    garbage["artifact_base64"] = json!("aGVsbG8gd29ybGQ=");
-    garbage["artifact_sha256"] =
-        json!("b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9");
-    let mut bad_base64 = registration(1.0);
-    bad_base64["artifact_base64"] = json!("***");
+    let good = registration(1.0).artifact;
+    let sha = good.digest.to_string();
+    let hello = b"hello world".to_vec();
+    let hello_sha = "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9";
+    let mut truncated = good.bytes.clone();
+    truncated.truncate(good.bytes.len() - 1);
+    let truncated_sha = shared_lib::artifact::ArtifactDigest::of(&truncated).to_string();
+    let cases = [
+        (
+            "fraud",
+            "0".repeat(64),
+            good.bytes.clone(),
+            422,
+            "digest mismatch",
+        ),
+        (
+            "fraud",
+            hello_sha.to_owned(),
+            hello,
+            422,
+            "not a model artifact",
+        ),
+        (
+            "fraud",
+            truncated_sha,
+            truncated,
+            422,
+            "the envelope declares",
+        ),
+        (
+            "fraud",
+            sha.clone(),
+            vec![0; 4097],
+            413,
+            "limit of 4096 bytes",
+        ),
+        ("fraud", "abc".into(), good.bytes.clone(), 400, "path"),
+        ("Fraud!", sha.clone(), good.bytes.clone(), 400, "path"),
+    ];
+    for (model, sha256, bytes, status, needle) in cases {
+        // Act
+        let message = error_message(app.upload(model, &sha256, bytes).await, status).await;
+        // Assert
+        assert!(message.contains(needle), "{needle}: {message}");
+        assert_eq!(app.artifact_objects("fraud").await, 0, "{needle}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_registrations_are_refused_and_nothing_is_written() {
+    let app = spawn_app(&[]).await;
+    let never_uploaded = registration(1.0);
     let mut no_algorithm = registration(1.0);
     no_algorithm["manifest"]
         .as_object_mut()
@@ -192,19 +237,35 @@ async fn bad_registrations_are_refused_and_nothing_is_written() {
     extra_field["manifest"]["colour"] = json!("blue");
     let mut nan_metric = registration(1.0);
     nan_metric["manifest"]["metrics"] = json!({"roc_auc": "high"});
+    let mut old_api = registration(1.0);
+    old_api["artifact_base64"] = json!("aGVsbG8gd29ybGQ=");
     let mut big = registration(1.0);
-    big["artifact_base64"] = json!("A".repeat(8000));
+    big["manifest"]["parameters"] = json!({"padding": "x".repeat(1024 * 1024)});
     let cases = [
-        (wrong_digest, 422, "digest mismatch", "wrong digest"),
-        (garbage, 422, "not a model artifact", "not an artifact"),
-        (bad_base64, 400, "base64", "bad base64"),
-        (no_algorithm, 400, "algorithm", "missing manifest field"),
-        (extra_field, 400, "colour", "unknown manifest field"),
-        (nan_metric, 400, "invalid type", "non-numeric metric"),
-        (big, 413, "JSON", "oversized upload"),
+        (
+            never_uploaded.body,
+            409,
+            "upload it first",
+            "artifact not uploaded",
+        ),
+        (
+            no_algorithm.body,
+            400,
+            "algorithm",
+            "missing manifest field",
+        ),
+        (extra_field.body, 400, "colour", "unknown manifest field"),
+        (nan_metric.body, 400, "invalid type", "non-numeric metric"),
+        (
+            old_api.body,
+            400,
+            "artifact_base64",
+            "the old inline artifact",
+        ),
+        (big.body, 413, "JSON", "oversized registration"),
     ];
     for (body, status, needle, why) in cases {
-        let message = error_message(app.register("fraud", &body).await, status).await;
+        let message = error_message(app.register_json("fraud", &body).await, status).await;
         assert!(message.contains(needle), "{why}: {message}");
     }
     let bad_name = app.register("Fraud!", &registration(1.0)).await;
@@ -217,33 +278,41 @@ async fn bad_registrations_are_refused_and_nothing_is_written() {
     assert_eq!(app.get_json("/v1/models").await["models"], json!([]));
 }
 
-/// `MAX_UPLOAD_BYTES` is exact: a registration of exactly that many bytes is accepted, one
-/// byte more is a 413 whose JSON error names the limit, and nothing is written for it.
+/// `MAX_UPLOAD_BYTES` is exact: an artifact of exactly that many bytes is accepted, one byte
+/// more is a 413 whose JSON error names the limit, and nothing is written for it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upload_of_exactly_max_upload_bytes_passes_and_one_byte_more_is_refused() {
-    let app = spawn_app(&[("MAX_UPLOAD_BYTES", "4096")]).await;
-    let post = |body: &serde_json::Value, len: usize| {
-        let text = body.to_string();
-        assert!(text.len() <= len, "{} bytes already", text.len());
-        app.client
-            .post(app.url("/v1/models/fraud/versions"))
-            .bearer_auth(TOKEN)
-            .header("content-type", "application/json")
-            .body(format!("{text}{}", " ".repeat(len - text.len())))
-            .send()
+    // An artifact whose payload pads it to exactly `len` bytes.
+    let artifact_of = |len: usize| {
+        let mut pad = len;
+        for _ in 0..10 {
+            let a = shared_lib::artifact::encode_artifact(
+                shared_lib::artifact::ModelKind::FraudRandomForest,
+                &"x".repeat(pad),
+            )
+            .unwrap();
+            if a.bytes.len() == len {
+                return a;
+            }
+            pad = pad + len - a.bytes.len().min(pad + len);
+        }
+        panic!("cannot pad an artifact to exactly {len} bytes");
     };
-    let over = post(&registration(1.0), 4097).await.unwrap();
-    let message = error_message(over, 413).await;
-    assert!(message.contains("limit: 4096 bytes"), "{message}");
-    assert!(
-        error_message(app.get("/v1/models/fraud/versions").await, 404)
-            .await
-            .contains("unknown model fraud")
-    );
-    let at = post(&registration(2.0), 4096).await.unwrap();
-    assert_eq!(at.status(), 201);
-    let listed = app.get_json("/v1/models/fraud/versions").await;
-    assert_eq!(listed["versions"].as_array().unwrap().len(), 1);
+    let app = spawn_app(&[("MAX_UPLOAD_BYTES", "4096")]).await;
+    let over = artifact_of(4097);
+    let res = app
+        .upload("fraud", &over.digest.to_string(), over.bytes)
+        .await;
+    let message = error_message(res, 413).await;
+    assert!(message.contains("limit of 4096 bytes"), "{message}");
+    assert_eq!(app.artifact_objects("fraud").await, 0);
+    let at = artifact_of(4096);
+    let res = app.upload("fraud", &at.digest.to_string(), at.bytes).await;
+    assert_eq!(res.status(), 201);
+    let uploaded: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(uploaded["size"], 4096);
+    assert_eq!(uploaded["kind"], "fraud-random-forest");
+    assert_eq!(app.artifact_objects("fraud").await, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -325,6 +394,7 @@ async fn the_openapi_document_lists_every_route() {
         "/v1/models/{model}/versions/{version}",
         "/v1/models/{model}/versions/{version}/artifact",
         "/v1/models/{model}/versions/{version}/archive",
+        "/v1/models/{model}/artifacts/{sha256}",
         "/v1/models/{model}/versions/{version}/keep",
         "/v1/models/{model}/versions/{version}/unkeep",
         "/v1/models/{model}/gc",
@@ -343,7 +413,7 @@ async fn the_openapi_document_lists_every_route() {
     }
     assert_eq!(
         paths.len(),
-        18,
+        19,
         "a route is documented that the service does not have, or the list above is stale"
     );
 }
@@ -364,6 +434,7 @@ async fn the_openapi_document_states_the_security_of_every_operation() {
     );
     let scoped = [
         ("post", "/v1/models/{model}/versions", "publish"),
+        ("put", "/v1/models/{model}/artifacts/{sha256}", "publish"),
         (
             "get",
             "/v1/models/{model}/versions/{version}/artifact",
