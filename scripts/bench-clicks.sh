@@ -60,6 +60,7 @@ trap 'exit 130' INT TERM
 status_kib() { awk -v f="$2" '$1 == f ":" {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 mib() { awk -v kb="$1" 'BEGIN { printf "%.1f", kb / 1024 }'; }
 p99_ms() { to_ms "$(awk '$1 == "99%" {print $2}' "$1")"; }
+p50_ms() { to_ms "$(awk '$1 == "50%" {print $2}' "$1")"; }
 field() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$@"; }
 
 log "Publishing a random model: $USERS users x $ITEMS items, rank $RANK (seed $SEED)."
@@ -88,6 +89,7 @@ for run in $(seq "$RUNS"); do
     # Warm-up, then idle.
     wrk -t1 -c1 -d2s -s "$root/bench/recommender/users.lua" "$base" -- "$USERS" "$N" >/dev/null
     rss_idle_kib=$(status_kib "$pid" VmRSS)
+    load_idle=$(cut -d" " -f1 /proc/loadavg)
     wrk_run "$OUT/idle-$run.txt"
     idle=$(p99_ms "$OUT/idle-$run.txt")
     # Loaded: the poster runs through the prefill and the measurement.
@@ -98,20 +100,22 @@ for run in $(seq "$RUNS"); do
     wrk_run "$OUT/loaded-$run.txt"
     wait "$poster" || die "the poster failed (see $OUT/poster-$run.log)"
     loaded=$(p99_ms "$OUT/loaded-$run.txt")
+    load_loaded=$(cut -d" " -f1 /proc/loadavg)
     rate=$(python3 -c 'import json,sys; print(round(json.load(open(sys.argv[1]))["accepted_per_second"]))' "$OUT/poster-$run.json")
     hwm_kib=$(status_kib "$pid" VmHWM)
     cap_kib=$((rss_idle_kib + store_cap_bytes / 1024))
     stop_pid "$pid"
-    printf '%s %s %s %s %s %s %s\n' "$run" "$idle" "$loaded" "$(ratio "$loaded" "$idle")" "$rate" \
-        "$(mib "$hwm_kib")" "$(mib "$cap_kib")" >>"$OUT/runs.txt"
-    log "run $run: idle p99 $idle ms, loaded p99 $loaded ms, $rate events/s accepted, VmHWM $(mib "$hwm_kib") MiB (cap $(mib "$cap_kib") MiB)"
+    printf '%s %s %s %s %s %s %s %s %s %s %s\n' "$run" "$idle" "$loaded" "$(ratio "$loaded" "$idle")" "$rate" \
+        "$(mib "$hwm_kib")" "$(mib "$cap_kib")" "$load_idle" "$load_loaded" \
+        "$(p50_ms "$OUT/idle-$run.txt")" "$(p50_ms "$OUT/loaded-$run.txt")" >>"$OUT/runs.txt"
+    log "run $run: idle p99 $idle ms, loaded p99 $loaded ms, $rate events/s accepted, VmHWM $(mib "$hwm_kib") MiB (cap $(mib "$cap_kib") MiB), loadavg $load_idle / $load_loaded"
 done
 
 python3 - "$OUT/runs.txt" "$SERVICE_BIN" "$RATE" >"$OUT/summary.txt" <<'EOF'
 import statistics, sys
 rows = [line.split() for line in open(sys.argv[1])]
 cols = {name: [float(r[i]) for r in rows] for i, name in
-        enumerate(["run", "idle", "loaded", "ratio", "rate", "hwm", "cap"])}
+        enumerate(["run", "idle", "loaded", "ratio", "rate", "hwm", "cap", "load_idle", "load_loaded", "p50_idle", "p50_loaded"])}
 def show(name, unit, fmt="{:.3f}"):
     v = cols[name]
     return f"{fmt.format(statistics.median(v))} {unit} (range {fmt.format(min(v))}-{fmt.format(max(v))})"
@@ -119,10 +123,13 @@ print(f"binary: {sys.argv[2]}; {len(rows)} runs; medians")
 print(f"idle p99 (c=1):       {show('idle', 'ms')}")
 print(f"loaded p99 (c=1):     {show('loaded', 'ms')}")
 ratio = statistics.median(cols['ratio'])
+print(f"idle p50 / loaded p50: {show('p50_idle', 'ms')} / {show('p50_loaded', 'ms')}")
 print(f"loaded / idle:        {show('ratio', 'x', '{:.2f}')}  target <= 2x: {'met' if ratio <= 2 else 'MISSED'}")
 print(f"events accepted/s:    {show('rate', '/s', '{:.0f}')} (target {sys.argv[3]}/s)")
 over = [h > c for h, c in zip(cols['hwm'], cols['cap'])]
 print(f"VmHWM:                {show('hwm', 'MiB', '{:.1f}')}")
+cpus = __import__("os").cpu_count()
+print(f"1-min loadavg:        idle {show('load_idle', '', '{:.2f}')}, loaded {show('load_loaded', '', '{:.2f}')} on {cpus} CPUs (other work skews p99)")
 print(f"documented cap:       {show('cap', 'MiB', '{:.1f}')}  under it in every run: {'yes' if not any(over) else 'NO'}")
 EOF
 cat "$OUT/summary.txt"

@@ -1,10 +1,12 @@
 //! A bound on concurrent scoring work (fold-ins and catalogue scans on the blocking pool).
 //!
 //! Each piece of scoring work holds a permit while it runs. A request that finds none free waits
-//! at most `wait`, and only if fewer than `permits` other requests are already waiting;
-//! otherwise it is refused at once with [`Error::Busy`] (503 with `Retry-After`). So the work in
-//! flight is at most `permits` pieces and the queue at most `permits` requests, each for at most
-//! `wait`: never an unbounded queue. The semaphore is fair (first come, first served), and a
+//! at most `wait`, and only if fewer than `queue` other requests are already waiting; otherwise
+//! it is refused at once with [`Error::Busy`] (503 with `Retry-After`). So the work in flight is
+//! at most `permits` pieces and the queue at most `queue` requests, each for at most `wait`:
+//! never an unbounded queue. The queue is [`QUEUE_PER_PERMIT`] × `permits` by default, so a burst
+//! of a few dozen concurrent single-user requests (each scan is about a millisecond) queues
+//! rather than failing, while a flood gets its 503 at once. The semaphore is fair (first come, first served), and a
 //! batch takes one permit per chunk of users, one chunk at a time (see
 //! `routes::recommendations`), so a large batch holds at most one permit at any moment and
 //! single-user requests queue between its chunks instead of behind the whole batch.
@@ -19,6 +21,8 @@ use crate::error::Error;
 
 /// How long a refused client should wait before trying again.
 pub const RETRY_AFTER_SECONDS: u32 = 1;
+/// Requests that may wait, per permit.
+pub const QUEUE_PER_PERMIT: usize = 32;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScoringLimits {
@@ -26,6 +30,8 @@ pub struct ScoringLimits {
     pub permits: usize,
     /// Longest wait for a permit; zero refuses at once when all are taken.
     pub wait: Duration,
+    /// Most requests waiting for a permit at once.
+    pub queue: usize,
 }
 
 impl ScoringLimits {
@@ -85,7 +91,7 @@ impl ScoringLimiter {
         }
         let waiting = self.waiting.fetch_add(1, Ordering::AcqRel);
         let _waiting = Waiting(&self.waiting);
-        if waiting >= self.limits.permits {
+        if waiting >= self.limits.queue {
             return Err(busy());
         }
         match tokio::time::timeout(self.limits.wait, self.semaphore.clone().acquire_owned()).await {
@@ -112,6 +118,7 @@ mod tests {
     fn limiter(permits: usize, wait_ms: u64) -> ScoringLimiter {
         ScoringLimiter::new(ScoringLimits {
             permits,
+            queue: 1,
             wait: Duration::from_millis(wait_ms),
         })
     }
@@ -145,7 +152,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn no_more_requests_wait_than_there_are_permits() {
+    async fn no_more_requests_wait_than_the_queue_holds() {
         let l = limiter(1, 60_000);
         let _held = l.acquire().await.unwrap();
         let first = tokio::spawn({

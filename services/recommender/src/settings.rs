@@ -10,7 +10,7 @@
 //! | `MAX_CLICK_WEIGHT` | 100 | largest click `weight`; more is refused (400) |
 //! | `EVENTS_TOKEN` | unset: open | bearer token `POST /v1/users/{id}/events` requires, ≥ 16 characters (from a Secret) |
 //! | `MAX_CONCURRENT_SCORING` | 2 × cores | fold-ins and catalogue scans running at once; more wait, then get 503 |
-//! | `SCORING_WAIT_MS` | 100 | longest wait for a scoring slot before a 503 with `Retry-After`; 0 refuses at once |
+//! | `SCORING_WAIT_MS` | 100 | longest wait for a scoring slot, for at most 32 × `MAX_CONCURRENT_SCORING` waiting requests; then 503 with `Retry-After`; 0 refuses at once |
 //!
 //! plus the shared `MODEL_NAME` (default `recommender`), `MODEL_VERSION`, `SHADOW_CONCURRENCY`, `MAX_BODY_BYTES`, `MODEL_VERSION_B`,
 //! `AB_PERCENT_B`, `MODEL_VERSION_SHADOW`, `MODEL_POLL_SECONDS`, `MODEL_CACHE_DIR`, `MODEL_CACHE_KEEP`,
@@ -26,7 +26,7 @@ use shared_lib::settings::Env;
 use crate::SERVICE;
 use crate::auth::MIN_TOKEN_LEN;
 use crate::clicks::ClickLimits;
-use crate::scoring::ScoringLimits;
+use crate::scoring::{QUEUE_PER_PERMIT, ScoringLimits};
 
 pub const DEFAULT_PORT: u16 = 8081;
 
@@ -83,13 +83,15 @@ impl Settings {
                 format!("must have at least {MIN_TOKEN_LEN} characters"),
             );
         }
+        let permits = positive(
+            &mut env,
+            "MAX_CONCURRENT_SCORING",
+            ScoringLimits::default_permits(),
+        );
         let scoring = ScoringLimits {
-            permits: positive(
-                &mut env,
-                "MAX_CONCURRENT_SCORING",
-                ScoringLimits::default_permits(),
-            ),
+            permits,
             wait: Duration::from_millis(env.parse_or("SCORING_WAIT_MS", DEFAULT_SCORING_WAIT_MS)),
+            queue: permits.saturating_mul(QUEUE_PER_PERMIT),
         };
         env.finish()?;
         match (common, serving) {
@@ -129,6 +131,7 @@ mod tests {
         assert!(s.events_token.is_none());
         assert_eq!(s.scoring.permits, ScoringLimits::default_permits());
         assert_eq!(s.scoring.wait, Duration::from_millis(100));
+        assert_eq!(s.scoring.queue, 32 * s.scoring.permits);
     }
 
     #[test]
