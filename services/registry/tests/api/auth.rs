@@ -121,6 +121,15 @@ async fn each_scope_opens_only_its_own_routes_and_403_names_the_missing_scope() 
     let keep = "/v1/models/fraud/versions/2/keep";
     let gc = "/v1/models/fraud/gc";
     let new_version = registration(9.0);
+    // Its artifact is uploaded (by the admin) so that registering it can succeed.
+    let uploaded = app
+        .upload(
+            "fraud",
+            &new_version.artifact.digest.to_string(),
+            new_version.artifact.bytes.clone(),
+        )
+        .await;
+    assert_eq!(uploaded.status(), 201);
     let to_v2 = json!({"version": 2});
     let dry_gc = json!({"retain_versions": 5, "dry_run": true});
     // (identity, method, path, body, the status or the scope a 403 names)

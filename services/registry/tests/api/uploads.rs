@@ -200,7 +200,9 @@ async fn a_multi_part_artifact_uploads_registers_and_downloads_byte_for_byte() {
     assert_eq!(res.status(), 201);
     let manifest: Value = res.json().await.unwrap();
     assert_eq!(manifest["artifact"]["size"], reg.artifact.size());
-    let download = app.get("/v1/models/fraud/versions/1/artifact").await;
+    let download = app
+        .get_authorized("/v1/models/fraud/versions/1/artifact")
+        .await;
     assert_eq!(download.status(), 200);
     assert_eq!(
         download.headers()["content-length"],
