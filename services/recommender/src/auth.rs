@@ -3,17 +3,15 @@
 //! [`EventsAuth`] is an extractor: placed first among a handler's arguments, it runs before the
 //! body extractor, and actix-web polls a handler's extractors in order and stops at the first
 //! error (`FromRequest for (A, B, ..)` in actix-web's `extract.rs`), so a request without the
-//! token is refused before any byte of its body is read. The token is compared in constant time
-//! on its sha256 (so even its length does not leak), as the registry does, and never logged.
+//! token is refused before any byte of its body is read. The token is checked as every service
+//! checks one ([`shared_lib::http::token`]: constant time on its sha256) and never logged.
 
 use std::future::{Ready, ready};
 
 use actix_web::dev::Payload;
-use actix_web::http::header::AUTHORIZATION;
 use actix_web::{FromRequest, HttpRequest, web};
 use secrecy::{ExposeSecret, SecretString};
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
+use shared_lib::http::token::{TokenDigest, bearer_token};
 
 use crate::error::Error;
 
@@ -22,11 +20,11 @@ pub const MIN_TOKEN_LEN: usize = 16;
 
 /// The digest of `EVENTS_TOKEN`, or `None` when ingestion is open.
 #[derive(Clone, Default)]
-pub struct EventsToken(Option<[u8; 32]>);
+pub struct EventsToken(Option<TokenDigest>);
 
 impl EventsToken {
     pub fn new(token: Option<&SecretString>) -> Self {
-        Self(token.map(|t| Sha256::digest(t.expose_secret().as_bytes()).into()))
+        Self(token.map(|t| TokenDigest::of(t.expose_secret())))
     }
 
     /// # Errors
@@ -35,16 +33,10 @@ impl EventsToken {
         let Some(expected) = &self.0 else {
             return Ok(());
         };
-        let given = req
-            .headers()
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or(Error::Unauthorized(
-                "a bearer token is required (Authorization: Bearer <EVENTS_TOKEN>)",
-            ))?;
-        let given: [u8; 32] = Sha256::digest(given.trim().as_bytes()).into();
-        if bool::from(given.ct_eq(expected)) {
+        let given = bearer_token(req).ok_or(Error::Unauthorized(
+            "a bearer token is required (Authorization: Bearer <EVENTS_TOKEN>)",
+        ))?;
+        if TokenDigest::of(given).matches(expected) {
             Ok(())
         } else {
             Err(Error::Unauthorized("the bearer token is not valid"))
@@ -71,6 +63,7 @@ impl FromRequest for EventsAuth {
 
 #[cfg(test)]
 mod tests {
+    use actix_web::http::header::AUTHORIZATION;
     use actix_web::test::TestRequest;
 
     use super::*;

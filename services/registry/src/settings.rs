@@ -193,9 +193,7 @@ mod tests {
 
     #[test]
     fn the_file_and_the_legacy_token_combine_and_read_auth_needs_a_reader() {
-        let hash = hex::encode(crate::auth::credentials::token_sha256(
-            "ci-token-0123456789",
-        ));
+        let hash = shared_lib::http::token::TokenDigest::of("ci-token-0123456789").to_hex();
         let file = credentials_file(&format!("ci publish {hash}\n"));
         let path = file.path().to_str().unwrap();
         let both = settings(&[

@@ -8,6 +8,7 @@ mod error;
 mod metrics;
 mod request_context;
 mod server;
+pub mod token;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};

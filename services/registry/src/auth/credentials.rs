@@ -30,8 +30,7 @@
 use std::fmt;
 
 use secrecy::{ExposeSecret, SecretString};
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
+use shared_lib::http::token::TokenDigest;
 
 /// The identity `REGISTRY_TOKEN` authenticates as.
 pub const LEGACY_IDENTITY: &str = "admin";
@@ -122,7 +121,7 @@ impl fmt::Debug for Scopes {
 struct Credential {
     identity: String,
     scopes: Scopes,
-    token_sha256: [u8; 32],
+    token_sha256: TokenDigest,
 }
 
 /// Every credential the registry accepts. Its `Debug` shows identities and scopes only.
@@ -139,11 +138,6 @@ impl fmt::Debug for Credentials {
     }
 }
 
-/// The sha256 of a token, as the registry compares it. Surrounding whitespace is not part of
-/// a token (a trailing newline from `echo` or a mounted file must not change it).
-pub fn token_sha256(token: &str) -> [u8; 32] {
-    Sha256::digest(token.trim().as_bytes()).into()
-}
 
 /// `registry hash-token`: reads a token on stdin, prints its sha256 for the credentials file.
 ///
@@ -157,7 +151,7 @@ pub fn hash_token_command() -> anyhow::Result<()> {
         token.trim().len() >= 16,
         "a token needs at least 16 characters; make one with `openssl rand -hex 32`"
     );
-    writeln!(std::io::stdout(), "{}", hex::encode(token_sha256(&token)))?;
+    writeln!(std::io::stdout(), "{}", TokenDigest::of(&token).to_hex())?;
     Ok(())
 }
 
@@ -193,7 +187,7 @@ impl Credentials {
         self.add(Credential {
             identity: LEGACY_IDENTITY.to_owned(),
             scopes: Scopes::all(),
-            token_sha256: token_sha256(token.expose_secret()),
+            token_sha256: TokenDigest::of(token.expose_secret()),
         })
     }
 
@@ -208,7 +202,7 @@ impl Credentials {
         if self
             .entries
             .iter()
-            .any(|c| c.token_sha256 == credential.token_sha256)
+            .any(|c| c.token_sha256.matches(&credential.token_sha256))
         {
             return Err(format!(
                 "the token of {} is also another identity's token",
@@ -231,10 +225,10 @@ impl Credentials {
     /// The identity and scopes `token` authenticates as. Every credential is compared, each in
     /// constant time on the sha256 (so neither the token's bytes nor its length leak).
     pub fn identify(&self, token: &str) -> Option<(&str, Scopes)> {
-        let given = token_sha256(token);
+        let given = TokenDigest::of(token);
         let mut found = None;
         for credential in &self.entries {
-            if bool::from(given.ct_eq(&credential.token_sha256)) {
+            if given.matches(&credential.token_sha256) {
                 found = Some((credential.identity.as_str(), credential.scopes));
             }
         }
@@ -257,8 +251,7 @@ fn parse_line(line: &str) -> Result<Credential, String> {
         ));
     }
     let scopes = Scopes::parse(scopes)?;
-    let mut token_sha256 = [0u8; 32];
-    hex::decode_to_slice(hash, &mut token_sha256).map_err(|_| {
+    let token_sha256 = TokenDigest::from_hex(hash).ok_or_else(|| {
         format!("the token sha256 of {identity} must be 64 hex digits (a hash, not the token)")
     })?;
     Ok(Credential {
@@ -280,7 +273,7 @@ mod tests {
     use super::*;
 
     fn hash(token: &str) -> String {
-        hex::encode(token_sha256(token))
+        TokenDigest::of(token).to_hex()
     }
 
     #[test]
