@@ -17,10 +17,7 @@ async fn headless_chromium_renders_models_versions_aliases_and_the_chart() {
     // from the credentials file), by the credentials in the URL.
     let store = std::env::temp_dir().join(format!("registry-page-{}", uuid::Uuid::new_v4()));
     let credentials = tempfile::NamedTempFile::new().unwrap();
-    let viewer_hash: String = registry::auth::credentials::token_sha256(VIEWER_TOKEN)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let viewer_hash: String = shared_lib::http::token::TokenDigest::of(VIEWER_TOKEN).to_hex();
     std::fs::write(credentials.path(), format!("viewer read {viewer_hash}\n")).unwrap();
     let env = [
         ("MODEL_STORE", store.to_str().unwrap()),

@@ -21,10 +21,7 @@ const TOKEN: &str = "trainer-test-token-0123";
 /// the champion, publish, promote) and no more.
 async fn start_registry(s3: &TestS3) -> String {
     let credentials = tempfile::NamedTempFile::new().unwrap();
-    let hash: String = registry::auth::credentials::token_sha256(TOKEN)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let hash: String = shared_lib::http::token::TokenDigest::of(TOKEN).to_hex();
     std::fs::write(
         credentials.path(),
         format!("trainer read,publish,promote {hash}\n"),

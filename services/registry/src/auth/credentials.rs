@@ -138,7 +138,6 @@ impl fmt::Debug for Credentials {
     }
 }
 
-
 /// `registry hash-token`: reads a token on stdin, prints its sha256 for the credentials file.
 ///
 /// # Errors
