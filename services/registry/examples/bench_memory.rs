@@ -113,18 +113,20 @@ async fn run_once(binary: &str, s3: Option<&shared_lib::testing::TestS3>) -> Fig
         Some(s3) => s3.service_env("bench-models", None),
         None => vec![("MODEL_STORE".to_owned(), store.display().to_string())],
     };
-    let mut child = Command::new(binary)
-        .envs(store_env)
-        .env("REGISTRY_TOKEN", TOKEN)
-        .env("HOST", "127.0.0.1")
-        .env("PORT", port.to_string())
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    wait_until_ready(&address, &mut child).await;
-    let pid = child.id();
+    let mut child = Registry(
+        Command::new(binary)
+            .envs(store_env)
+            .env("REGISTRY_TOKEN", TOKEN)
+            .env("HOST", "127.0.0.1")
+            .env("PORT", port.to_string())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    );
+    wait_until_ready(&address, &mut child.0).await;
+    let pid = child.0.id();
 
     // 1. Four concurrent unauthenticated 200 MB uploads.
     let baseline = reset_peak(pid);
@@ -180,8 +182,7 @@ async fn run_once(binary: &str, s3: Option<&shared_lib::testing::TestS3>) -> Fig
     let download_secs = started.elapsed().as_secs_f64();
     let download_mib = growth(pid, baseline);
 
-    child.kill().unwrap();
-    child.wait().unwrap();
+    drop(child);
     if s3.is_none() {
         std::fs::remove_dir_all(&store).unwrap();
     }
@@ -398,7 +399,7 @@ async fn download(address: &str) -> (u64, String) {
     let mut stream = TcpStream::connect(address).await.unwrap();
     let head = format!(
         "GET /v1/models/bench/versions/1/artifact HTTP/1.1\r\nHost: {address}\r\n\
-         Connection: close\r\n\r\n"
+         Authorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n"
     );
     stream.write_all(head.as_bytes()).await.unwrap();
     let mut hasher = Sha256::new();
@@ -442,4 +443,15 @@ async fn request(address: &str, head: &str, body: &[u8]) -> (u16, String) {
 
 fn status_of(answer: &[u8]) -> Option<u16> {
     std::str::from_utf8(answer.get(9..12)?).ok()?.parse().ok()
+}
+
+/// The registry process, stopped when dropped: also when a check above panics, so a failed
+/// run leaves no registry behind (holding the terminal's output open).
+struct Registry(Child);
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
