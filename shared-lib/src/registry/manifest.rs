@@ -11,8 +11,9 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::Error;
-use crate::artifact::{ArtifactDigest, ModelKind};
+use crate::artifact::{ARTIFACT_FORMAT_VERSION, ArtifactDigest, ModelKind};
 use crate::model_id::{ModelName, ModelVersion};
+use crate::store::ObjectKey;
 
 /// The type of one input feature.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -95,6 +96,19 @@ pub struct ArtifactRef {
     pub sha256: ArtifactDigest,
     pub kind: ModelKind,
     pub format_version: u32,
+}
+
+impl ArtifactRef {
+    /// The reference to an artifact this build wrote (or checked), stored at `key`.
+    pub fn current(key: &ObjectKey, size: u64, sha256: ArtifactDigest, kind: ModelKind) -> Self {
+        Self {
+            key: key.to_string(),
+            size,
+            sha256,
+            kind,
+            format_version: ARTIFACT_FORMAT_VERSION,
+        }
+    }
 }
 
 /// Which rows a training run held out: a pure function of each row, so a later gate can tell

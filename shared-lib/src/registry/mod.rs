@@ -32,7 +32,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
-use crate::artifact::{self, ARTIFACT_FORMAT_VERSION, ArtifactDigest, ModelKind};
+use crate::artifact::{self, ArtifactDigest, ModelKind};
 use crate::model_id::{AliasName, ModelName, ModelVersion};
 use crate::store::{ObjectStore, PutMode};
 use manifest::{ArtifactRef, GateDecision, Manifest, NewVersion, check_actor, check_reason};
@@ -201,13 +201,7 @@ impl Registry {
             },
             Err(e) => return Err(e),
         }
-        Ok(ArtifactRef {
-            key: key.to_string(),
-            size,
-            sha256: digest,
-            kind,
-            format_version: ARTIFACT_FORMAT_VERSION,
-        })
+        Ok(ArtifactRef::current(&key, size, digest, kind))
     }
 
     /// Puts the artifact object back if it is missing. Called with the write lock held.

@@ -14,9 +14,7 @@ use futures_util::{Stream, StreamExt};
 
 use super::manifest::{ArtifactRef, Manifest, NewVersion};
 use super::{Registry, layout};
-use crate::artifact::{
-    self, ARTIFACT_FORMAT_VERSION, ARTIFACT_HEAD_BYTES, ArtifactDigest, ArtifactHasher,
-};
+use crate::artifact::{self, ARTIFACT_HEAD_BYTES, ArtifactDigest, ArtifactHasher};
 use crate::model_id::ModelName;
 use crate::store::{ObjectKey, ObjectRead, ObjectStream};
 use crate::{BoxError, Error};
@@ -56,13 +54,12 @@ impl Registry {
             .put_stream(&key, checked, expected, max_bytes)
             .await?;
         tracing::info!(%model, %key, size, "Artifact uploaded.");
-        Ok(ArtifactRef {
-            key: key.to_string(),
+        Ok(ArtifactRef::current(
+            &key,
             size,
-            sha256: expected.clone(),
-            kind: inspected.kind,
-            format_version: ARTIFACT_FORMAT_VERSION,
-        })
+            expected.clone(),
+            inspected.kind,
+        ))
     }
 
     /// Registers a new version of `draft.model` whose artifact, of sha256 `artifact`, was
@@ -135,13 +132,12 @@ impl Registry {
                 actual: size,
             });
         }
-        Ok(ArtifactRef {
-            key: key.to_string(),
+        Ok(ArtifactRef::current(
+            &key,
             size,
-            sha256: expected.clone(),
-            kind: inspected.kind,
-            format_version: ARTIFACT_FORMAT_VERSION,
-        })
+            expected.clone(),
+            inspected.kind,
+        ))
     }
 
     /// The artifact of a version as a stream, with its size checked against the manifest

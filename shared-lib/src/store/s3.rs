@@ -24,6 +24,8 @@ use aws_sdk_s3::config::{
     timeout::TimeoutConfig,
 };
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::operation::get_object::GetObjectOutput;
+use aws_sdk_s3::operation::head_object::HeadObjectOutput;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use bytes::{Bytes, BytesMut};
@@ -112,6 +114,18 @@ impl S3Store {
     }
 
     pub(super) async fn get(&self, key: &ObjectKey) -> Result<Bytes, Error> {
+        self.get_output(key)
+            .await?
+            .body
+            .collect()
+            .await
+            .map(|data| data.into_bytes())
+            .map_err(|e| Error::store("get", key.as_str(), e))
+    }
+
+    /// The answer to a `GetObject` of `key`, its body not yet read: what [`S3Store::get`]
+    /// collects and [`S3Store::get_stream`] streams.
+    async fn get_output(&self, key: &ObjectKey) -> Result<GetObjectOutput, Error> {
         let response = self
             .client
             .get_object()
@@ -120,12 +134,7 @@ impl S3Store {
             .send()
             .await;
         match response {
-            Ok(output) => output
-                .body
-                .collect()
-                .await
-                .map(|data| data.into_bytes())
-                .map_err(|e| Error::store("get", key.as_str(), e)),
+            Ok(output) => Ok(output),
             Err(e) if is_missing_object(&e) => Err(Error::ObjectNotFound {
                 key: key.to_string(),
             }),
@@ -134,6 +143,11 @@ impl S3Store {
     }
 
     pub(super) async fn exists(&self, key: &ObjectKey) -> Result<bool, Error> {
+        Ok(self.head(key).await?.is_some())
+    }
+
+    /// The answer to a `HeadObject` of `key`; `None` when there is no such object.
+    async fn head(&self, key: &ObjectKey) -> Result<Option<HeadObjectOutput>, Error> {
         let response = self
             .client
             .head_object()
@@ -142,8 +156,8 @@ impl S3Store {
             .send()
             .await;
         match response {
-            Ok(_) => Ok(true),
-            Err(e) if is_missing_object(&e) => Ok(false),
+            Ok(head) => Ok(Some(head)),
+            Err(e) if is_missing_object(&e) => Ok(None),
             Err(e) => Err(Error::store("head", key.as_str(), e)),
         }
     }
@@ -234,22 +248,7 @@ impl S3Store {
     }
 
     pub(super) async fn get_stream(&self, key: &ObjectKey) -> Result<ObjectRead, Error> {
-        let response = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(self.full_key(key))
-            .send()
-            .await;
-        let output = match response {
-            Ok(output) => output,
-            Err(e) if is_missing_object(&e) => {
-                return Err(Error::ObjectNotFound {
-                    key: key.to_string(),
-                });
-            }
-            Err(e) => return Err(Error::store("get", key.as_str(), e)),
-        };
+        let output = self.get_output(key).await?;
         let size = output
             .content_length()
             .and_then(|len| u64::try_from(len).ok())
@@ -269,20 +268,10 @@ impl S3Store {
         &self,
         key: &ObjectKey,
     ) -> Result<Option<DateTime<Utc>>, Error> {
-        let response = self
-            .client
-            .head_object()
-            .bucket(&self.bucket)
-            .key(self.full_key(key))
-            .send()
-            .await;
-        match response {
-            Ok(head) => Ok(head
-                .last_modified()
-                .and_then(|t| DateTime::<Utc>::from_timestamp(t.secs(), t.subsec_nanos()))),
-            Err(e) if is_missing_object(&e) => Ok(None),
-            Err(e) => Err(Error::store("head", key.as_str(), e)),
-        }
+        Ok(self.head(key).await?.and_then(|head| {
+            head.last_modified()
+                .and_then(|t| DateTime::<Utc>::from_timestamp(t.secs(), t.subsec_nanos()))
+        }))
     }
 
     pub(super) async fn put_stream<S>(
