@@ -17,7 +17,7 @@ use std::sync::{Arc, RwLock};
 use futures_util::StreamExt as _;
 use prometheus::{IntGauge, Registry as Prometheus};
 use shared_lib::Error;
-use shared_lib::http::telemetry_error;
+use shared_lib::http::register_metric;
 use shared_lib::model_id::{ModelName, ModelVersion};
 use shared_lib::registry::Registry;
 use shared_lib::registry::manifest::Manifest;
@@ -102,15 +102,13 @@ impl RebuildReport {
 /// # Errors
 /// [`Error::Telemetry`] when the name is already registered (a bug).
 pub fn register_skipped_gauge(registry: &Prometheus) -> Result<IntGauge, Error> {
-    let gauge = IntGauge::new(
-        "registry_manifests_skipped",
-        "Manifests the last index rebuild skipped as corrupt or foreign.",
+    register_metric(
+        registry,
+        IntGauge::new(
+            "registry_manifests_skipped",
+            "Manifests the last index rebuild skipped as corrupt or foreign.",
+        ),
     )
-    .map_err(telemetry_error)?;
-    registry
-        .register(Box::new(gauge.clone()))
-        .map_err(telemetry_error)?;
-    Ok(gauge)
 }
 
 impl ManifestIndex {

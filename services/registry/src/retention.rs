@@ -3,7 +3,7 @@
 
 use prometheus::{IntCounterVec, Opts, Registry as Prometheus};
 use shared_lib::Error;
-use shared_lib::http::telemetry_error;
+use shared_lib::http::register_metric;
 use shared_lib::model_id::{ModelName, ModelVersion};
 use shared_lib::registry::Change;
 use shared_lib::registry::retention::{RetentionPolicy, RetentionReport};
@@ -28,11 +28,10 @@ impl RetentionMetrics {
     /// [`Error::Telemetry`] when a name is already registered (a bug).
     pub fn register(registry: &Prometheus) -> Result<Self, Error> {
         let counter = |name: &str, help: &str, label: &str| {
-            let c = IntCounterVec::new(Opts::new(name, help), &[label]).map_err(telemetry_error)?;
-            registry
-                .register(Box::new(c.clone()))
-                .map_err(telemetry_error)?;
-            Ok::<_, Error>(c)
+            register_metric(
+                registry,
+                IntCounterVec::new(Opts::new(name, help), &[label]),
+            )
         };
         Ok(Self {
             retired: counter(

@@ -62,6 +62,23 @@ pub fn telemetry_error(e: prometheus::Error) -> Error {
     }
 }
 
+/// Registers a newly made metric family in `registry` and hands it back: the one way the
+/// services add their families, with a bad definition or a duplicate name (both bugs) as
+/// [`Error::Telemetry`].
+///
+/// # Errors
+/// [`Error::Telemetry`].
+pub fn register_metric<C>(registry: &Registry, made: prometheus::Result<C>) -> Result<C, Error>
+where
+    C: prometheus::core::Collector + Clone + 'static,
+{
+    let metric = made.map_err(telemetry_error)?;
+    registry
+        .register(Box::new(metric.clone()))
+        .map_err(telemetry_error)?;
+    Ok(metric)
+}
+
 /// Request duration and count by `{route, model, version, variant, outcome}`.
 #[derive(Clone)]
 pub struct HttpMetrics {
@@ -73,23 +90,21 @@ const LABELS: &[&str] = &["route", "model", "version", "variant", "outcome"];
 
 impl HttpMetrics {
     fn register(registry: &Registry) -> Result<Self, Error> {
-        let duration = HistogramVec::new(
-            HistogramOpts::new("http_request_duration_seconds", "Time to answer a request.")
-                .buckets(LATENCY_BUCKETS.to_vec()),
-            LABELS,
-        )
-        .map_err(telemetry_error)?;
-        let requests = IntCounterVec::new(
-            Opts::new("http_requests_total", "Requests answered."),
-            LABELS,
-        )
-        .map_err(telemetry_error)?;
-        registry
-            .register(Box::new(duration.clone()))
-            .map_err(telemetry_error)?;
-        registry
-            .register(Box::new(requests.clone()))
-            .map_err(telemetry_error)?;
+        let duration = register_metric(
+            registry,
+            HistogramVec::new(
+                HistogramOpts::new("http_request_duration_seconds", "Time to answer a request.")
+                    .buckets(LATENCY_BUCKETS.to_vec()),
+                LABELS,
+            ),
+        )?;
+        let requests = register_metric(
+            registry,
+            IntCounterVec::new(
+                Opts::new("http_requests_total", "Requests answered."),
+                LABELS,
+            ),
+        )?;
         Ok(Self { duration, requests })
     }
 

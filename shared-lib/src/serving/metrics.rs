@@ -4,7 +4,7 @@ use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts};
 
 use crate::Error;
 use crate::http::Metrics;
-use crate::http::telemetry_error;
+use crate::http::register_metric;
 
 /// `model_info`, reloads, A/B assignments, shadow comparisons and the score distribution.
 #[derive(Clone)]
@@ -27,48 +27,49 @@ impl ServingMetrics {
     /// # Errors
     /// [`Error::Telemetry`] on a duplicate registration (a bug).
     pub fn register(metrics: &Metrics) -> Result<Self, Error> {
-        let model_info = IntGaugeVec::new(
-            Opts::new("model_info", "The loaded model versions (value 1)."),
-            &["model", "version", "sha256", "variant"],
-        )
-        .map_err(telemetry_error)?;
-        let reloads = IntCounterVec::new(
-            Opts::new("model_reloads_total", "Model load attempts by result."),
-            &["model", "slot", "result"],
-        )
-        .map_err(telemetry_error)?;
-        let ab_assignments = IntCounterVec::new(
-            Opts::new(
-                "ab_assignments_total",
-                "Requests assigned to each experiment variant.",
-            ),
-            &["model", "variant"],
-        )
-        .map_err(telemetry_error)?;
-        let shadow = IntCounterVec::new(
-            Opts::new(
-                "shadow_comparisons_total",
-                "Shadow model results compared with the primary's.",
-            ),
-            &["model", "result"],
-        )
-        .map_err(telemetry_error)?;
-        let scores = HistogramVec::new(
-            HistogramOpts::new("prediction_score", "Distribution of model scores.")
-                .buckets((0..=20).map(|i| f64::from(i) * 0.05).collect()),
-            &["model", "version", "variant"],
-        )
-        .map_err(telemetry_error)?;
         let registry = metrics.registry();
-        for collector in [
-            Box::new(model_info.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(reloads.clone()),
-            Box::new(ab_assignments.clone()),
-            Box::new(shadow.clone()),
-            Box::new(scores.clone()),
-        ] {
-            registry.register(collector).map_err(telemetry_error)?;
-        }
+        let model_info = register_metric(
+            registry,
+            IntGaugeVec::new(
+                Opts::new("model_info", "The loaded model versions (value 1)."),
+                &["model", "version", "sha256", "variant"],
+            ),
+        )?;
+        let reloads = register_metric(
+            registry,
+            IntCounterVec::new(
+                Opts::new("model_reloads_total", "Model load attempts by result."),
+                &["model", "slot", "result"],
+            ),
+        )?;
+        let ab_assignments = register_metric(
+            registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "ab_assignments_total",
+                    "Requests assigned to each experiment variant.",
+                ),
+                &["model", "variant"],
+            ),
+        )?;
+        let shadow = register_metric(
+            registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "shadow_comparisons_total",
+                    "Shadow model results compared with the primary's.",
+                ),
+                &["model", "result"],
+            ),
+        )?;
+        let scores = register_metric(
+            registry,
+            HistogramVec::new(
+                HistogramOpts::new("prediction_score", "Distribution of model scores.")
+                    .buckets((0..=20).map(|i| f64::from(i) * 0.05).collect()),
+                &["model", "version", "variant"],
+            ),
+        )?;
         Ok(Self {
             model_info,
             reloads,

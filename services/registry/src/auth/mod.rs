@@ -52,7 +52,7 @@ use actix_web::http::header::AUTHORIZATION;
 use actix_web::{FromRequest, HttpRequest, web};
 use base64::Engine as _;
 use prometheus::{IntCounterVec, Opts, Registry as Prometheus};
-use shared_lib::http::telemetry_error;
+use shared_lib::http::register_metric;
 
 pub use credentials::{Credentials, Scope, Scopes};
 
@@ -98,17 +98,16 @@ impl Auth {
     /// # Errors
     /// When the name is already registered (a bug).
     pub fn with_metrics(mut self, registry: &Prometheus) -> Result<Self, shared_lib::Error> {
-        let counter = IntCounterVec::new(
-            Opts::new(
-                "registry_auth_refusals_total",
-                "Requests refused for their credential, by reason and the scope needed.",
+        let counter = register_metric(
+            registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "registry_auth_refusals_total",
+                    "Requests refused for their credential, by reason and the scope needed.",
+                ),
+                &["reason", "scope"],
             ),
-            &["reason", "scope"],
-        )
-        .map_err(telemetry_error)?;
-        registry
-            .register(Box::new(counter.clone()))
-            .map_err(telemetry_error)?;
+        )?;
         self.refusals = Some(counter);
         Ok(self)
     }
