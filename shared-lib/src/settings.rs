@@ -28,9 +28,14 @@ impl Env {
     }
 
     /// A given set of variables, for tests and for launchers that build a child's environment.
-    pub fn from_pairs(pairs: impl IntoIterator<Item = (String, String)>) -> Self {
+    pub fn from_pairs<K: Into<String>, V: Into<String>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
         Self {
-            vars: pairs.into_iter().collect(),
+            vars: pairs
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
             problems: Vec::new(),
         }
     }
@@ -140,7 +145,7 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Env {
-        Env::from_pairs(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+        Env::from_pairs(pairs.iter().copied())
     }
 
     #[test]

@@ -117,11 +117,7 @@ mod tests {
     use super::*;
 
     fn settings(pairs: &[(&str, &str)]) -> Result<Settings, shared_lib::Error> {
-        Settings::from_env(Env::from_pairs(
-            pairs
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
-        ))
+        Settings::from_env(Env::from_pairs(pairs.iter().copied()))
     }
 
     #[test]

@@ -170,7 +170,7 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Env {
-        Env::from_pairs(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+        Env::from_pairs(pairs.iter().copied())
     }
 
     #[test]
