@@ -3,7 +3,9 @@
 # in-process S3 server), and the end-to-end tests against Garage, which it installs on first
 # use (cargo install, ~10-15 minutes once) and starts on loopback for the run. The registry
 # page test needs Chromium (`apt-get install chromium`; .ci/run installs it), the hot-reload
-# fault test wrk (`apt-get install wrk`; .ci/run installs it). API fuzzing uses a
+# fault test wrk (`apt-get install wrk`; .ci/run installs it), the click-store tests
+# redis-server (`apt-get install redis-server`; .ci/run installs it), started here on a private
+# port. API fuzzing uses a
 # virtualenv it creates (.venv-fuzz); the fuzz targets need cargo-fuzz (installed on first use)
 # and build once into fuzz/target (about 10 minutes the first time).
 set -euo pipefail
@@ -11,9 +13,11 @@ cd "$(dirname "$0")/.."
 
 scripts/garage.sh install
 garage_dir=$(mktemp -d)
-trap 'scripts/garage.sh stop "$garage_dir"; rm -rf "$garage_dir"' EXIT
-# A port of its own, so a Garage you run by hand on 3900 is left alone.
+redis_dir=$(mktemp -d)
+trap 'scripts/garage.sh stop "$garage_dir"; scripts/redis.sh stop "$redis_dir"; rm -rf "$garage_dir" "$redis_dir"' EXIT
+# Ports of their own, so a Garage or Redis you run by hand on 3900 or 6379 is left alone.
 eval "$(GARAGE_S3_PORT=${GARAGE_S3_PORT:-3910} scripts/garage.sh start "$garage_dir")"
+eval "$(REDIS_PORT=${REDIS_PORT:-6390} scripts/redis.sh start "$redis_dir")"
 
 scripts/check-deploy.sh
 cargo fmt --all --check

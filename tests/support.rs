@@ -6,7 +6,8 @@
 //!
 //! The fault tests (`e2e/faults.rs`) run the real binaries ([`process`]), against a Garage of
 //! their own where the store must go away ([`garage`]), with a proxy that stops a request
-//! part-way ([`proxy`]).
+//! part-way ([`proxy`]). The click-store tests use the Redis `scripts/test.sh` starts
+//! (`E2E_REDIS_URL`) or one of their own to kill ([`redis`]).
 
 #[path = "support/garage.rs"]
 pub mod garage;
@@ -14,6 +15,8 @@ pub mod garage;
 pub mod process;
 #[path = "support/proxy.rs"]
 pub mod proxy;
+#[path = "support/redis.rs"]
+pub mod redis;
 
 use secrecy::SecretString;
 use shared_lib::artifact::{ModelKind, encode_artifact};

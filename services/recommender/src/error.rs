@@ -26,6 +26,11 @@ pub enum Error {
         "the recommender is at its limit of concurrent scoring work; retry after {retry_after} s"
     )]
     Busy { retry_after: u32 },
+    #[error(
+        "the click store is unavailable; retry after {} s",
+        crate::scoring::RETRY_AFTER_SECONDS
+    )]
+    ClicksUnavailable,
     #[error("scoring failed: {0}")]
     Scoring(String),
     #[error(transparent)]
@@ -47,7 +52,9 @@ impl Error {
                 ErrorCode::PayloadTooLarge,
                 self.to_string(),
             ),
-            Self::NotReady | Self::Busy { .. } => ApiError::unavailable(self.to_string()),
+            Self::NotReady | Self::Busy { .. } | Self::ClicksUnavailable => {
+                ApiError::unavailable(self.to_string())
+            }
             Self::Unauthorized(_) => ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 ErrorCode::Unauthorized,
@@ -68,6 +75,10 @@ impl ResponseError for Error {
         let mut response = self.to_api().error_response();
         let header = match self {
             Self::Busy { retry_after } => Some((RETRY_AFTER, HeaderValue::from(*retry_after))),
+            Self::ClicksUnavailable => Some((
+                RETRY_AFTER,
+                HeaderValue::from(crate::scoring::RETRY_AFTER_SECONDS),
+            )),
             Self::Unauthorized(_) => Some((WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"))),
             Self::InvalidRequest(_)
             | Self::UnknownItems(_)

@@ -7,6 +7,9 @@
 //! | `EVENTS_PER_USER` | 50 | recent clicks kept per user (oldest dropped first) |
 //! | `EVENT_USERS` | 100000 | users with recent clicks kept in memory (least recently active dropped first) |
 //! | `EVENT_TTL_SECONDS` | 3600 | clicks older than this are forgotten |
+//! | `CLICKS_URL` | unset: in memory | `redis://…` or `rediss://…`: recent clicks in Redis, shared by every replica (from a Secret) |
+//! | `CLICKS_KEY_PREFIX` | `recommender:clicks:` | prefix of each user's list in Redis |
+//! | `CLICKS_TIMEOUT_MS` | 50 | longest wait for Redis; a slower read answers from the model alone, a slower write gets 503 |
 //! | `MAX_CLICK_WEIGHT` | 100 | largest click `weight`; more is refused (400) |
 //! | `EVENTS_TOKEN` | unset: open | bearer token `POST /v1/users/{id}/events` requires, ≥ 16 characters (from a Secret) |
 //! | `MAX_CONCURRENT_SCORING` | 2 × cores | fold-ins and catalogue scans running at once; more wait, then get 503 |
@@ -25,7 +28,8 @@ use shared_lib::settings::Env;
 
 use crate::SERVICE;
 use crate::auth::MIN_TOKEN_LEN;
-use crate::clicks::ClickLimits;
+use crate::clicks::redis::{DEFAULT_KEY_PREFIX, DEFAULT_TIMEOUT};
+use crate::clicks::{ClickLimits, ClickSettings, RedisSettings};
 use crate::scoring::{QUEUE_PER_PERMIT, ScoringLimits};
 
 pub const DEFAULT_PORT: u16 = 8081;
@@ -43,7 +47,7 @@ pub struct Settings {
     pub serving: ServingSettings,
     pub max_n: usize,
     pub max_batch_users: usize,
-    pub clicks: ClickLimits,
+    pub clicks: ClickSettings,
     pub max_click_weight: f32,
     pub events_token: Option<SecretString>,
     pub scoring: ScoringLimits,
@@ -64,11 +68,13 @@ impl Settings {
         };
         let max_n = positive(&mut env, "MAX_N", 100);
         let max_batch_users = positive(&mut env, "MAX_BATCH_USERS", 1000);
-        let clicks = ClickLimits {
+        let limits = ClickLimits {
             per_user: positive(&mut env, "EVENTS_PER_USER", 50),
             users: positive(&mut env, "EVENT_USERS", 100_000),
             ttl: Duration::from_secs(positive(&mut env, "EVENT_TTL_SECONDS", 3600) as u64),
         };
+        let redis = read_redis(&mut env);
+        let clicks = ClickSettings { limits, redis };
         let max_click_weight = env.parse_or("MAX_CLICK_WEIGHT", DEFAULT_MAX_CLICK_WEIGHT);
         if !(max_click_weight.is_finite() && max_click_weight > 0.0) {
             env.problem("MAX_CLICK_WEIGHT", "must be a positive number");
@@ -112,6 +118,27 @@ impl Settings {
     }
 }
 
+/// `CLICKS_URL` and its companions; `None` when clicks stay in memory.
+fn read_redis(env: &mut Env) -> Option<RedisSettings> {
+    let url = env.optional_string("CLICKS_URL")?;
+    if let Err(problem) = RedisSettings::check_url(&url) {
+        env.problem("CLICKS_URL", problem);
+    }
+    let timeout_ms = env.parse_or("CLICKS_TIMEOUT_MS", DEFAULT_TIMEOUT.as_millis() as u64);
+    if timeout_ms == 0 {
+        env.problem("CLICKS_TIMEOUT_MS", "must be at least 1");
+    }
+    let key_prefix = env.string_or("CLICKS_KEY_PREFIX", DEFAULT_KEY_PREFIX);
+    if key_prefix.len() > 128 {
+        env.problem("CLICKS_KEY_PREFIX", "must have at most 128 characters");
+    }
+    Some(RedisSettings {
+        url: SecretString::from(url),
+        key_prefix,
+        timeout: Duration::from_millis(timeout_ms),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,6 +155,22 @@ mod tests {
         assert_eq!(s.scoring.permits, ScoringLimits::default_permits());
         assert_eq!(s.scoring.wait, Duration::from_millis(100));
         assert_eq!(s.scoring.queue, 32 * s.scoring.permits);
+        assert!(
+            s.clicks.redis.is_none(),
+            "clicks stay in memory without CLICKS_URL"
+        );
+    }
+
+    #[test]
+    fn clicks_url_selects_redis_with_its_prefix_and_timeout() {
+        let s = settings(&[
+            ("CLICKS_URL", "redis://127.0.0.1:6390/2"),
+            ("CLICKS_TIMEOUT_MS", "20"),
+        ])
+        .unwrap();
+        let redis = s.clicks.redis.unwrap();
+        assert_eq!(redis.key_prefix, "recommender:clicks:");
+        assert_eq!(redis.timeout, Duration::from_millis(20));
     }
 
     #[test]
@@ -137,6 +180,8 @@ mod tests {
             ("MAX_CLICK_WEIGHT", "-1"),
             ("MAX_CONCURRENT_SCORING", "0"),
             ("SCORING_WAIT_MS", "soon"),
+            ("CLICKS_URL", "http://user:s3cret@cache:6379"),
+            ("CLICKS_TIMEOUT_MS", "0"),
         ])
         .unwrap_err()
         .to_string();
@@ -145,8 +190,14 @@ mod tests {
             "MAX_CLICK_WEIGHT",
             "MAX_CONCURRENT_SCORING",
             "SCORING_WAIT_MS",
+            "CLICKS_URL",
+            "CLICKS_TIMEOUT_MS",
         ] {
             assert!(err.contains(name), "{name} in {err}");
         }
+        assert!(
+            !err.contains("s3cret"),
+            "the URL's password is not repeated: {err}"
+        );
     }
 }

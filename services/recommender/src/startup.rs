@@ -33,7 +33,7 @@ pub async fn build_with_limiter(
         ModelServer::<Recommender>::start(SERVICE, &settings.common, &settings.serving).await?;
     let state = web::Data::new(AppState {
         deployment: server.deployment.clone(),
-        clicks: ClickStore::new(settings.clicks.clone()),
+        clicks: ClickStore::open(&settings.clicks, server.metrics.registry())?,
         shadow: server.shadow.clone(),
         max_n: settings.max_n,
         max_batch_users: settings.max_batch_users,

@@ -6,7 +6,7 @@ use serde_json::json;
 
 use super::{AppState, check_id};
 use crate::auth::EventsAuth;
-use crate::clicks::{Click, ItemKey};
+use crate::clicks::NewClick;
 use crate::error::Error;
 
 /// Most events in one request.
@@ -59,14 +59,14 @@ async fn record_events(
         return Err(Error::UnknownItems(unknown));
     }
     let accepted = events.len();
-    let clicks = events
+    let clicks: Vec<NewClick> = events
         .into_iter()
-        .map(|e| Click {
-            item: ItemKey::of(&e.item_id),
+        .map(|e| NewClick {
+            item_id: e.item_id,
             weight: e.weight,
         })
         .collect();
-    state.clicks.record(&user_id, clicks);
+    state.clicks.record(&user_id, &clicks).await?;
     Ok(HttpResponse::Accepted().json(json!({ "user_id": user_id, "accepted": accepted })))
 }
 

@@ -31,6 +31,9 @@ struct Answer {
     model: String,
     version: u32,
     variant: Variant,
+    /// False when the click store could not be read in time: the answer comes from the model
+    /// alone, without the user's recent clicks.
+    clicks_available: bool,
     #[serde(flatten)]
     recommendations: Recommendations,
 }
@@ -56,6 +59,9 @@ async fn answers(
     users: Vec<String>,
     options: Options,
 ) -> Result<Vec<Answer>, Error> {
+    // Every user's clicks in one read (one Redis round trip), before any routing or scoring.
+    let recent = state.clicks.recent(&users).await;
+    let mut clicks: Vec<Option<Vec<Click>>> = recent.clicks.into_iter().map(Some).collect();
     let mut groups: Vec<(Arc<Loaded<Recommender>>, Variant, Vec<usize>)> = Vec::new();
     for (pos, user_id) in users.iter().enumerate() {
         let (loaded, variant) = state.deployment.route(user_id).ok_or(Error::NotReady)?;
@@ -72,7 +78,10 @@ async fn answers(
     for (loaded, variant, positions) in groups {
         let group: Group = positions
             .iter()
-            .map(|&p| (users[p].clone(), state.clicks.recent(&users[p])))
+            .map(|&p| {
+                let user_clicks = clicks.get_mut(p).and_then(Option::take);
+                (users[p].clone(), user_clicks.unwrap_or_default())
+            })
             .collect();
         let (recommendations, group) = score_in_chunks(state, &loaded, group, &options).await?;
         if let Some(shadow) = state.deployment.shadow() {
@@ -88,6 +97,7 @@ async fn answers(
                 model: state.deployment.model().to_string(),
                 version: loaded.manifest.version.get(),
                 variant,
+                clicks_available: recent.available,
                 recommendations,
             });
         }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::helpers::{TestApp, spawn_app, two_cluster_model};
+use crate::helpers::{Clicks, TestApp, spawn_app, spawn_app_with_clicks, two_cluster_model};
 
 const TOKEN: &str = "test-events-token-0123456789";
 
@@ -28,10 +28,10 @@ async fn strategy(app: &TestApp) -> String {
         .to_owned()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_events_token_set_only_its_bearer_records_clicks() {
+async fn with_events_token_set_only_its_bearer_records_clicks(clicks: Clicks) {
     // Arrange
-    let app = spawn_app(&[two_cluster_model()], &[("EVENTS_TOKEN", TOKEN)]).await;
+    let app =
+        spawn_app_with_clicks(&[two_cluster_model()], &[("EVENTS_TOKEN", TOKEN)], clicks).await;
     let refused = [
         (None, "no header"),
         (Some("Bearer not-the-token-at-all-000"), "a wrong token"),
@@ -107,3 +107,5 @@ async fn a_request_without_the_token_is_answered_without_waiting_for_its_body() 
     let answer = String::from_utf8_lossy(&answer[..read]);
     assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
 }
+
+crate::in_both_click_stores!(with_events_token_set_only_its_bearer_records_clicks,);

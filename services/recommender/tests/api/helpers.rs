@@ -74,8 +74,63 @@ async fn publish(registry: &Registry, model: &AlsModel) {
         .unwrap();
 }
 
+/// Where the app under test keeps its clicks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Clicks {
+    Memory,
+    /// The Redis `scripts/test.sh` starts (`E2E_REDIS_URL`), under a key prefix of the test's own.
+    Redis,
+}
+
+impl Clicks {
+    fn env(self) -> Vec<(String, String)> {
+        match self {
+            Self::Memory => Vec::new(),
+            Self::Redis => {
+                let url = std::env::var("E2E_REDIS_URL").unwrap_or_else(|_| {
+                    panic!("E2E_REDIS_URL is not set: start Redis with scripts/redis.sh or run scripts/test.sh")
+                });
+                let prefix = format!("test:{}:", uuid::Uuid::new_v4().simple());
+                vec![
+                    ("CLICKS_URL".into(), url),
+                    ("CLICKS_KEY_PREFIX".into(), prefix),
+                ]
+            }
+        }
+    }
+}
+
+/// A test body run once per click store: `in_memory` always, `in_redis` with the suite's Redis
+/// (ignored without it, as the other tests that need a server are).
+#[macro_export]
+macro_rules! in_both_click_stores {
+    ($($case:ident),* $(,)?) => {$(
+        mod $case {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn in_memory() {
+                super::$case($crate::helpers::Clicks::Memory).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[ignore = "needs Redis (E2E_REDIS_URL): run scripts/test.sh"]
+            async fn in_redis() {
+                super::$case($crate::helpers::Clicks::Redis).await;
+            }
+        }
+    )*};
+}
+
 /// Publishes `models` as versions 1, 2, … and starts the service with `extra` settings.
 pub async fn spawn_app(models: &[AlsModel], extra: &[(&str, &str)]) -> TestApp {
+    spawn_app_with_clicks(models, extra, Clicks::Memory).await
+}
+
+/// [`spawn_app`] with clicks kept in `clicks`.
+pub async fn spawn_app_with_clicks(
+    models: &[AlsModel],
+    extra: &[(&str, &str)],
+    clicks: Clicks,
+) -> TestApp {
     let s3 = TestS3::start().await;
     let store = ObjectStore::open(&StoreLocation::S3(s3.bucket("recommender-models", None)))
         .await
@@ -89,6 +144,7 @@ pub async fn spawn_app(models: &[AlsModel], extra: &[(&str, &str)]) -> TestApp {
         [("MODEL_VERSION", "1"), ("MODEL_POLL_SECONDS", "0.1")]
             .map(|(k, v)| (k.to_owned(), v.to_owned())),
     );
+    env.extend(clicks.env());
     env.extend(
         extra
             .iter()

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::helpers::{TestApp, item_ids, spawn_app, two_cluster_model};
+use crate::helpers::{
+    Clicks, TestApp, item_ids, spawn_app, spawn_app_with_clicks, two_cluster_model,
+};
 
 async fn post_raw(app: &TestApp, path: &str, body: String) -> reqwest::Response {
     app.client
@@ -67,9 +69,9 @@ async fn the_largest_allowed_batch_and_body_pass_and_one_more_is_refused() {
     assert!(message.contains("limit: 300 bytes"), "{message}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn clicks_beyond_the_per_user_cap_are_forgotten_oldest_first() {
-    let app = spawn_app(&[two_cluster_model()], &[("EVENTS_PER_USER", "2")]).await;
+async fn clicks_beyond_the_per_user_cap_are_forgotten_oldest_first(clicks: Clicks) {
+    let app =
+        spawn_app_with_clicks(&[two_cluster_model()], &[("EVENTS_PER_USER", "2")], clicks).await;
     // Clicked items are left out of a user's recommendations, while they are remembered.
     click(&app, "control", &["a1"]).await;
     let control = item_ids(&app.get_json("/v1/users/control/recommendations?n=8").await);
@@ -106,9 +108,13 @@ async fn users_beyond_the_total_cap_lose_their_clicks_least_recently_active_firs
     assert_eq!(strategy(&app, "u3").await, "fold_in");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn clicks_expire_after_their_time_to_live() {
-    let app = spawn_app(&[two_cluster_model()], &[("EVENT_TTL_SECONDS", "1")]).await;
+async fn clicks_expire_after_their_time_to_live(clicks: Clicks) {
+    let app = spawn_app_with_clicks(
+        &[two_cluster_model()],
+        &[("EVENT_TTL_SECONDS", "1")],
+        clicks,
+    )
+    .await;
     click(&app, "newbie", &["a3"]).await;
     assert_eq!(strategy(&app, "newbie").await, "fold_in");
     shared_lib::testing::eventually(
@@ -119,10 +125,16 @@ async fn clicks_expire_after_their_time_to_live() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn click_weights_up_to_the_cap_are_accepted_and_larger_ones_refused_naming_the_cap() {
+async fn click_weights_up_to_the_cap_are_accepted_and_larger_ones_refused_naming_the_cap(
+    clicks: Clicks,
+) {
     // Arrange
-    let app = spawn_app(&[two_cluster_model()], &[("MAX_CLICK_WEIGHT", "10")]).await;
+    let app = spawn_app_with_clicks(
+        &[two_cluster_model()],
+        &[("MAX_CLICK_WEIGHT", "10")],
+        clicks,
+    )
+    .await;
     let post = |weight: f64| {
         let body = json!({"events": [{"item_id": "a3", "weight": weight}]});
         let app = &app;
@@ -185,3 +197,9 @@ async fn scoring_past_its_bound_gets_503_with_retry_after_and_200_once_a_permit_
         );
     }
 }
+
+crate::in_both_click_stores!(
+    clicks_beyond_the_per_user_cap_are_forgotten_oldest_first,
+    clicks_expire_after_their_time_to_live,
+    click_weights_up_to_the_cap_are_accepted_and_larger_ones_refused_naming_the_cap,
+);

@@ -3,7 +3,7 @@
 use serde_json::json;
 use shared_lib::models::als::synthetic::{Shape, random_model};
 
-use crate::helpers::{item_ids, spawn_app, two_cluster_model};
+use crate::helpers::{Clicks, item_ids, spawn_app, spawn_app_with_clicks, two_cluster_model};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recommendations_follow_the_users_taste_and_exclude_what_they_have_seen() {
@@ -130,10 +130,9 @@ async fn a_large_subset_scored_in_batches_answers_exactly_as_the_per_user_calls(
     assert_eq!(subset["results"][u3]["strategy"], "fold_in");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn clicks_fold_in_at_once_and_move_recommendations_toward_their_neighbours() {
+async fn clicks_fold_in_at_once_and_move_recommendations_toward_their_neighbours(clicks: Clicks) {
     // Arrange: alice's taste is cluster A.
-    let app = spawn_app(&[two_cluster_model()], &[]).await;
+    let app = spawn_app_with_clicks(&[two_cluster_model()], &[], clicks).await;
     assert_eq!(
         item_ids(&app.get_json("/v1/users/alice/recommendations?n=1").await),
         ["a2"]
@@ -223,9 +222,9 @@ async fn ab_variants_are_sticky_per_user() {
     assert!((8..=32).contains(&b), "{b} of 40 users in B at 50 %");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_input_gets_a_4xx_naming_the_problem() {
-    let app = spawn_app(&[two_cluster_model()], &[("MAX_BATCH_USERS", "3")]).await;
+async fn bad_input_gets_a_4xx_naming_the_problem(clicks: Clicks) {
+    let app =
+        spawn_app_with_clicks(&[two_cluster_model()], &[("MAX_BATCH_USERS", "3")], clicks).await;
     let long_id = "u".repeat(200);
     let gets = [
         (
@@ -354,8 +353,7 @@ async fn the_openapi_document_lists_every_route() {
     assert_eq!(app.get_json("/v1/models").await["slots"][0]["version"], 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_subset_scored_in_several_chunks_answers_in_order_as_the_per_user_calls() {
+async fn a_subset_scored_in_several_chunks_answers_in_order_as_the_per_user_calls(clicks: Clicks) {
     // Arrange: 300 users, 40 of them with clicks, so the subset spans several scoring chunks
     // (each bounded in users and in fold-ins).
     let model = random_model(&Shape {
@@ -366,7 +364,7 @@ async fn a_subset_scored_in_several_chunks_answers_in_order_as_the_per_user_call
         seen_min: 0,
         seen_max: 5,
     });
-    let app = spawn_app(&[model], &[]).await;
+    let app = spawn_app_with_clicks(&[model], &[], clicks).await;
     let users: Vec<String> = (0..300).map(|u| format!("u{u}")).collect();
     for user in users.iter().step_by(7).take(40) {
         let res = app
@@ -392,3 +390,9 @@ async fn a_subset_scored_in_several_chunks_answers_in_order_as_the_per_user_call
     }
     assert_eq!(subset["results"][7]["strategy"], "fold_in");
 }
+
+crate::in_both_click_stores!(
+    clicks_fold_in_at_once_and_move_recommendations_toward_their_neighbours,
+    bad_input_gets_a_4xx_naming_the_problem,
+    a_subset_scored_in_several_chunks_answers_in_order_as_the_per_user_calls,
+);

@@ -1,11 +1,12 @@
-//! Recent clicks per user, in bounded memory, for real-time fold-in.
+//! Recent clicks in this process's memory: the embedded default, and the store of a single
+//! replica.
 //!
 //! Clicks are kept by item *key* (a 64-bit keyed hash of the item id, [`ItemKey`]), not index,
 //! so they survive a model reload whose catalogue is numbered differently, and a click costs 16
 //! bytes however long its item id is. Bounds: `per_user` newest clicks per user, `users` users (the least
 //! recently active is dropped first), and a time-to-live after which clicks are forgotten.
 //!
-//! No global lock: users are spread by a keyed hash of their id over [`ClickStore::shards`]
+//! No global lock: users are spread by a keyed hash of their id over [`MemoryClicks::shards`]
 //! shards, each an LRU list ([`lru::LruCache`]) behind its own mutex. Recording or reading one
 //! user's clicks locks that user's shard for O(per_user) work (a lookup, a push, an O(1)
 //! eviction, a copy out); a recommendation for one user never waits for a click of a user in
@@ -21,42 +22,17 @@
 use std::collections::VecDeque;
 use std::hash::{BuildHasher, RandomState};
 use std::num::NonZeroUsize;
-use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
-use std::time::{Duration, Instant};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
 
 use lru::LruCache;
+
+use super::{Click, ClickLimits, ItemKey};
 
 /// A shard holds at least this many users; fewer shards would make eviction less exact.
 pub const USERS_PER_SHARD: usize = 1024;
 /// Enough shards that 2 × cores request threads rarely meet on one lock.
 pub const MAX_SHARDS: usize = 64;
-
-#[derive(Debug, Clone)]
-pub struct ClickLimits {
-    pub per_user: usize,
-    pub users: usize,
-    pub ttl: Duration,
-}
-
-/// An item id's fingerprint: a 64-bit hash under one random key per process, so a key made
-/// when a click arrives matches the item in any model this process loads
-/// ([`crate::model::ItemKeys`]), and clients cannot choose ids that collide.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ItemKey(u64);
-
-impl ItemKey {
-    pub fn of(item_id: &str) -> Self {
-        static KEY: OnceLock<RandomState> = OnceLock::new();
-        Self(KEY.get_or_init(RandomState::new).hash_one(item_id))
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Click {
-    pub item: ItemKey,
-    /// A rating (explicit models) or an interaction strength (implicit); `None` uses the default.
-    pub weight: Option<f32>,
-}
 
 /// A click as stored, 16 bytes: the item key, the weight (0 for the default: weights are
 /// positive) and when it came, in whole seconds since the store was made.
@@ -74,7 +50,7 @@ struct UserClicks {
 
 type Shard = LruCache<Box<str>, UserClicks>;
 
-pub struct ClickStore {
+pub struct MemoryClicks {
     limits: ClickLimits,
     /// Click times are kept as whole seconds since this.
     epoch: Instant,
@@ -82,7 +58,7 @@ pub struct ClickStore {
     shards: Box<[Mutex<Shard>]>,
 }
 
-impl ClickStore {
+impl MemoryClicks {
     pub fn new(limits: ClickLimits) -> Self {
         let count = (limits.users / USERS_PER_SHARD).clamp(1, MAX_SHARDS);
         // Each shard's share, rounded up: the store holds at most `count - 1` users over `users`.
@@ -222,6 +198,8 @@ fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn click(item: &str) -> Click {
@@ -239,8 +217,8 @@ mod tests {
         ids.iter().map(|id| ItemKey::of(id)).collect()
     }
 
-    fn store(per_user: usize, users: usize, ttl_secs: u64) -> ClickStore {
-        ClickStore::new(ClickLimits {
+    fn store(per_user: usize, users: usize, ttl_secs: u64) -> MemoryClicks {
+        MemoryClicks::new(ClickLimits {
             per_user,
             users,
             ttl: Duration::from_secs(ttl_secs),
