@@ -364,5 +364,6 @@ pub fn fraud_draft(actor: &str) -> crate::registry::manifest::NewVersion {
         created_by: actor.into(),
         gate: None,
         held_out: None,
+        drift: None,
     }
 }

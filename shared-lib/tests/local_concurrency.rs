@@ -28,6 +28,7 @@ fn draft(i: u32) -> NewVersion {
         created_by: format!("publisher-{i}"),
         gate: None,
         held_out: None,
+        drift: None,
     }
 }
 

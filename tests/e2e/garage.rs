@@ -34,6 +34,7 @@ fn draft(by: &str) -> NewVersion {
         created_by: by.into(),
         gate: None,
         held_out: None,
+        drift: None,
     }
 }
 

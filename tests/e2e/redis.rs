@@ -48,6 +48,7 @@ async fn local_store_with_model(dir: &std::path::Path) -> Vec<(String, String)> 
         created_by: "e2e".into(),
         gate: None,
         held_out: None,
+        drift: None,
     };
     Registry::new(store)
         .publish(draft, Bytes::from(artifact.bytes), Some(&artifact.digest))

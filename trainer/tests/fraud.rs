@@ -171,6 +171,22 @@ async fn the_forest_recovers_the_rule_and_its_artifact_round_trips() {
     let merchant = &manifest.feature_schema.features[2];
     assert_eq!(merchant.min, Some(0.0));
     assert!(merchant.max.unwrap() >= 10.0);
+    // The held-out rows' distributions, for drift: deciles of the score and of each feature.
+    let drift = manifest.drift.as_ref().expect("a drift profile");
+    drift.validate().unwrap();
+    assert_eq!(drift.rows, report.data.test_rows as u64);
+    let drift_names: Vec<&str> = drift.features.keys().map(String::as_str).collect();
+    assert_eq!(
+        drift_names,
+        ["amount_spent_past_mo", "txn_amount", "txns_same_merchant"]
+    );
+    let amount = &drift.features["txn_amount"];
+    assert_eq!(amount.shares.len(), 10, "a continuous feature has 10 bins");
+    assert!(
+        amount.shares.iter().all(|s| (s - 0.1).abs() < 0.02),
+        "{amount:?}"
+    );
+    assert!(drift.score.shares.len() >= 2, "{:?}", drift.score);
     // The artifact loads, validates against the manifest and scores the rule.
     let served: FraudModel = env
         .ctx

@@ -2,12 +2,14 @@
 
 use shared_lib::Error;
 use shared_lib::artifact::{ModelKind, decode_artifact};
+use shared_lib::models::drift::DriftTracker;
 use shared_lib::models::forest::FraudModel;
 use shared_lib::registry::manifest::Manifest;
 use shared_lib::serving::ServableModel;
 
-/// A loaded, validated, warmed-up fraud model.
-pub struct Classifier(pub FraudModel);
+/// A loaded, validated, warmed-up fraud model, and its drift state when its manifest has a
+/// drift profile (the window lives and dies with the loaded version).
+pub struct Classifier(pub FraudModel, pub Option<DriftTracker>);
 
 impl ServableModel for Classifier {
     fn accepts(kind: ModelKind) -> bool {
@@ -43,6 +45,10 @@ impl ServableModel for Classifier {
             nodes = model.node_count(),
             "Fraud model warmed up."
         );
-        Ok(Self(model))
+        let drift = manifest
+            .drift
+            .as_ref()
+            .map(|profile| DriftTracker::new(profile, &model.feature_names));
+        Ok(Self(model, drift))
     }
 }

@@ -126,6 +126,7 @@ async fn main() -> anyhow::Result<()> {
         created_by: "bench-recommender".to_owned(),
         gate: None,
         held_out: None,
+        drift: None,
     };
     let manifest = registry
         .publish(

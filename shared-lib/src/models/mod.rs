@@ -2,4 +2,5 @@
 //! dependencies. Trainers produce these; services load them from artifacts and score them.
 
 pub mod als;
+pub mod drift;
 pub mod forest;

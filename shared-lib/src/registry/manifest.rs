@@ -13,6 +13,7 @@ use uuid::Uuid;
 use crate::Error;
 use crate::artifact::{ARTIFACT_FORMAT_VERSION, ArtifactDigest, ModelKind};
 use crate::model_id::{ModelName, ModelVersion};
+use crate::models::drift::DriftProfile;
 use crate::store::ObjectKey;
 
 /// The type of one input feature.
@@ -200,6 +201,9 @@ pub struct NewVersion {
     /// Which rows of `training_data` were held out from training.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub held_out: Option<HeldOutRule>,
+    /// The held-out rows' score and feature distributions, for drift (PSI) in the servers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift: Option<DriftProfile>,
 }
 
 impl NewVersion {
@@ -211,6 +215,11 @@ impl NewVersion {
         check_text("trainer_version", &self.trainer_version).map_err(invalid)?;
         check_actor(&self.created_by).map_err(|r| invalid(format!("created_by {r}")))?;
         self.feature_schema.validate().map_err(invalid)?;
+        if let Some(drift) = &self.drift {
+            drift
+                .validate()
+                .map_err(|e| invalid(format!("drift {e}")))?;
+        }
         for (name, value) in &self.metrics {
             check_text("metric name", name).map_err(invalid)?;
             if !value.is_finite() {
@@ -242,6 +251,10 @@ pub struct Manifest {
     /// before the rule was recorded (the gate then cannot compare against them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub held_out: Option<HeldOutRule>,
+    /// The held-out rows' distributions, for drift; absent for versions trained before it was
+    /// recorded and for imported models without held-out data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift: Option<DriftProfile>,
 }
 
 impl Manifest {
@@ -261,6 +274,7 @@ impl Manifest {
             created_by: draft.created_by,
             gate: draft.gate,
             held_out: draft.held_out,
+            drift: draft.drift,
         }
     }
 }
@@ -313,6 +327,7 @@ mod tests {
             created_by: "test".into(),
             gate: None,
             held_out: None,
+            drift: None,
         }
     }
 

@@ -1,10 +1,11 @@
 //! The serving metrics every model server exports, beside the HTTP ones.
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts};
+use prometheus::{GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts};
 
 use crate::Error;
 use crate::http::Metrics;
 use crate::http::register_metric;
+use crate::models::drift::DriftReading;
 
 /// `model_info`, reloads, A/B assignments, shadow comparisons and the score distribution.
 #[derive(Clone)]
@@ -19,6 +20,10 @@ pub struct ServingMetrics {
     pub shadow: IntCounterVec,
     /// Model scores by `{model, version, variant}`, for drift dashboards.
     pub scores: HistogramVec,
+    /// PSI of the live scores against the version's held-out ones (`models::drift`).
+    pub score_psi: GaugeVec,
+    /// PSI of each live input feature against the version's held-out rows.
+    pub feature_psi: GaugeVec,
 }
 
 impl ServingMetrics {
@@ -70,12 +75,48 @@ impl ServingMetrics {
                 &["model", "version", "variant"],
             ),
         )?;
+        let score_psi = register_metric(
+            registry,
+            GaugeVec::new(
+                Opts::new(
+                    "model_score_psi",
+                    "Population Stability Index of the last 10,000 requests' scores against the \
+                     version's held-out rows (over 0.25: a shift worth acting on).",
+                ),
+                &["model", "version", "variant"],
+            ),
+        )?;
+        let feature_psi = register_metric(
+            registry,
+            GaugeVec::new(
+                Opts::new(
+                    "model_feature_psi",
+                    "Population Stability Index of an input feature over the last 10,000 \
+                     requests against the version's held-out rows.",
+                ),
+                &["model", "version", "feature"],
+            ),
+        )?;
         Ok(Self {
             model_info,
             reloads,
             ab_assignments,
             shadow,
             scores,
+            score_psi,
+            feature_psi,
         })
+    }
+
+    /// Sets the drift gauges of `{model, version}` served as `variant`.
+    pub fn record_drift(&self, model: &str, version: &str, variant: &str, reading: &DriftReading) {
+        self.score_psi
+            .with_label_values(&[model, version, variant])
+            .set(reading.score);
+        for (feature, psi) in &reading.features {
+            self.feature_psi
+                .with_label_values(&[model, version, feature.as_str()])
+                .set(*psi);
+        }
     }
 }

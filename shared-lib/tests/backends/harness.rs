@@ -100,6 +100,7 @@ pub fn draft(by: &str) -> NewVersion {
         created_by: by.into(),
         gate: None,
         held_out: None,
+        drift: None,
     }
 }
 

@@ -26,6 +26,7 @@ use serde::Serialize;
 use serde_json::json;
 use shared_lib::artifact::{ModelKind, encode_artifact};
 use shared_lib::model_id::ModelName;
+use shared_lib::models::drift::{Binned, DRIFT_BINS, DriftProfile};
 use shared_lib::models::forest::FraudModel;
 use shared_lib::registry::manifest::{
     FeatureSchema, FeatureSpec, FeatureType, HeldOutRule, Manifest, NewVersion,
@@ -207,6 +208,8 @@ struct Fitted {
     metrics: ClassificationMetrics,
     train_seconds: f64,
     parameters: BTreeMap<String, serde_json::Value>,
+    /// The held-out rows' score and feature distributions, for the servers' drift gauges.
+    drift: DriftProfile,
 }
 
 /// Reads, trains, evaluates, gates and publishes (see the module doc).
@@ -433,6 +436,7 @@ fn fit_and_evaluate(
     model.validate(None)?;
     let scores = score(&model, &test);
     let metrics = ClassificationMetrics::compute(&scores, &test.labels, args.threshold)?;
+    let drift = drift_profile(&test, &scores)?;
     Ok(Fitted {
         model,
         train,
@@ -443,6 +447,25 @@ fn fit_and_evaluate(
         metrics,
         train_seconds,
         parameters,
+        drift,
+    })
+}
+
+/// [`DRIFT_BINS`] quantile bins of the held-out rows' scores and of each feature.
+fn drift_profile(test: &Table, scores: &[f64]) -> Result<DriftProfile, Error> {
+    let binned = |what: &str, values: &[f64]| {
+        Binned::from_sample(values, DRIFT_BINS)
+            .ok_or_else(|| Error::Training(format!("the held-out {what} has no finite value")))
+    };
+    let mut features = BTreeMap::new();
+    for (j, name) in test.feature_names.iter().enumerate() {
+        let column: Vec<f64> = (0..test.n_rows()).map(|i| test.row(i)[j]).collect();
+        features.insert(name.clone(), binned(&format!("feature {name}"), &column)?);
+    }
+    Ok(DriftProfile {
+        rows: test.n_rows() as u64,
+        score: binned("score", scores)?,
+        features,
     })
 }
 
@@ -535,6 +558,7 @@ fn new_version(
         // Both filled in by the pipeline.
         gate: None,
         held_out: None,
+        drift: Some(fitted.drift.clone()),
     }
 }
 

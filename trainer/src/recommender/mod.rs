@@ -400,6 +400,7 @@ pub async fn train(ctx: &Context, args: &TrainArgs) -> Result<Report, Error> {
         // Both filled in by the pipeline.
         gate: None,
         held_out: None,
+        drift: None,
     };
     let candidate = Candidate {
         draft,

@@ -47,16 +47,20 @@ fn score(
     let model = &loaded.model.0;
     let probability = model.predict_proba(row.values());
     let class = model.class_of(probability);
-    state
-        .deployment
-        .metrics()
+    let metrics = state.deployment.metrics();
+    let (name, version) = (
+        state.deployment.model().as_str(),
+        loaded.manifest.version.to_string(),
+    );
+    metrics
         .scores
-        .with_label_values(&[
-            state.deployment.model().as_str(),
-            &loaded.manifest.version.to_string(),
-            variant.as_str(),
-        ])
+        .with_label_values(&[name, &version, variant.as_str()])
         .observe(probability);
+    if let Some(drift) = &loaded.model.1
+        && let Some(reading) = drift.observe(probability, row.values())
+    {
+        metrics.record_drift(name, &version, variant.as_str(), &reading);
+    }
     if let Some(shadow) = state.deployment.shadow() {
         let row = row.clone();
         state.shadow.submit(move || {

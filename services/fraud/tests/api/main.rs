@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)] // Tests: a failed unwrap is a failed test.
 
 mod classify;
+mod drift;
 mod helpers;
 mod reload;
 mod routing;

@@ -67,6 +67,7 @@ async fn publish(registry: &Registry, model: &AlsModel) {
         created_by: "test".into(),
         gate: None,
         held_out: None,
+        drift: None,
     };
     registry
         .publish(draft, Bytes::from(artifact.bytes), Some(&artifact.digest))

@@ -6,6 +6,7 @@ use serde::Deserialize;
 use serde_json::json;
 use shared_lib::artifact::ArtifactDigest;
 use shared_lib::model_id::{ModelName, ModelVersion};
+use shared_lib::models::drift::DriftProfile;
 use shared_lib::registry::manifest::{
     DataFingerprint, FeatureSchema, GateDecision, HeldOutRule, NewVersion,
 };
@@ -183,6 +184,8 @@ struct ManifestFields {
     gate: Option<GateDecision>,
     #[serde(default)]
     held_out: Option<HeldOutRule>,
+    #[serde(default)]
+    drift: Option<DriftProfile>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -217,6 +220,7 @@ async fn register_version(
         created_by: caller.name().to_owned(),
         gate: m.gate,
         held_out: m.held_out,
+        drift: m.drift,
     };
     let manifest = state
         .registry
