@@ -4,7 +4,9 @@
 #   bash scripts/check-deploy.sh
 #
 # 1. render every kustomization (manifests/tools/kustomize_lite.py; compared with
-#    `kubectl kustomize` where kubectl is installed) and the optional components on the base
+#    `kubectl kustomize` where kubectl is installed), the optional components on the base, and
+#    every overlay exactly as CI deploys it: wrapped by scripts/deploy-kustomization.sh with
+#    CI's image prefix and commit tag
 # 2. validate every rendered object against the Kubernetes OpenAPI schemas, strict
 #    (kubernetes-validate), for each version in K8S_VERSIONS; the ServiceMonitor CRD against a
 #    minimal schema of the fields we use
@@ -14,6 +16,17 @@
 # 5. hadolint on every Dockerfile, failing on warnings
 # 6. every environment variable set in the manifests and the compose file is read by its
 #    binary (scripts/check_env_names.py)
+# 7. image names and tags: every image in a CI-deployed render is one build-images pushes,
+#    base and overlays keep the local name CI's wrapper matches, and CI, docker/Dockerfile
+#    targets, compose, the manifests and the docs agree; the Dockerfile builds with -p
+#    exactly what scripts/up.sh builds (scripts/check_images.py)
+# 8. where cargo is installed: the Dockerfile's package selection does not enable
+#    shared-lib's `testing` feature (cargo tree, normal and build edges as a release build)
+#
+# What it cannot do: build the images. No container engine runs on the machine this was
+# written on (`docker` there is only the client), so the Dockerfile is linted and parsed, not
+# built; the built release binaries are checked for the testing feature inside the Dockerfile
+# itself (scripts/check-no-test-code.sh), i.e. by CI's build-images job.
 #
 # Tools go into .venv-checks/ (pip, pinned). Needs only PyPI; nothing else leaves the machine.
 set -euo pipefail
@@ -49,6 +62,24 @@ for dir in "${kustomizations[@]}"; do
         fail "render $dir"
     fi
 done
+# What CI deploys: each overlay wrapped as the deploy jobs wrap it (.gitlab-ci.yml's .deploy),
+# with an example of CI's values: $CI_REGISTRY_IMAGE and a 40-hex $CI_COMMIT_SHA.
+CI_PREFIX=registry.gitlab.example.com/group/ml-serving
+CI_TAG=0123456789abcdef0123456789abcdef01234567
+DEPLOY_OUT=$VENV/deploy
+rm -rf "$DEPLOY_OUT"
+deploys=()
+for dir in manifests/overlays/*/; do
+    overlay=$(basename "$dir")
+    DEPLOY_DIR=$DEPLOY_OUT sh scripts/deploy-kustomization.sh "$overlay" "$CI_PREFIX" "$CI_TAG" >/dev/null \
+        || { fail "deploy-kustomization.sh $overlay"; continue; }
+    deploys+=("$DEPLOY_OUT/$overlay")
+    if timeout 60 "$PY" manifests/tools/kustomize_lite.py "$DEPLOY_OUT/$overlay" "$OUT/deploy-$overlay.yaml"; then
+        echo "$DEPLOY_OUT/$overlay (CI's deploy of $overlay): $(grep -c '^kind:' "$OUT/deploy-$overlay.yaml") objects"
+    else
+        fail "render CI's deploy of $overlay"
+    fi
+done
 # Components are not buildable alone: render each on top of the base.
 for comp in manifests/components/*/; do
     comp=${comp%/}; name=component-$(basename "$comp")
@@ -70,8 +101,9 @@ PY
 done
 if command -v kubectl >/dev/null && kubectl kustomize --help >/dev/null 2>&1; then
     echo "cross-check with $(kubectl version --client 2>/dev/null | grep -i kustomize || echo 'kubectl kustomize')"
-    for dir in "${kustomizations[@]}"; do
+    for dir in "${kustomizations[@]}" "${deploys[@]}"; do
         name=${dir#manifests/}; name=${name//\//-}
+        [[ $dir == "$DEPLOY_OUT"/* ]] && name=deploy-$(basename "$dir")
         if ! timeout 60 kubectl kustomize "$dir" >"$OUT/$name.kubectl.yaml"; then
             fail "kubectl kustomize $dir"
             continue
@@ -88,7 +120,7 @@ for k in sorted(diff, key=str):
 sys.exit(1 if diff else 0)
 PY
     done
-    echo "kustomize_lite output equals kubectl kustomize for ${#kustomizations[@]} kustomizations"
+    echo "kustomize_lite output equals kubectl kustomize for $(( ${#kustomizations[@]} + ${#deploys[@]} )) kustomizations (CI's deploy wrappers included)"
 else
     echo "kubectl not installed: no cross-check with kustomize here (CI's kustomize-build job runs the real one)"
 fi
@@ -152,6 +184,36 @@ done
 
 step "environment variable names"
 timeout 120 "$PY" scripts/check_env_names.py --compose docker/compose.yaml "${renders[@]}" || fail "env names"
+
+step "image names and tags (what CI builds = what is deployed = what compose and the docs say)"
+mapfile -t deploy_renders < <(find "$OUT" -name 'deploy-*.yaml' -not -name '*.kubectl.yaml' | sort)
+mapfile -t plain_renders < <(find "$OUT" -name '*.yaml' -not -name 'deploy-*' -not -name '*.kubectl.yaml' | sort)
+timeout 60 "$PY" scripts/check_images.py --prefix "$CI_PREFIX" --tag "$CI_TAG" \
+    --deploy "${deploy_renders[@]}" --render "${plain_renders[@]}" || fail "image names and tags"
+
+step "no test code in release builds"
+if command -v cargo >/dev/null; then
+    # The packages the Dockerfile builds, read from its `cargo build` line.
+    mapfile -t pkgs < <(sed -n 's/^RUN cargo build .*--locked \(.*\) \\$/\1/p' docker/Dockerfile | grep -o -- '-p [A-Za-z0-9_-]*')
+    if ((${#pkgs[@]} == 0)); then
+        fail "no -p packages found on docker/Dockerfile's cargo build line"
+    else
+        # Normal and build edges only: dev-dependencies never reach a release binary.
+        # shellcheck disable=SC2068
+        if ! tree=$(timeout 120 cargo tree --locked --offline -e normal,build,features -i shared-lib ${pkgs[@]} 2>&1); then
+            fail "cargo tree ${pkgs[*]}: $tree"
+        elif grep -q 'shared-lib feature "testing"' <<<"$tree"; then
+            fail "docker/Dockerfile's build (${pkgs[*]}) enables shared-lib's testing feature:"
+            grep -A4 'shared-lib feature "testing"' <<<"$tree" >&2
+        else
+            echo "cargo build --release ${pkgs[*]}: shared-lib's testing feature stays off"
+        fi
+    fi
+else
+    echo "cargo not installed: feature check skipped (the Dockerfile checks its release binaries itself)"
+fi
+echo "images not built: this check needs no container engine and builds none (none runs here);"
+echo "  CI's build-images job builds them, and scripts/check-no-test-code.sh runs inside that build"
 
 echo
 if ((failures)); then

@@ -8,6 +8,7 @@
 //! - [`telemetry`]: JSON logs and OpenTelemetry traces;
 //! - [`http`]: the actix-web pieces every service mounts (errors, request ids, health, metrics);
 //! - [`service`]: the settings and start-up every service binary shares;
+//! - [`healthcheck`]: `<binary> healthcheck`, the container health check of a distroless image;
 //! - [`serving`]: version selection, A/B and shadow routing, hot reload of models;
 //! - `testing` (feature): an in-process S3 server for tests.
 //!
@@ -15,6 +16,7 @@
 
 pub mod artifact;
 mod error;
+pub mod healthcheck;
 pub mod http;
 pub mod model_id;
 pub mod models;

@@ -156,6 +156,13 @@ where
     subscriber.try_init().map_err(|e| Error::Telemetry {
         reason: e.to_string(),
     })?;
+    // Every binary passes here, so this string is in a binary exactly when the feature is
+    // compiled in: scripts/check-no-test-code.sh looks for the marker in release binaries.
+    #[cfg(feature = "testing")]
+    tracing::warn!(
+        "Built with shared-lib's testing feature (ML-SERVING-TESTING-FEATURE-COMPILED-IN): \
+         a test build, not for production."
+    );
     Ok(guard)
 }
 

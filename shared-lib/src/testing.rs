@@ -7,7 +7,10 @@
 //! atomically; within one [`crate::registry::Registry`] the write lock serialises anyway.
 //! It can also misbehave on purpose: lose the response of a `PutObject` it stored, let another
 //! writer win the race for a key ([`TestS3::fault_next_put`]), or ignore `If-None-Match` as
-//! Garage does ([`TestS3::ignore_conditional_writes`]).
+//! Garage does ([`TestS3::ignore_conditional_writes`]). [`tls::TlsProxy`] puts TLS with a
+//! throwaway CA in front of any of these servers.
+
+pub mod tls;
 
 use std::path::PathBuf;
 

@@ -39,11 +39,17 @@ pub struct Context {
     pub progress: Progress,
 }
 
+/// How long a run waits for `REGISTRY_URL`'s `/readyz` before giving up (exit code 4): long
+/// enough for a registry started beside the trainer to read its manifests, short enough that a
+/// wrong URL fails within a minute. `0` skips the wait.
+pub const DEFAULT_REGISTRY_WAIT_SECONDS: u64 = 60;
+
 impl Context {
     /// Reads `REGISTRY_URL` and `REGISTRY_TOKEN` (publish through the registry service; the
     /// token's credential needs the `read`, `publish` and `promote` scopes), or
     /// else `MODEL_STORE` and the S3 variables (publish into the store, see
-    /// [`require_one_writer`]), and `TRAINER_ACTOR`.
+    /// [`require_one_writer`]), and `TRAINER_ACTOR`. Through the registry it first waits up to
+    /// `REGISTRY_WAIT_SECONDS` for the registry's `/readyz`.
     ///
     /// # Errors
     /// Every bad variable, by name; [`Error::Usage`] for an S3 store that ignores conditional
@@ -62,7 +68,14 @@ impl Context {
                         "REGISTRY_TOKEN is required when REGISTRY_URL is set".into(),
                     ));
                 };
-                ModelRegistry::Api(RegistryClient::new(&url, SecretString::from(token)))
+                let wait = env.parse_or("REGISTRY_WAIT_SECONDS", DEFAULT_REGISTRY_WAIT_SECONDS);
+                let client = RegistryClient::new(&url, SecretString::from(token));
+                if wait > 0 {
+                    client
+                        .wait_ready(std::time::Duration::from_secs(wait))
+                        .await?;
+                }
+                ModelRegistry::Api(client)
             }
             None => {
                 let sole_writer = env.parse_or("TRAINER_SOLE_WRITER", false);

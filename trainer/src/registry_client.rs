@@ -170,6 +170,50 @@ impl RegistryClient {
         }
     }
 
+    /// Polls `GET /readyz` once a second until the registry answers 200, for at most
+    /// `within`: a trainer started beside its registry (compose, a fresh namespace) waits for it
+    /// instead of failing, and a registry that never comes up gives one clear error.
+    ///
+    /// # Errors
+    /// [`Error::Registry`] (exit code 4) naming the URL, how long it waited and the last answer.
+    pub async fn wait_ready(&self, within: std::time::Duration) -> Result<(), Error> {
+        let started = std::time::Instant::now();
+        let mut attempts = 0_u32;
+        loop {
+            attempts += 1;
+            let last = match self
+                .http
+                .get(self.url("/readyz"))
+                .timeout(std::time::Duration::from_secs(5))
+                .send()
+                .await
+            {
+                Ok(res) if res.status().is_success() => {
+                    if attempts > 1 {
+                        tracing::info!(registry = %self.base, attempts, "Registry is ready.");
+                    }
+                    return Ok(());
+                }
+                Ok(res) => format!("/readyz answered {}", res.status()),
+                Err(e) => shared_lib::error_chain(&e),
+            };
+            if started.elapsed() + std::time::Duration::from_secs(1) > within {
+                return Err(Error::Registry {
+                    status: None,
+                    message: format!(
+                        "registry at {} not ready after {} s ({attempts} attempts; \
+                         REGISTRY_WAIT_SECONDS={}): {last}",
+                        self.base,
+                        started.elapsed().as_secs(),
+                        within.as_secs()
+                    ),
+                });
+            }
+            tracing::info!(registry = %self.base, reason = %last, "Waiting for the registry.");
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

@@ -3,6 +3,13 @@ use shared_lib::settings::Env;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // The container health check (compose): probe our own /readyz, no shell needed.
+    if shared_lib::healthcheck::requested() {
+        std::process::exit(shared_lib::healthcheck::run(
+            Env::from_process(),
+            fraud::settings::DEFAULT_PORT,
+        ));
+    }
     let settings = Settings::from_env(Env::from_process())?;
     let _telemetry = shared_lib::telemetry::init(&settings.common.telemetry)?;
     fraud::build(&settings).await?.run_until_stopped().await?;
