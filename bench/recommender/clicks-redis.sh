@@ -93,7 +93,8 @@ measure() {
     for ((u = 0; u < USERS; u += 10)); do
         printf 'url = "%s/v1/users/u%d/events"\noutput = "/dev/null"\n' "$base" "$u"
     done >"$work/click-urls"
-    curl -fsS --parallel --parallel-max 8 -K "$work/click-urls" -X POST \
+    # 503 (Redis slower than CLICKS_TIMEOUT_MS on a busy machine) is retried, as clients should.
+    curl -fsS --retry 5 --retry-delay 1 --parallel --parallel-max 8 -K "$work/click-urls" -X POST \
         -H 'content-type: application/json' -d "$events" || die "posting clicks failed"
     local answer
     answer=$(curl -fsS "$base/v1/users/u0/recommendations?n=$N")

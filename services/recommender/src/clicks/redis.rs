@@ -103,6 +103,15 @@ impl RedisClicks {
             .set_max_delay(Duration::from_secs(1));
         let connection =
             ConnectionManager::new_lazy_with_config(client, config).map_err(invalid)?;
+        // Connect now, in the background, so the first request does not pay for it (nor time
+        // out on it); start-up does not wait, and a Redis that is down is only logged.
+        let mut first = connection.clone();
+        tokio::spawn(async move {
+            let ping: Result<String, _> = redis::cmd("PING").query_async(&mut first).await;
+            if let Err(e) = ping {
+                tracing::warn!(error = %e, "Redis (CLICKS_URL) does not answer yet; serving from the model alone until it does.");
+            }
+        });
         let round_trips = register_metric(
             metrics,
             IntCounterVec::new(
