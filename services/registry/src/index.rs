@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use futures_util::StreamExt as _;
-use prometheus::{IntGauge, Registry as Prometheus};
+use prometheus::{GaugeVec, IntGauge, Opts, Registry as Prometheus};
 use shared_lib::Error;
 use shared_lib::http::register_metric;
 use shared_lib::model_id::{ModelName, ModelVersion};
@@ -44,6 +44,9 @@ enum Entry {
 #[derive(Default)]
 pub struct ManifestIndex {
     entries: RwLock<HashMap<Key, Entry>>,
+    /// `registry_last_publish_timestamp_seconds{model}`: the newest indexed version's creation
+    /// time, for the "trainer has not published" alert.
+    last_publish: Option<GaugeVec>,
 }
 
 /// A model or version the rebuild could not index, and why.
@@ -112,6 +115,48 @@ pub fn register_skipped_gauge(registry: &Prometheus) -> Result<IntGauge, Error> 
 }
 
 impl ManifestIndex {
+    /// An empty index that exports `registry_last_publish_timestamp_seconds{model}`: the
+    /// creation time of each model's newest version it has indexed (at start-up, every one;
+    /// then each registration), so a restart does not reset it.
+    ///
+    /// # Errors
+    /// [`Error::Telemetry`] when the name is already registered (a bug).
+    pub fn with_metrics(registry: &Prometheus) -> Result<Self, Error> {
+        let gauge = register_metric(
+            registry,
+            GaugeVec::new(
+                Opts::new(
+                    "registry_last_publish_timestamp_seconds",
+                    "Unix time of the newest published version of each model.",
+                ),
+                &["model"],
+            ),
+        )?;
+        Ok(Self {
+            entries: RwLock::default(),
+            last_publish: Some(gauge),
+        })
+    }
+
+    fn note_published(&self, manifest: &Manifest) {
+        if let Some(gauge) = &self.last_publish {
+            let gauge = gauge.with_label_values(&[manifest.model.as_str()]);
+            let at = manifest.created_at.timestamp_millis() as f64 / 1000.0;
+            if at > gauge.get() {
+                gauge.set(at);
+            }
+        }
+    }
+
+    /// Indexes a manifest the registry has just written.
+    pub fn remember(&self, manifest: Arc<Manifest>) {
+        self.note_published(&manifest);
+        self.write().insert(
+            (manifest.model.clone(), manifest.version),
+            Entry::Indexed(manifest),
+        );
+    }
+
     /// A version's manifest, from memory or, the first time, from the store.
     ///
     /// # Errors
@@ -137,6 +182,7 @@ impl ManifestIndex {
         match registry.manifest(model, version).await {
             Ok(manifest) => {
                 let manifest = Arc::new(manifest);
+                self.note_published(&manifest);
                 self.write().insert(key, Entry::Indexed(manifest.clone()));
                 Ok(manifest)
             }

@@ -30,7 +30,7 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Application> {
     let auth_data = web::Data::new(auth.clone());
     let state = web::Data::new(AppState {
         registry: Registry::new(store),
-        index: ManifestIndex::default(),
+        index: ManifestIndex::with_metrics(metrics.registry())?,
         auth,
         max_upload_bytes: settings.max_upload_bytes,
         retention: settings.retention,

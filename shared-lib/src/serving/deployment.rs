@@ -118,6 +118,13 @@ impl<M: ServableModel> Deployment<M> {
         let mut slots = vec![slot(Role::A, &settings.primary)];
         if let Some(x) = &settings.experiment {
             slots.push(slot(Role::B, &x.b));
+            let b = f64::from(x.percent_b.get()) / 100.0;
+            for (variant, share) in [(Variant::A, 1.0 - b), (Variant::B, b)] {
+                metrics
+                    .ab_configured_share
+                    .with_label_values(&[settings.model.as_str(), variant.as_str()])
+                    .set(share);
+            }
         }
         if let Some(shadow) = &settings.shadow {
             slots.push(slot(Role::Shadow, shadow));

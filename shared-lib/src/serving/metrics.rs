@@ -16,6 +16,10 @@ pub struct ServingMetrics {
     pub reloads: IntCounterVec,
     /// Requests by assigned `{model, variant}`.
     pub ab_assignments: IntCounterVec,
+    /// The share of requests each `{model, variant}` is configured to get (0-1), set while an
+    /// experiment runs: the "A/B split off its configured share" alert compares it with
+    /// `ab_assignments_total`.
+    pub ab_configured_share: GaugeVec,
     /// Shadow comparisons by `{model, result}`: `agree`, `disagree`, `dropped`, `failed`.
     pub shadow: IntCounterVec,
     /// Model scores by `{model, version, variant}`, for drift dashboards.
@@ -53,6 +57,16 @@ impl ServingMetrics {
                 Opts::new(
                     "ab_assignments_total",
                     "Requests assigned to each experiment variant.",
+                ),
+                &["model", "variant"],
+            ),
+        )?;
+        let ab_configured_share = register_metric(
+            registry,
+            GaugeVec::new(
+                Opts::new(
+                    "ab_configured_share",
+                    "The configured share of requests of each experiment variant (0-1).",
                 ),
                 &["model", "variant"],
             ),
@@ -101,6 +115,7 @@ impl ServingMetrics {
             model_info,
             reloads,
             ab_assignments,
+            ab_configured_share,
             shadow,
             scores,
             score_psi,

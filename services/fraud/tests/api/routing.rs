@@ -76,6 +76,9 @@ async fn ab_split_is_sticky_per_key_and_close_to_the_configured_share() {
     }
     let metrics = app.metrics().await;
     assert!(metric_sum(&metrics, "ab_assignments_total", &[("variant", "b")]) >= 2_700.0);
+    // The configured split is exported beside it, for the "split off its share" alert.
+    let share = |v| metric_sum(&metrics, "ab_configured_share", &[("variant", v)]);
+    assert!((share("a") - 0.7).abs() < 1e-9 && (share("b") - 0.3).abs() < 1e-9);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

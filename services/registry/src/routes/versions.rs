@@ -226,6 +226,7 @@ async fn register_version(
         .registry
         .register(draft, &body.artifact_sha256)
         .await?;
+    state.index.remember(std::sync::Arc::new(manifest.clone()));
     retention::after_registration(&state, &manifest.model, manifest.version).await;
     Ok(HttpResponse::Created().json(manifest))
 }

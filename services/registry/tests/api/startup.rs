@@ -88,6 +88,17 @@ async fn registry_is_ready_and_lists_the_good_versions_when_one_manifest_is_corr
     // ... counted in the metric ...
     let metrics = get(&address, "/metrics").await.text().await.unwrap();
     assert_eq!(metric_sum(&metrics, "registry_manifests_skipped", &[]), 2.0);
+    // ... and the newest good version's creation time exported, for the "no publish" alert.
+    let published = metric_sum(
+        &metrics,
+        "registry_last_publish_timestamp_seconds",
+        &[("model", "fraud")],
+    );
+    let now = chrono::Utc::now().timestamp() as f64;
+    assert!(
+        (now - 600.0..=now + 1.0).contains(&published),
+        "{published} vs {now}"
+    );
     // ... and the good versions listed and readable.
     let listing: Value = get(&address, "/v1/models/fraud/versions?order=asc")
         .await
