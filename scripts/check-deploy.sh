@@ -8,8 +8,9 @@
 #    every overlay exactly as CI deploys it: wrapped by scripts/deploy-kustomization.sh with
 #    CI's image prefix and commit tag
 # 2. validate every rendered object against the Kubernetes OpenAPI schemas, strict
-#    (kubernetes-validate), for each version in K8S_VERSIONS; the ServiceMonitor CRD against a
-#    minimal schema of the fields we use
+#    (kubernetes-validate), for each version in K8S_VERSIONS; the ServiceMonitor and
+#    PrometheusRule CRDs against a minimal schema of the fields we use; the alert rules with
+#    `promtool check rules` and their unit tests with `promtool test rules`
 # 3. the rules a schema cannot see (manifests/tools/policy_check.py)
 # 4. .gitlab-ci.yml against GitLab's schema, docker/compose.yaml against the Compose spec
 #    (check-jsonschema's vendored schemas: no network)
@@ -147,23 +148,58 @@ for v in $K8S_VERSIONS; do
         fail "kubernetes-validate $v"
     fi
 done
-"$PY" - "$OUT/all-crds.yaml.txt" <<'PY' || fail "ServiceMonitor schema"
+"$PY" - "$OUT/all-crds.yaml.txt" <<'PY' || fail "Prometheus Operator schemas"
 import sys, yaml, jsonschema
 s = {"type": "string"}
-schema = {"type": "object", "additionalProperties": False,
+labels = {"type": "object", "additionalProperties": s}
+monitor = {"type": "object", "additionalProperties": False,
   "required": ["apiVersion", "kind", "metadata", "spec"],
   "properties": {"apiVersion": {"const": "monitoring.coreos.com/v1"}, "kind": {"const": "ServiceMonitor"},
     "metadata": {"type": "object", "required": ["name"]},
     "spec": {"type": "object", "additionalProperties": False, "required": ["selector", "endpoints"],
       "properties": {"selector": {"type": "object", "additionalProperties": False,
-                                  "properties": {"matchLabels": {"type": "object", "additionalProperties": s}}},
+                                  "properties": {"matchLabels": labels}},
         "endpoints": {"type": "array", "minItems": 1, "items": {"type": "object", "additionalProperties": False,
           "properties": {"port": s, "path": s, "interval": s, "scrapeTimeout": s}}}}}}}
+rule = {"type": "object", "additionalProperties": False, "required": ["alert", "expr", "labels", "annotations"],
+  "properties": {"alert": s, "expr": s, "for": s, "labels": labels,
+    "annotations": {"type": "object", "required": ["summary", "description", "runbook_url"],
+                    "additionalProperties": s}}}
+prometheus_rule = {"type": "object", "additionalProperties": False,
+  "required": ["apiVersion", "kind", "metadata", "spec"],
+  "properties": {"apiVersion": {"const": "monitoring.coreos.com/v1"}, "kind": {"const": "PrometheusRule"},
+    "metadata": {"type": "object", "required": ["name", "labels"],
+                 "properties": {"labels": {"type": "object", "required": ["release"]}}},
+    "spec": {"type": "object", "additionalProperties": False, "required": ["groups"],
+      "properties": {"groups": {"type": "array", "minItems": 1, "items": {"type": "object",
+        "additionalProperties": False, "required": ["name", "rules"],
+        "properties": {"name": s, "rules": {"type": "array", "minItems": 1, "items": rule}}}}}}}}
+schemas = {"ServiceMonitor": monitor, "PrometheusRule": prometheus_rule}
 docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
 for d in docs:
-    jsonschema.validate(d, schema)
-print(f"ServiceMonitor: {len(docs)} objects valid against the fields we use")
+    jsonschema.validate(d, schemas[d["kind"]])
+kinds = sorted({d["kind"] for d in docs})
+print(f"{', '.join(kinds)}: {len(docs)} objects valid against the fields we use")
 PY
+
+step "alert rules (promtool)"
+# The PrometheusRule's groups as a Prometheus rules file, beside copies of the unit tests
+# (which name rules.yaml): check syntax and queries, then run every test.
+if command -v promtool >/dev/null; then
+    rules_dir=$OUT/alert-rules
+    mkdir -p "$rules_dir"
+    "$PY" - "$OUT/component-alerts.yaml" "$rules_dir/rules.yaml" <<'PY' || fail "extract the alert rules"
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d and d["kind"] == "PrometheusRule"]
+assert len(docs) == 1, f"expected one PrometheusRule, found {len(docs)}"
+yaml.safe_dump({"groups": docs[0]["spec"]["groups"]}, open(sys.argv[2], "w"), sort_keys=False)
+PY
+    cp manifests/components/alerts/tests/*.test.yaml "$rules_dir/"
+    (cd "$rules_dir" && timeout 60 promtool check rules rules.yaml && timeout 120 promtool test rules ./*.test.yaml) \
+        || fail "promtool"
+else
+    fail "promtool is not installed (apt-get install prometheus; .ci/run installs it)"
+fi
 
 step "policy"
 timeout 60 "$PY" manifests/tools/policy_check.py "${renders[@]}" || fail "policy"
