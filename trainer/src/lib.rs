@@ -1,7 +1,7 @@
 //! The trainer: everything that produces models.
 //!
 //! - [`data`]: synthetic generators with known structure, and readers (CSV tables, MovieLens
-//!   rating files) from a local path or `s3://`;
+//!   rating files, Parquet) from a local path or `s3://`;
 //! - [`fraud`]: random forest and decision tree classifiers, converted to the served
 //!   [`shared_lib::models::forest::FraudModel`];
 //! - [`recommender`]: ALS for explicit ratings and implicit feedback;
