@@ -4,5 +4,6 @@
 
 mod classify;
 mod helpers;
+mod imported;
 mod reload;
 mod routing;
