@@ -10,8 +10,9 @@ use serde::Serialize;
 use shared_lib::settings::Env;
 use shared_lib::telemetry::TelemetrySettings;
 
+use crate::import::ImportCommand;
 use crate::pipeline::Context;
-use crate::{Error, fraud, recommender, schedule};
+use crate::{Error, fraud, import, recommender, schedule};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -32,6 +33,10 @@ pub enum Command {
     /// Train, evaluate against the held-out split, publish, and promote if the gate passes.
     #[command(subcommand)]
     Train(TrainCommand),
+    /// Publish a model trained elsewhere, through the same gate (with held-out data) or as a
+    /// candidate (promoted only with --promote).
+    #[command(subcommand)]
+    Import(ImportCommand),
     /// Run training jobs on cron schedules, in-process (for deployments without CronJobs).
     Schedule(schedule::ScheduleArgs),
 }
@@ -87,6 +92,15 @@ async fn dispatch(command: Command, mut env: Env) -> Result<serde_json::Value, E
             match what {
                 TrainCommand::Fraud(args) => to_json(fraud::train(&ctx, &args).await?),
                 TrainCommand::Recommender(args) => to_json(recommender::train(&ctx, &args).await?),
+            }
+        }
+        Command::Import(what) => {
+            let ctx = Context::from_env(&mut env).await;
+            env.finish()?;
+            let ctx = ctx?;
+            match what {
+                ImportCommand::SparkAls(args) => to_json(import::spark::import(&ctx, &args).await?),
+                ImportCommand::Onnx(args) => to_json(import::onnx::import(&ctx, &args).await?),
             }
         }
         Command::Schedule(args) => {

@@ -1,10 +1,11 @@
 //! The trainer: everything that produces models.
 //!
 //! - [`data`]: synthetic generators with known structure, and readers (CSV tables, MovieLens
-//!   rating files) from a local path or `s3://`;
+//!   rating files, Parquet) from a local path or `s3://`;
 //! - [`fraud`]: random forest and decision tree classifiers, converted to the served
 //!   [`shared_lib::models::forest::FraudModel`];
 //! - [`recommender`]: ALS for explicit ratings and implicit feedback;
+//! - [`import`]: models trained elsewhere (Spark ALS, scikit-learn forests via ONNX);
 //! - [`split`]: which rows are held out, as a pure function of each row;
 //! - [`evaluate`]: held-out metrics;
 //! - [`gate`]: the quality gate's policy and decision;
@@ -20,6 +21,7 @@ pub mod error;
 pub mod evaluate;
 pub mod fraud;
 pub mod gate;
+pub mod import;
 pub mod pipeline;
 pub mod progress;
 pub mod recommender;

@@ -71,6 +71,7 @@ fn train_args(ratings: &Path, feedback: FeedbackArg) -> TrainArgs {
         min_ndcg: None,
         skip_bad_rows: false,
         format: RatingFormat::Auto,
+        columns: Default::default(),
     }
 }
 

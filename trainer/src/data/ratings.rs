@@ -24,6 +24,10 @@ pub enum RatingFormat {
     Dcolon,
     /// `userId,movieId,rating[,timestamp]`, a header line first.
     Csv,
+    /// Parquet, columns by name (see `trainer::data::parquet`); chosen by the file itself,
+    /// never by `--format`.
+    #[value(skip)]
+    Parquet,
 }
 
 impl RatingFormat {
@@ -31,7 +35,7 @@ impl RatingFormat {
         match self {
             Self::Tsv => "\t",
             Self::Dcolon => "::",
-            Self::Csv | Self::Auto => ",",
+            Self::Csv | Self::Auto | Self::Parquet => ",",
         }
     }
 
@@ -176,7 +180,15 @@ pub fn parse_ratings(
     format: RatingFormat,
     skip_bad_rows: bool,
 ) -> Result<ReadRatings, Error> {
-    let mut format = format;
+    let mut format = match format {
+        RatingFormat::Parquet => {
+            return Err(Error::Input {
+                path: name.to_owned(),
+                reason: "--format parquet, but this is not a Parquet file".into(),
+            });
+        }
+        f => f,
+    };
     let mut builder = Builder::default();
     let mut skipped = 0u64;
     let mut seen_data_line = false;

@@ -112,6 +112,21 @@ impl Table {
     }
 }
 
+/// Reads a dataset as a table: Parquet (see [`crate::data::parquet`]) or one CSV file.
+///
+/// # Errors
+/// As [`read_table`] and [`crate::data::parquet::read_table`].
+pub fn read_dataset_table(
+    data: &crate::data::source::Dataset,
+    options: &TableOptions,
+) -> Result<Table, Error> {
+    if data.is_parquet() {
+        crate::data::parquet::read_table(data, options)
+    } else {
+        read_table(data.single()?, options)
+    }
+}
+
 /// Parses `input` as a table.
 ///
 /// # Errors
@@ -283,7 +298,7 @@ fn truncate(text: &str) -> String {
 
 /// Feature names become the manifest's schema and the service's query parameters, so they are
 /// checked here, before any training time is spent.
-fn check_feature_names(names: &[String]) -> Result<(), String> {
+pub(crate) fn check_feature_names(names: &[String]) -> Result<(), String> {
     if names.is_empty() {
         return Err("no feature columns besides the label".into());
     }

@@ -35,8 +35,8 @@ use shared_lib::registry::manifest::{
 use self::decision_tree::TreeParams;
 use self::forest::{ClassWeight, ForestParams, MAX_BINS};
 use crate::Error;
-use crate::data::source::{Input, read_input};
-use crate::data::table::{Table, TableOptions, read_table};
+use crate::data::source::{Dataset, read_dataset};
+use crate::data::table::{Table, TableOptions, read_dataset_table};
 use crate::evaluate::classification::{ClassificationMetrics, roc_auc};
 use crate::gate::{GateMetric, GatePolicy};
 use crate::pipeline::{Candidate, Challenger, Context, Publication, gate_and_publish};
@@ -82,7 +82,8 @@ impl Algorithm {
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct TrainArgs {
-    /// CSV with a header: a local path or s3://bucket/key.
+    /// CSV with a header, Parquet, or a directory of Parquet part files: a local path or
+    /// s3://bucket/key.
     #[arg(long)]
     pub data: String,
     /// Evaluate on this file instead of a held-out split of --data (same columns).
@@ -221,9 +222,9 @@ pub async fn train(ctx: &Context, args: &TrainArgs) -> Result<Report, Error> {
     let model_name = ModelName::parse(&args.model)
         .map_err(|e| Error::Usage(format!("--model {:?}: {e}", args.model)))?;
     let rule = check_args(args)?;
-    let input = read_input(&args.data).await?;
+    let input = read_dataset(&args.data).await?;
     let test_input = match &args.test_data {
-        Some(location) => Some(read_input(location).await?),
+        Some(location) => Some(read_dataset(location).await?),
         None => None,
     };
     let bar = ctx.progress.bar(tree_count(args) as u64, "training trees");
@@ -344,8 +345,8 @@ fn resolve_max_features(value: &str, p: usize) -> Result<usize, Error> {
 fn fit_and_evaluate(
     args: &TrainArgs,
     rule: &SplitRule,
-    input: &Input,
-    test_input: Option<&Input>,
+    input: &Dataset,
+    test_input: Option<&Dataset>,
     on_tree: &(dyn Fn() + Sync),
 ) -> Result<Fitted, Error> {
     let options = TableOptions {
@@ -353,12 +354,12 @@ fn fit_and_evaluate(
         skip_bad_rows: args.skip_bad_rows,
         key_column: rule.key_column().map(str::to_owned),
     };
-    let table = read_table(input, &options)?;
+    let table = read_dataset_table(input, &options)?;
     table.require_both_classes(&input.name)?;
     let (rows, skipped) = (table.n_rows(), table.skipped);
     let (train, test, held_out) = match test_input {
         Some(test_input) => {
-            let test = read_table(test_input, &options)?;
+            let test = read_dataset_table(test_input, &options)?;
             if test.feature_names != table.feature_names {
                 return Err(Error::Usage(format!(
                     "--test-data has columns {:?}, --data has {:?}",
@@ -525,7 +526,7 @@ fn new_version(
     ctx: &Context,
     args: &TrainArgs,
     model: &ModelName,
-    input: &Input,
+    input: &Dataset,
     fitted: &Fitted,
 ) -> NewVersion {
     let features = fitted

@@ -98,7 +98,8 @@ pub fn write_ratings(spec: &Spec, format: RatingFormat, out: &Path) -> Result<Ge
     item_of_rank.shuffle(&mut rng);
 
     let (sep, header) = match format {
-        RatingFormat::Tsv | RatingFormat::Auto => ("\t", None),
+        // `Parquet` cannot be asked for (`#[value(skip)]`); text is written.
+        RatingFormat::Tsv | RatingFormat::Auto | RatingFormat::Parquet => ("\t", None),
         RatingFormat::Dcolon => ("::", None),
         RatingFormat::Csv => (",", Some("userId,movieId,rating,timestamp")),
     };

@@ -31,8 +31,9 @@ use shared_lib::models::als::{AlsModel, Feedback, MAX_RANK, ServingAls};
 use shared_lib::registry::manifest::{HeldOutRule, Manifest, NewVersion};
 
 use crate::Error;
-use crate::data::ratings::{RatingFormat, Ratings, parse_ratings};
-use crate::data::source::read_input;
+use crate::data::parquet::RatingColumns;
+use crate::data::ratings::{RatingFormat, Ratings, ReadRatings, parse_ratings};
+use crate::data::source::{Dataset, read_dataset};
 use crate::evaluate::ranking::RankingMetrics;
 use crate::gate::{GateMetric, GatePolicy};
 use crate::pipeline::{Candidate, Challenger, Context, Publication, gate_and_publish};
@@ -87,7 +88,8 @@ pub struct GenerateArgs {
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct TrainArgs {
-    /// Rating file: a local path or s3://bucket/key.
+    /// Rating file (MovieLens text or Parquet) or a directory of Parquet part files: a local
+    /// path or s3://bucket/key.
     #[arg(long)]
     pub ratings: String,
     /// Evaluate on this file instead of a held-out split of --ratings (train on all of it).
@@ -135,6 +137,54 @@ pub struct TrainArgs {
     pub skip_bad_rows: bool,
     #[arg(long, value_enum, default_value_t = RatingFormat::Auto)]
     pub format: RatingFormat,
+    #[command(flatten)]
+    pub columns: RatingColumnArgs,
+}
+
+/// Parquet rating columns by name (text rating files are positional).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct RatingColumnArgs {
+    /// Parquet: the user id column [default: the first of userId, user_id, user].
+    #[arg(long)]
+    pub user_col: Option<String>,
+    /// Parquet: the item id column [default: the first of movieId, itemId, item_id, item].
+    #[arg(long)]
+    pub item_col: Option<String>,
+    /// Parquet: the rating (or count) column [default: rating].
+    #[arg(long)]
+    pub rating_col: Option<String>,
+    /// Parquet: the Unix-seconds timestamp column [default: timestamp, if present].
+    #[arg(long)]
+    pub time_col: Option<String>,
+}
+
+impl RatingColumnArgs {
+    fn columns(&self) -> RatingColumns {
+        RatingColumns {
+            user: self.user_col.clone(),
+            item: self.item_col.clone(),
+            rating: self.rating_col.clone(),
+            time: self.time_col.clone(),
+        }
+    }
+}
+
+/// Reads ratings from a dataset: Parquet by column names, or one MovieLens-style text file.
+///
+/// # Errors
+/// As [`parse_ratings`] and [`crate::data::parquet::read_ratings`].
+pub fn read_ratings(
+    data: &Dataset,
+    format: RatingFormat,
+    columns: &RatingColumnArgs,
+    skip_bad_rows: bool,
+) -> Result<ReadRatings, Error> {
+    if data.is_parquet() {
+        crate::data::parquet::read_ratings(data, &columns.columns(), skip_bad_rows)
+    } else {
+        let input = data.single()?;
+        parse_ratings(&input.name, &input.bytes, format, skip_bad_rows)
+    }
 }
 
 /// What `generate ratings` wrote.
@@ -242,19 +292,14 @@ pub fn split(data: &Ratings, rule: &SplitRule) -> Result<(Ratings, Ratings, Held
 /// Bad arguments, unreadable or bad input, an empty split, registry failures.
 pub async fn train(ctx: &Context, args: &TrainArgs) -> Result<Report, Error> {
     let (model_name, rule) = check_args(args)?;
-    let input = read_input(&args.ratings).await?;
-    let read = parse_ratings(&input.name, &input.bytes, args.format, args.skip_bad_rows)?;
+    let input = read_dataset(&args.ratings).await?;
+    let read = read_ratings(&input, args.format, &args.columns, args.skip_bad_rows)?;
     let rows_read = read.ratings.len();
     let mut skipped = read.skipped;
     let (train_set, test_set, held_out) = match &args.test_ratings {
         Some(location) => {
-            let test_input = read_input(location).await?;
-            let test = parse_ratings(
-                &test_input.name,
-                &test_input.bytes,
-                args.format,
-                args.skip_bad_rows,
-            )?;
+            let test_input = read_dataset(location).await?;
+            let test = read_ratings(&test_input, args.format, &args.columns, args.skip_bad_rows)?;
             skipped += test.skipped;
             let rule = HeldOutRule::File {
                 source: test_input.name.clone(),

@@ -5,5 +5,6 @@
 mod classify;
 mod drift;
 mod helpers;
+mod imported;
 mod reload;
 mod routing;
