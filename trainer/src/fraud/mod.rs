@@ -453,7 +453,7 @@ fn fit_and_evaluate(
 }
 
 /// [`DRIFT_BINS`] quantile bins of the held-out rows' scores and of each feature.
-fn drift_profile(test: &Table, scores: &[f64]) -> Result<DriftProfile, Error> {
+pub(crate) fn drift_profile(test: &Table, scores: &[f64]) -> Result<DriftProfile, Error> {
     let binned = |what: &str, values: &[f64]| {
         Binned::from_sample(values, DRIFT_BINS)
             .ok_or_else(|| Error::Training(format!("the held-out {what} has no finite value")))

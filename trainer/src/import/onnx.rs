@@ -670,6 +670,7 @@ pub async fn import(ctx: &Context, args: &OnnxArgs) -> Result<Report, Error> {
         created_by: ctx.actor.clone(),
         gate: None,
         held_out: None,
+        drift: None,
     };
     let publication = match test {
         None => publish_without_gate(ctx, draft, artifact, args.promote).await?,
@@ -681,6 +682,8 @@ pub async fn import(ctx: &Context, args: &OnnxArgs) -> Result<Report, Error> {
             metrics.extend(m.to_map());
             metrics.insert("test_rows".into(), table.n_rows() as f64);
             draft.metrics = metrics.clone();
+            // The held-out rows' distributions, as for a trained forest: the service's drift.
+            draft.drift = Some(crate::fraud::drift_profile(&table, &scores)?);
             let candidate = Candidate {
                 draft,
                 held_out: HeldOutRule::File {

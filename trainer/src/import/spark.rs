@@ -496,6 +496,7 @@ pub async fn import(ctx: &Context, args: &SparkArgs) -> Result<Report, Error> {
         created_by: ctx.actor.clone(),
         gate: None,
         held_out: None,
+        drift: None,
     };
     let publication = match test {
         None => publish_without_gate(ctx, draft, artifact, args.promote).await?,
