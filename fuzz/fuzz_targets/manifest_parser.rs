@@ -30,6 +30,7 @@ fuzz_target!(|bytes: &[u8]| {
             created_by: manifest.created_by.clone(),
             gate: manifest.gate.clone(),
             held_out: manifest.held_out.clone(),
+            drift: manifest.drift.clone(),
         };
         let _ = draft.validate();
         let json = serde_json::to_vec(&manifest).expect("a parsed manifest serialises");

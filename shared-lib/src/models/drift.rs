@@ -311,6 +311,7 @@ impl DriftTracker {
 }
 
 #[cfg(test)]
+#[allow(clippy::print_stdout)] // The observed PSIs go to the test's output.
 mod tests {
     use super::*;
 
@@ -370,10 +371,11 @@ mod tests {
     #[test]
     fn traffic_like_the_training_data_stays_under_0_05_over_a_full_window() {
         let reference = Binned::from_sample(&sample(1, 20_000, 0.0), DRIFT_BINS).unwrap();
-        for seed in 2..6 {
-            let psi = window_psi(&reference, &sample(seed, DRIFT_WINDOW, 0.0));
-            assert!(psi < 0.05, "seed {seed}: PSI {psi}");
-        }
+        let psis: Vec<f64> = (2..6)
+            .map(|seed| window_psi(&reference, &sample(seed, DRIFT_WINDOW, 0.0)))
+            .collect();
+        println!("PSI of 4 full windows drawn like the reference: {psis:.4?}");
+        assert!(psis.iter().all(|&psi| psi < 0.05), "{psis:?}");
     }
 
     #[test]
@@ -394,6 +396,10 @@ mod tests {
             }
         }
         let rows = crossed_after.expect("the shift crosses 0.25");
+        println!(
+            "shifted amounts: PSI over 0.25 after {rows} of {DRIFT_WINDOW} rows; {:.3} once the window is all shifted",
+            reference.psi(window.counts(0))
+        );
         assert!(rows <= DRIFT_WINDOW, "{rows} shifted rows");
         assert!(
             reference.psi(window.counts(0)) > 1.0,

@@ -77,6 +77,7 @@ async fn psi(app: &TestApp, name: &str, labels: &[(&str, &str)]) -> f64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::print_stdout)] // The observed PSIs go to the test's output.
 async fn psi_stays_low_for_training_like_traffic_and_passes_0_25_for_a_shifted_feature() {
     // Arrange: version 1 with the held-out distributions in its manifest.
     let fixture = S3Fixture::start().await;
@@ -101,6 +102,7 @@ async fn psi_stays_low_for_training_like_traffic_and_passes_0_25_for_a_shifted_f
     )
     .await;
     let amount = psi(&app, "model_feature_psi", &[("feature", "txn_amount")]).await;
+    println!("2,048 training-like rows: score PSI {score:.4}, txn_amount PSI {amount:.4}");
     assert!(
         score < 0.05 && amount < 0.05,
         "score {score}, txn_amount {amount}"
@@ -116,6 +118,9 @@ async fn psi_stays_low_for_training_like_traffic_and_passes_0_25_for_a_shifted_f
     )
     .await;
     let score = psi(&app, "model_score_psi", &[("version", "1")]).await;
+    println!(
+        "then 10,000 rows with amounts +150: txn_amount PSI {amount:.3}, amount_spent_past_mo {spent:.4}, score {score:.3}"
+    );
     assert!(amount > 0.25, "txn_amount {amount}");
     assert!(spent < 0.05, "amount_spent_past_mo {spent}");
     assert!(
