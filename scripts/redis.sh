@@ -17,6 +17,10 @@ start() {
         echo "redis-server is not installed: apt-get install redis-server" >&2
         exit 1
     }
+    if redis-cli -p "$PORT" ping >/dev/null 2>&1; then
+        echo "port $PORT already answers as Redis: stop that one or set REDIS_PORT" >&2
+        exit 1
+    fi
     mkdir -p "$dir"
     dir=$(cd "$dir" && pwd)
     redis-server --port "$PORT" --bind 127.0.0.1 --save '' --appendonly no \
