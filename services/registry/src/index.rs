@@ -41,12 +41,11 @@ enum Entry {
     },
 }
 
-#[derive(Default)]
 pub struct ManifestIndex {
     entries: RwLock<HashMap<Key, Entry>>,
     /// `registry_last_publish_timestamp_seconds{model}`: the newest indexed version's creation
     /// time, for the "trainer has not published" alert.
-    last_publish: Option<GaugeVec>,
+    last_publish: GaugeVec,
 }
 
 /// A model or version the rebuild could not index, and why.
@@ -122,7 +121,7 @@ impl ManifestIndex {
     /// # Errors
     /// [`Error::Telemetry`] when the name is already registered (a bug).
     pub fn with_metrics(registry: &Prometheus) -> Result<Self, Error> {
-        let gauge = register_metric(
+        let last_publish = register_metric(
             registry,
             GaugeVec::new(
                 Opts::new(
@@ -134,17 +133,17 @@ impl ManifestIndex {
         )?;
         Ok(Self {
             entries: RwLock::default(),
-            last_publish: Some(gauge),
+            last_publish,
         })
     }
 
     fn note_published(&self, manifest: &Manifest) {
-        if let Some(gauge) = &self.last_publish {
-            let gauge = gauge.with_label_values(&[manifest.model.as_str()]);
-            let at = manifest.created_at.timestamp_millis() as f64 / 1000.0;
-            if at > gauge.get() {
-                gauge.set(at);
-            }
+        let gauge = self
+            .last_publish
+            .with_label_values(&[manifest.model.as_str()]);
+        let at = manifest.created_at.timestamp_millis() as f64 / 1000.0;
+        if at > gauge.get() {
+            gauge.set(at);
         }
     }
 
