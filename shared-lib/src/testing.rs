@@ -370,3 +370,46 @@ pub fn fraud_draft(actor: &str) -> crate::registry::manifest::NewVersion {
         drift: None,
     }
 }
+
+/// An implicit ALS recommender version's draft, by `actor`.
+///
+/// # Panics
+/// Never: the model name is valid.
+pub fn recommender_draft(actor: &str) -> crate::registry::manifest::NewVersion {
+    crate::registry::manifest::NewVersion {
+        model: crate::model_id::ModelName::parse("recommender").unwrap_or_else(|e| panic!("{e}")),
+        run_id: uuid::Uuid::new_v4(),
+        algorithm: "als-implicit".into(),
+        parameters: std::collections::BTreeMap::new(),
+        feature_schema: Default::default(),
+        training_data: Default::default(),
+        metrics: std::collections::BTreeMap::new(),
+        trainer_version: actor.into(),
+        created_by: actor.into(),
+        gate: None,
+        held_out: None,
+        drift: None,
+    }
+}
+
+/// Publishes `model` as the next version of `recommender` in `registry`, by `actor`.
+///
+/// # Panics
+/// When the model cannot be encoded or the registry refuses it.
+pub async fn publish_recommender(
+    registry: &crate::registry::Registry,
+    model: &crate::models::als::AlsModel,
+    actor: &str,
+) -> crate::registry::manifest::Manifest {
+    let artifact =
+        crate::artifact::encode_artifact(crate::artifact::ModelKind::RecommenderAls, model)
+            .unwrap_or_else(|e| panic!("{e}"));
+    registry
+        .publish(
+            recommender_draft(actor),
+            bytes::Bytes::from(artifact.bytes),
+            Some(&artifact.digest),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}

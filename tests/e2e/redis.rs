@@ -4,20 +4,15 @@
 #![allow(clippy::unwrap_used)] // Tests: a failed unwrap is a failed test.
 #![allow(clippy::print_stdout)] // The observed numbers go to the test's output.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use e2e::process::Service;
 use e2e::redis::{PrivateRedis, shared_url, unique_prefix};
 use serde_json::json;
-use shared_lib::artifact::{ModelKind, encode_artifact};
-use shared_lib::model_id::ModelName;
 use shared_lib::models::als::synthetic::{Shape, random_model};
 use shared_lib::registry::Registry;
-use shared_lib::registry::manifest::NewVersion;
 use shared_lib::store::{ObjectStore, StoreLocation};
 use shared_lib::testing::eventually;
 
@@ -35,25 +30,7 @@ async fn local_store_with_model(dir: &std::path::Path) -> Vec<(String, String)> 
     let store = ObjectStore::open(&StoreLocation::Local(dir.to_path_buf()))
         .await
         .unwrap();
-    let artifact = encode_artifact(ModelKind::RecommenderAls, &model).unwrap();
-    let draft = NewVersion {
-        model: ModelName::parse("recommender").unwrap(),
-        run_id: uuid::Uuid::new_v4(),
-        algorithm: "als-implicit".into(),
-        parameters: BTreeMap::new(),
-        feature_schema: Default::default(),
-        training_data: Default::default(),
-        metrics: BTreeMap::new(),
-        trainer_version: "e2e".into(),
-        created_by: "e2e".into(),
-        gate: None,
-        held_out: None,
-        drift: None,
-    };
-    Registry::new(store)
-        .publish(draft, Bytes::from(artifact.bytes), Some(&artifact.digest))
-        .await
-        .unwrap();
+    shared_lib::testing::publish_recommender(&Registry::new(store), &model, "e2e").await;
     vec![
         ("MODEL_STORE".into(), dir.display().to_string()),
         ("MODEL_VERSION".into(), "1".into()),

@@ -3,16 +3,10 @@
 //! Items `a1..a4` point along the first factor, `b1..b4` along the second. `alice` likes the
 //! first direction and has seen `a1`; `bob` the second and has seen `b1`. `b2` is the most popular.
 
-use std::collections::BTreeMap;
-
-use bytes::Bytes;
 use recommender::Settings;
 use recommender::scoring::ScoringLimiter;
-use shared_lib::artifact::{ModelKind, encode_artifact};
-use shared_lib::model_id::ModelName;
 use shared_lib::models::als::{AlsModel, Feedback};
 use shared_lib::registry::Registry;
-use shared_lib::registry::manifest::NewVersion;
 use shared_lib::settings::Env;
 use shared_lib::store::{ObjectStore, StoreLocation};
 use shared_lib::testing::TestS3;
@@ -51,28 +45,6 @@ impl Drop for TestApp {
     fn drop(&mut self) {
         self.server.abort();
     }
-}
-
-async fn publish(registry: &Registry, model: &AlsModel) {
-    let artifact = encode_artifact(ModelKind::RecommenderAls, model).unwrap();
-    let draft = NewVersion {
-        model: ModelName::parse("recommender").unwrap(),
-        run_id: uuid::Uuid::new_v4(),
-        algorithm: "als-implicit".into(),
-        parameters: BTreeMap::new(),
-        feature_schema: Default::default(),
-        training_data: Default::default(),
-        metrics: BTreeMap::new(),
-        trainer_version: "test".into(),
-        created_by: "test".into(),
-        gate: None,
-        held_out: None,
-        drift: None,
-    };
-    registry
-        .publish(draft, Bytes::from(artifact.bytes), Some(&artifact.digest))
-        .await
-        .unwrap();
 }
 
 /// Where the app under test keeps its clicks.
@@ -138,7 +110,7 @@ pub async fn spawn_app_with_clicks(
         .unwrap();
     let registry = Registry::new(store);
     for m in models {
-        publish(&registry, m).await;
+        shared_lib::testing::publish_recommender(&registry, m, "test").await;
     }
     let mut env = s3.service_env("recommender-models", None);
     env.extend(
