@@ -175,6 +175,28 @@ pub struct Publication {
     pub gate: GateDecision,
 }
 
+/// Moves `production` of `model` to `version`, only if it still points at `expected` (what it
+/// was before publishing), as the run's actor with `reason`. A conflict means someone moved it
+/// meanwhile: the caller leaves it alone.
+///
+/// # Errors
+/// Registry errors other than the conflict.
+pub(crate) async fn move_production(
+    ctx: &Context,
+    model: &ModelName,
+    version: ModelVersion,
+    expected: Option<ModelVersion>,
+    reason: &str,
+) -> Result<MoveOutcome, Error> {
+    let change = Change {
+        actor: &ctx.actor,
+        reason: Some(reason),
+    };
+    ctx.registry
+        .move_alias(model, &AliasName::production(), version, expected, &change)
+        .await
+}
+
 /// Scores the champion, decides, publishes, promotes (see the module doc).
 ///
 /// # Errors
@@ -202,21 +224,7 @@ pub async fn gate_and_publish<C: Challenger>(
     let mut promoted = false;
     if decision.promoted {
         let reason = format!("quality gate: {}", decision.reason.as_deref().unwrap_or(""));
-        let change = Change {
-            actor: &ctx.actor,
-            reason: Some(&reason),
-        };
-        match ctx
-            .registry
-            .move_alias(
-                &model,
-                &AliasName::production(),
-                manifest.version,
-                production,
-                &change,
-            )
-            .await?
-        {
+        match move_production(ctx, &model, manifest.version, production, &reason).await? {
             MoveOutcome::Moved => promoted = true,
             MoveOutcome::Conflict(why) => {
                 tracing::warn!(reason = %why, "Production moved while training; leaving it alone.");

@@ -16,11 +16,10 @@ pub mod spark;
 use serde::Serialize;
 use shared_lib::artifact::EncodedArtifact;
 use shared_lib::model_id::{AliasName, ModelName, ModelVersion};
-use shared_lib::registry::Change;
 use shared_lib::registry::manifest::{GateDecision, NewVersion};
 
 use crate::Error;
-use crate::pipeline::{Context, Publication};
+use crate::pipeline::{Context, Publication, move_production};
 use crate::registry_client::MoveOutcome;
 
 #[derive(Debug, clap::Subcommand)]
@@ -90,21 +89,7 @@ pub async fn publish_without_gate(
             "operator's decision (--promote): imported v{} without held-out data, not gated",
             manifest.version
         );
-        let change = Change {
-            actor: &ctx.actor,
-            reason: Some(&reason),
-        };
-        match ctx
-            .registry
-            .move_alias(
-                &model,
-                &AliasName::production(),
-                manifest.version,
-                production,
-                &change,
-            )
-            .await?
-        {
+        match move_production(ctx, &model, manifest.version, production, &reason).await? {
             MoveOutcome::Moved => {
                 promoted = true;
                 reason
