@@ -296,11 +296,6 @@ impl DriftTracker {
         }
     }
 
-    /// The PSIs now, whatever the window holds.
-    pub fn current(&self) -> DriftReading {
-        self.reading(&self.window.lock().unwrap_or_else(PoisonError::into_inner))
-    }
-
     /// Rows in the window.
     pub fn rows(&self) -> usize {
         self.window
