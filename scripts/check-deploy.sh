@@ -3,8 +3,8 @@
 #
 #   bash scripts/check-deploy.sh
 #
-# 1. render every kustomization (manifests/tools/kustomize_lite.py; compared with
-#    `kubectl kustomize` where kubectl is installed), the optional components on the base, and
+# 1. render, with the real kustomize (`kustomize build`, else `kubectl kustomize`; one of them
+#    is required), every kustomization, the optional components on the base, and
 #    every overlay exactly as CI deploys it: wrapped by scripts/deploy-kustomization.sh with
 #    CI's image prefix and commit tag
 # 2. validate every rendered object against the Kubernetes OpenAPI schemas, strict
@@ -52,16 +52,32 @@ echo "kubernetes-validate $($VENV/bin/kubernetes-validate --version 2>&1 | tail 
     "$($VENV/bin/hadolint --version)"
 
 step "render"
+# The real kustomize: the `kustomize` binary where installed (CI's check-deploy job takes it from
+# the kustomize-build job), else `kubectl kustomize` (kubectl embeds kustomize; v5.5.0 in
+# google-cloud-cli's kubectl). Without either this step fails: there is no fallback renderer.
+if command -v kustomize >/dev/null; then
+    KUSTOMIZE=(kustomize build)
+    echo "renderer: kustomize $(kustomize version 2>/dev/null)"
+elif command -v kubectl >/dev/null && kubectl kustomize --help >/dev/null 2>&1; then
+    KUSTOMIZE=(kubectl kustomize)
+    echo "renderer: $(kubectl version --client 2>/dev/null | grep -i kustomize)"
+else
+    echo "FAIL: neither kustomize nor kubectl is installed; install kustomize v5.5.0 (manifests/README.md)" >&2
+    exit 1
+fi
+render() { # DIR OUT.yaml WHAT
+    if timeout 60 "${KUSTOMIZE[@]}" "$1" >"$2"; then
+        echo "$3: $(grep -c '^kind:' "$2") objects"
+    else
+        fail "render $3"
+    fi
+}
 rm -rf "$OUT" && mkdir -p "$OUT"
 mapfile -t kustomizations < <(find manifests -name kustomization.yaml -not -path '*/components/*' \
     -printf '%h\n' | sort)
 for dir in "${kustomizations[@]}"; do
     name=${dir#manifests/}; name=${name//\//-}
-    if timeout 60 "$PY" manifests/tools/kustomize_lite.py "$dir" "$OUT/$name.yaml"; then
-        echo "$dir: $(grep -c '^kind:' "$OUT/$name.yaml") objects"
-    else
-        fail "render $dir"
-    fi
+    render "$dir" "$OUT/$name.yaml" "$dir"
 done
 # What CI deploys: each overlay wrapped as the deploy jobs wrap it (.gitlab-ci.yml's .deploy),
 # with an example of CI's values: $CI_REGISTRY_IMAGE and a 40-hex $CI_COMMIT_SHA.
@@ -69,65 +85,27 @@ CI_PREFIX=registry.gitlab.example.com/group/ml-serving
 CI_TAG=0123456789abcdef0123456789abcdef01234567
 DEPLOY_OUT=$VENV/deploy
 rm -rf "$DEPLOY_OUT"
-deploys=()
 for dir in manifests/overlays/*/; do
     overlay=$(basename "$dir")
     DEPLOY_DIR=$DEPLOY_OUT sh scripts/deploy-kustomization.sh "$overlay" "$CI_PREFIX" "$CI_TAG" >/dev/null \
         || { fail "deploy-kustomization.sh $overlay"; continue; }
-    deploys+=("$DEPLOY_OUT/$overlay")
-    if timeout 60 "$PY" manifests/tools/kustomize_lite.py "$DEPLOY_OUT/$overlay" "$OUT/deploy-$overlay.yaml"; then
-        echo "$DEPLOY_OUT/$overlay (CI's deploy of $overlay): $(grep -c '^kind:' "$OUT/deploy-$overlay.yaml") objects"
-    else
-        fail "render CI's deploy of $overlay"
-    fi
+    render "$DEPLOY_OUT/$overlay" "$OUT/deploy-$overlay.yaml" "$DEPLOY_OUT/$overlay (CI's deploy of $overlay)"
 done
-# Components are not buildable alone: render each on top of the base.
+# Components are not buildable alone: render each on top of the base, through a kustomization
+# that names both (relative paths: kustomize resolves them from the kustomization's directory).
+COMP_OUT=$VENV/components
+rm -rf "$COMP_OUT"
 for comp in manifests/components/*/; do
-    comp=${comp%/}; name=component-$(basename "$comp")
-    if timeout 60 "$PY" - "$comp" "$OUT/$name.yaml" <<'PY'
-import sys, yaml
-from pathlib import Path
-sys.path.insert(0, "manifests/tools")
-import kustomize_lite as k
-comp = Path(sys.argv[1]).resolve()
-objs = k.render(Path("manifests/base"), {"resources": [str(Path("manifests/base").resolve())],
-                                         "components": [str(comp)]})
-Path(sys.argv[2]).write_text(yaml.safe_dump_all(objs, sort_keys=False))
-PY
-    then
-        echo "$comp (on base): $(grep -c '^kind:' "$OUT/$name.yaml") objects"
-    else
-        fail "render $comp"
-    fi
+    comp=${comp%/}; name=component-$(basename "$comp"); dir=$COMP_OUT/$name
+    mkdir -p "$dir"
+    printf 'apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [%s]\ncomponents: [%s]\n' \
+        "$(realpath --relative-to="$dir" manifests/base)" "$(realpath --relative-to="$dir" "$comp")" \
+        >"$dir/kustomization.yaml"
+    render "$dir" "$OUT/$name.yaml" "$comp (on base)"
 done
-if command -v kubectl >/dev/null && kubectl kustomize --help >/dev/null 2>&1; then
-    echo "cross-check with $(kubectl version --client 2>/dev/null | grep -i kustomize || echo 'kubectl kustomize')"
-    for dir in "${kustomizations[@]}" "${deploys[@]}"; do
-        name=${dir#manifests/}; name=${name//\//-}
-        [[ $dir == "$DEPLOY_OUT"/* ]] && name=deploy-$(basename "$dir")
-        if ! timeout 60 kubectl kustomize "$dir" >"$OUT/$name.kubectl.yaml"; then
-            fail "kubectl kustomize $dir"
-            continue
-        fi
-        "$PY" - "$OUT/$name.yaml" "$OUT/$name.kubectl.yaml" <<'PY' || fail "$dir: kustomize_lite differs from kubectl kustomize"
-import sys, yaml
-def load(p):
-    return {(d["kind"], d["metadata"].get("namespace"), d["metadata"]["name"]): d
-            for d in yaml.safe_load_all(open(p)) if d}
-a, b = load(sys.argv[1]), load(sys.argv[2])
-diff = [k for k in set(a) | set(b) if a.get(k) != b.get(k)]
-for k in sorted(diff, key=str):
-    print(f"  differs: {k}", file=sys.stderr)
-sys.exit(1 if diff else 0)
-PY
-    done
-    echo "kustomize_lite output equals kubectl kustomize for $(( ${#kustomizations[@]} + ${#deploys[@]} )) kustomizations (CI's deploy wrappers included)"
-else
-    echo "kubectl not installed: no cross-check with kustomize here (CI's kustomize-build job runs the real one)"
-fi
 
 step "kubernetes schemas (strict)"
-mapfile -t renders < <(find "$OUT" -name '*.yaml' -not -name '*.kubectl.yaml' | sort)
+mapfile -t renders < <(find "$OUT" -name '*.yaml' | sort)
 # Split out the CRD objects: kubernetes-validate knows only built-in kinds.
 "$PY" - "$OUT" "${renders[@]}" <<'PY'
 import sys, yaml
@@ -222,8 +200,8 @@ step "environment variable names"
 timeout 120 "$PY" scripts/check_env_names.py --compose docker/compose.yaml "${renders[@]}" || fail "env names"
 
 step "image names and tags (what CI builds = what is deployed = what compose and the docs say)"
-mapfile -t deploy_renders < <(find "$OUT" -name 'deploy-*.yaml' -not -name '*.kubectl.yaml' | sort)
-mapfile -t plain_renders < <(find "$OUT" -name '*.yaml' -not -name 'deploy-*' -not -name '*.kubectl.yaml' | sort)
+mapfile -t deploy_renders < <(find "$OUT" -name 'deploy-*.yaml' | sort)
+mapfile -t plain_renders < <(find "$OUT" -name '*.yaml' -not -name 'deploy-*' | sort)
 timeout 60 "$PY" scripts/check_images.py --prefix "$CI_PREFIX" --tag "$CI_TAG" \
     --deploy "${deploy_renders[@]}" --render "${plain_renders[@]}" || fail "image names and tags"
 
