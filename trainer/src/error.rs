@@ -1,5 +1,12 @@
 //! The trainer's one error type, with the exit code a CronJob (or a person) can act on.
 
+// The exit-code mapping must place every variant explicitly (STYLE.md: no `_` arm), so a new
+// error cannot fall into another's code unnoticed.
+#![warn(
+    clippy::wildcard_enum_match_arm,
+    clippy::match_wildcard_for_single_variants
+)]
+
 use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]

@@ -1,7 +1,10 @@
 //! The fraud service's errors, mapped to HTTP once, here.
 
 // Mapping errors to HTTP must place every variant explicitly (STYLE.md: no `_` arm).
-#![warn(clippy::wildcard_enum_match_arm)]
+#![warn(
+    clippy::wildcard_enum_match_arm,
+    clippy::match_wildcard_for_single_variants
+)]
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};

@@ -6,7 +6,10 @@
 //! messages say nothing internal: the cause chain goes to the log, not the client.
 
 // Mapping errors to HTTP must place every variant explicitly (STYLE.md: no `_` arm).
-#![warn(clippy::wildcard_enum_match_arm)]
+#![warn(
+    clippy::wildcard_enum_match_arm,
+    clippy::match_wildcard_for_single_variants
+)]
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::ContentType;
