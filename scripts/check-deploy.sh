@@ -16,7 +16,8 @@
 #    (check-jsonschema's vendored schemas: no network)
 # 5. hadolint on every Dockerfile, failing on warnings
 # 6. every environment variable set in the manifests and the compose file is read by its
-#    binary (scripts/check_env_names.py)
+#    binary (scripts/check_env_names.py, against each binary's env-names.txt, which a test per
+#    binary keeps equal to the names its settings reader records)
 # 7. image names and tags: every image in a CI-deployed render is one build-images pushes,
 #    base and overlays keep the local name CI's wrapper matches, and CI, docker/Dockerfile
 #    targets, compose, the manifests and the docs agree; the Dockerfile builds with -p

@@ -4,15 +4,12 @@
 A misspelt variable (`MODEL_VERSON=7`) is silently ignored by the binary, and the rollback it
 was meant to be never happens. This check fails on it.
 
-What the code reads is extracted from the Rust sources, per binary:
-- string literals passed to the settings readers of shared-lib/src/settings.rs
-  (`optional_string`, `string_or`, `parse_or`, `optional`, `required`, `first_string(&[..])`),
-  to helpers called as `helper(&mut env, "NAME", ..)`, as `Some("NAME")` legacy names given to a
-  `from_env`, `std::iter::once("NAME")` (a name list for `first_string`),
-  `std::env::var("NAME")`, and clap's `#[arg(env = "NAME")]`; test code is skipped;
-- a binary reads what its own crate reads, plus what the shared-lib items it uses read: a
-  shared-lib item (an `impl`, struct, fn, ...) is used if the crate, or a used item, names it.
-  So the registry does not "read" MODEL_VERSION just because shared-lib has a reader for it.
+What the code reads is the truth recorded by the code itself: each binary's settings reader
+records every name it asks for (shared_lib::settings::NameRecorder), and a test per binary runs
+it down every branch (an S3 store, a Redis click store, the registry or the store as the
+trainer's target, ...) and compares the names with the binary's committed `env-names.txt`
+(`services/<name>/env-names.txt`, `trainer/env-names.txt`; `UPDATE_ENV_NAMES=1` rewrites them).
+This script only walks the deployment and reads those files.
 
 What the deployment sets: for every container of every rendered manifest given (multi-document
 YAML, as kustomize renders it), `env[].name` plus the keys of ConfigMaps it loads with
@@ -31,7 +28,6 @@ Exit status: 0 all names known, 1 unknown names, 2 usage or unreadable input.
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from pathlib import Path
 
@@ -39,154 +35,19 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 BINARIES = {
-    "fraud": ROOT / "services/fraud/src",
-    "recommender": ROOT / "services/recommender/src",
-    "registry": ROOT / "services/registry/src",
-    "trainer": ROOT / "trainer/src",
+    "fraud": ROOT / "services/fraud/env-names.txt",
+    "recommender": ROOT / "services/recommender/env-names.txt",
+    "registry": ROOT / "services/registry/env-names.txt",
+    "trainer": ROOT / "trainer/env-names.txt",
 }
-SHARED = ROOT / "shared-lib/src"
 
 PENDING: dict[str, dict[str, str]] = {}
 
-NAME = r'"([A-Z][A-Z0-9_]*)"'
-READERS = r"(?:optional_string|string_or|parse_or|optional|required)"
-READ_PATTERNS = [
-    re.compile(r"\." + READERS + r"\s*(?:::\s*<[^()]*?>\s*)?\(\s*" + NAME),
-    re.compile(r"\b\w+\s*\(\s*&?\s*(?:mut\s+)?env\s*,\s*" + NAME),
-    re.compile(r"\bfrom_env\s*\([^;]*?Some\s*\(\s*" + NAME + r"\s*\)", re.S),
-    re.compile(r"\benv::var(?:_os)?\s*\(\s*" + NAME),
-    # a list of names built for first_string: std::iter::once("MODEL_VERSION").chain(legacy)
-    re.compile(r"\biter::once\s*\(\s*" + NAME),
-    re.compile(r"\benv\s*=\s*" + NAME),
-]
-FIRST_STRING = re.compile(r"\.first_string\s*\(\s*&\s*\[([^\]]*)\]", re.S)
-ITEM_HEAD = [
-    re.compile(r"^\s*impl\b(?:\s*<[^{]*?>)?\s+(?:[\w:]+(?:<[^{]*?>)?\s+for\s+)?(?:[\w]+::)*(\w+)"),
-    re.compile(r"^\s*(?:pub(?:\([^)]*\))?\s+)?(?:async\s+|const\s+|unsafe\s+)*fn\s+(\w+)"),
-    re.compile(r"^\s*(?:pub(?:\([^)]*\))?\s+)?(?:struct|enum|trait|type|const|static|union)\s+(\w+)"),
-]
-
-
-def strip_comments(text: str) -> str:
-    """Blanks out comments, keeping string and char literals (so "s3://x" survives)."""
-    out, i, n = [], 0, len(text)
-    while i < n:
-        c = text[i]
-        if text.startswith("//", i):
-            j = text.find("\n", i)
-            i = n if j < 0 else j
-        elif text.startswith("/*", i):
-            depth, i = 1, i + 2
-            while i < n and depth:
-                if text.startswith("/*", i):
-                    depth, i = depth + 1, i + 2
-                elif text.startswith("*/", i):
-                    depth, i = depth - 1, i + 2
-                else:
-                    i += 1
-            out.append(" ")
-        elif c == "r" and re.match(r'r#*"', text[i:i + 10]) and not (i and (text[i - 1].isalnum() or text[i - 1] == "_")):
-            hashes = re.match(r'r(#*)"', text[i:]).group(1)
-            end = text.find('"' + hashes, i + len(hashes) + 2)
-            end = n if end < 0 else end + 1 + len(hashes)
-            out.append(text[i:end])
-            i = end
-        elif c == '"':
-            j = i + 1
-            while j < n and text[j] != '"':
-                j += 2 if text[j] == "\\" else 1
-            out.append(text[i:j + 1])
-            i = j + 1
-        elif c == "'" and re.match(r"'(?:\\.|[^\\'])'", text[i:i + 12]):
-            m = re.match(r"'(?:\\.[^']*|[^\\'])'", text[i:])
-            out.append(m.group(0))
-            i += len(m.group(0))
-        else:
-            out.append(c)
-            i += 1
-    return "".join(out)
-
-
-def blank_strings(text: str) -> str:
-    # re.S: a string may continue over a line break (`"...\<newline>..."`).
-    return re.sub(r'"(?:\\.|[^"\\])*"', lambda m: '"' + " " * (len(m.group(0)) - 2) + '"', text,
-                  flags=re.S)
-
-
-def split_items(text: str) -> list[str]:
-    """Top-level items of a (comment-free) file; #[cfg(test)] items are dropped."""
-    shadow = blank_strings(text)
-    items, depth, start = [], 0, 0
-    for i, c in enumerate(shadow):
-        if c == "{":
-            depth += 1
-        elif c == "}":
-            depth -= 1
-            if depth == 0:
-                items.append(text[start:i + 1])
-                start = i + 1
-        elif c == ";" and depth == 0:
-            items.append(text[start:i + 1])
-            start = i + 1
-    return [it for it in items if not re.search(r"#\[cfg\(test\)\]", it.split("{", 1)[0])]
-
-
-def item_name(item: str) -> str | None:
-    head = re.sub(r"#\[[^\]]*\]", " ", item.split("{", 1)[0])
-    head = "\n".join(l for l in head.splitlines() if l.strip())
-    for pat in ITEM_HEAD:
-        m = pat.search(head.replace("\n", " "))
-        if m:
-            return m.group(1)
-    return None
-
-
-def reads_in(text: str) -> set[str]:
-    names = set()
-    for pat in READ_PATTERNS:
-        names.update(pat.findall(text))
-    for group in FIRST_STRING.findall(text):
-        names.update(re.findall(NAME, group))
-    return names
-
-
-def identifiers(text: str) -> set[str]:
-    return set(re.findall(r"\b[A-Za-z_]\w*\b", blank_strings(text)))
-
-
-def rust_files(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*.rs") if "tests" not in p.relative_to(root).parts[:-1])
-
-
-def shared_items() -> list[tuple[str | None, set[str], set[str]]]:
-    items = []
-    for path in rust_files(SHARED):
-        if path.name == "testing.rs":
-            continue
-        for item in split_items(strip_comments(path.read_text())):
-            items.append((item_name(item), reads_in(item), identifiers(item)))
-    return items
-
 
 def names_read() -> dict[str, set[str]]:
-    shared = shared_items()
-    result = {}
-    for binary, src in BINARIES.items():
-        own_reads, mentioned = set(), set()
-        for path in rust_files(src):
-            for item in split_items(strip_comments(path.read_text())):
-                own_reads |= reads_in(item)
-                mentioned |= identifiers(item)
-        used, changed = set(), True
-        while changed:
-            changed = False
-            for idx, (name, _, ids) in enumerate(shared):
-                if idx not in used and name and name in mentioned:
-                    used.add(idx)
-                    mentioned |= ids
-                    changed = True
-        result[binary] = own_reads | set().union(*(shared[i][1] for i in used))
-    return result
+    """Each binary's committed env-names.txt (kept true by its settings test)."""
+    return {binary: {line.strip() for line in path.read_text().splitlines() if line.strip()}
+            for binary, path in BINARIES.items()}
 
 
 def binary_of(image: str | None, fallback: str | None) -> str | None:
@@ -259,8 +120,7 @@ def main() -> int:
     read = names_read()
     for binary, names in read.items():
         if not names:
-            print(f"check_env_names: found no variables read by {binary}: the extractor is broken",
-                  file=sys.stderr)
+            print(f"check_env_names: {BINARIES[binary]} lists no variables", file=sys.stderr)
             return 2
         if args.verbose:
             print(f"{binary} reads {len(names)}: {' '.join(sorted(names))}")

@@ -3,8 +3,14 @@
 //! Each binary builds its settings struct by asking an [`Env`] for variables; a bad or missing
 //! value is recorded rather than returned, so [`Env::finish`] can fail start-up with the full
 //! list ("PORT: must be a number; MODEL_STORE: …") instead of one problem per restart.
+//!
+//! Every name asked for can be recorded ([`NameRecorder`]): each binary has a test that runs its
+//! settings reader down every branch and compares the names with its committed `env-names.txt`,
+//! which `scripts/check_env_names.py` reads to prove every variable a manifest sets is one its
+//! binary reads. So the check reads what the code asks for, not a guess from its source text.
 
-use std::collections::HashMap;
+use std::cell::RefCell;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt::Display;
 use std::str::FromStr;
 
@@ -46,7 +52,13 @@ impl Env {
     }
 
     /// The value of `name`; unset and empty are the same (Kubernetes renders missing keys as "").
+    /// Every reader below asks through here, so this is where names are recorded.
     pub fn optional_string(&self, name: &str) -> Option<String> {
+        RECORDED.with_borrow_mut(|names| {
+            if let Some(names) = names {
+                names.insert(name.to_owned());
+            }
+        });
         self.vars
             .get(name)
             .map(|v| v.trim())
@@ -120,6 +132,37 @@ impl Env {
     }
 }
 
+thread_local! {
+    /// The names asked for on this thread while a [`NameRecorder`] is alive.
+    static RECORDED: RefCell<Option<BTreeSet<String>>> = const { RefCell::new(None) };
+}
+
+/// Records every variable name any [`Env`] on this thread is asked for, from
+/// [`NameRecorder::start`] to [`NameRecorder::finish`] (an async reader must stay on the
+/// thread: a current-thread runtime). Recording is off otherwise; a read then costs one
+/// thread-local check.
+#[derive(Debug)]
+pub struct NameRecorder(());
+
+impl NameRecorder {
+    /// Starts recording on this thread (a recording already running is restarted).
+    pub fn start() -> Self {
+        RECORDED.with_borrow_mut(|names| *names = Some(BTreeSet::new()));
+        Self(())
+    }
+
+    /// The names asked for since [`NameRecorder::start`].
+    pub fn finish(self) -> BTreeSet<String> {
+        RECORDED.with_borrow_mut(Option::take).unwrap_or_default()
+    }
+}
+
+impl Drop for NameRecorder {
+    fn drop(&mut self) {
+        RECORDED.with_borrow_mut(|names| *names = None);
+    }
+}
+
 /// Where a server listens: `HOST` (default `0.0.0.0`) and `PORT` (default per service).
 #[derive(Debug, Clone)]
 pub struct ListenSettings {
@@ -167,6 +210,25 @@ mod tests {
         let listen = ListenSettings::from_env(&mut e, 8080);
         e.finish().unwrap();
         assert_eq!(listen.address(), "127.0.0.1:8080");
+    }
+
+    #[test]
+    fn the_recorder_lists_every_name_asked_for_and_only_while_it_runs() {
+        let e = env(&[("B", "2")]);
+        let _ = e.optional_string("BEFORE");
+        let recorder = NameRecorder::start();
+        let _ = e.first_string(&["A", "B", "C"]);
+        let mut e2 = env(&[]);
+        let _: u16 = e2.parse_or("PORT", 1);
+        let _: Option<u16> = e2.required("NEEDED");
+        let names = recorder.finish();
+        let _ = e.optional_string("AFTER");
+        // first_string stops at the first name set, as the reader does.
+        assert_eq!(
+            names.into_iter().collect::<Vec<_>>(),
+            ["A", "B", "NEEDED", "PORT"]
+        );
+        assert!(NameRecorder::start().finish().is_empty());
     }
 
     #[test]

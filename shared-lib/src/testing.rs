@@ -413,3 +413,30 @@ pub async fn publish_recommender(
         .await
         .unwrap_or_else(|e| panic!("{e}"))
 }
+
+/// Checks that `names`, every variable a binary's settings reader asked for (recorded with
+/// [`crate::settings::NameRecorder`] over probes that take each branch), equal the binary's
+/// committed `file` (one name per line), which `scripts/check_env_names.py` reads. With
+/// `UPDATE_ENV_NAMES=1` the file is rewritten instead.
+///
+/// # Panics
+/// When they differ, listing the names added and dropped; when the file cannot be read.
+pub fn assert_env_names(file: &std::path::Path, names: &std::collections::BTreeSet<String>) {
+    let text: String = names.iter().map(|n| format!("{n}\n")).collect();
+    if std::env::var_os("UPDATE_ENV_NAMES").is_some_and(|v| v == "1") {
+        std::fs::write(file, &text).expect("write the env-names file");
+        return;
+    }
+    let committed = std::fs::read_to_string(file)
+        .unwrap_or_else(|e| panic!("{}: {e} (UPDATE_ENV_NAMES=1 writes it)", file.display()));
+    let committed: std::collections::BTreeSet<String> =
+        committed.lines().map(str::to_owned).collect();
+    let added: Vec<_> = names.difference(&committed).collect();
+    let dropped: Vec<_> = committed.difference(names).collect();
+    assert!(
+        added.is_empty() && dropped.is_empty(),
+        "{} is stale: the code now also reads {added:?} and no longer reads {dropped:?}; \
+         rerun this test with UPDATE_ENV_NAMES=1 and commit the file",
+        file.display()
+    );
+}

@@ -121,3 +121,43 @@ fn to_json<T: Serialize>(report: T) -> serde_json::Value {
 fn emit(report: &serde_json::Value) {
     println!("{report}");
 }
+
+#[cfg(test)]
+mod tests {
+    use shared_lib::settings::{Env, NameRecorder};
+    use shared_lib::telemetry::TelemetrySettings;
+
+    use crate::pipeline::Context;
+    use crate::schedule::{Jobs, ScheduleArgs};
+
+    /// The names behind scripts/check_env_names.py: every variable a run reads, through the
+    /// registry (no wait, so no network) and straight into an S3 store (as its sole writer, so
+    /// no probe), plus telemetry and the scheduler's jobs.
+    #[tokio::test(flavor = "current_thread")]
+    async fn env_names_txt_lists_every_variable_read() {
+        let recorder = NameRecorder::start();
+        let probes: [&[(&str, &str)]; 2] = [
+            &[
+                ("REGISTRY_URL", "http://127.0.0.1:1"),
+                ("REGISTRY_TOKEN", "probe-token-probe-token"),
+                ("REGISTRY_WAIT_SECONDS", "0"),
+            ],
+            &[
+                ("MODEL_STORE", "s3://probe/models"),
+                ("TRAINER_SOLE_WRITER", "true"),
+            ],
+        ];
+        for probe in probes {
+            let mut env = Env::from_pairs(probe.iter().copied());
+            let _ = TelemetrySettings::from_env(&mut env, "trainer");
+            Context::from_env(&mut env)
+                .await
+                .expect("the probe builds a context");
+            let _ = Jobs::from_env(&mut env, &ScheduleArgs { jobs: Vec::new() });
+        }
+        shared_lib::testing::assert_env_names(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("env-names.txt"),
+            &recorder.finish(),
+        );
+    }
+}

@@ -47,3 +47,24 @@ impl Settings {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The names behind scripts/check_env_names.py: every variable this binary reads, over a
+    /// local and an S3 store (the S3 variables are read only for an s3:// store), and its
+    /// health check.
+    #[test]
+    fn env_names_txt_lists_every_variable_read() {
+        let recorder = shared_lib::settings::NameRecorder::start();
+        for probe in [&[][..], &[("MODEL_STORE", "s3://probe/models")][..]] {
+            let _ = Settings::from_env(Env::from_pairs(probe.iter().copied()));
+        }
+        shared_lib::healthcheck::run(Env::from_pairs([("PORT", "1")]), DEFAULT_PORT);
+        shared_lib::testing::assert_env_names(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("env-names.txt"),
+            &recorder.finish(),
+        );
+    }
+}

@@ -200,4 +200,27 @@ mod tests {
             "the URL's password is not repeated: {err}"
         );
     }
+
+    /// The names behind scripts/check_env_names.py: every variable this binary reads, over a
+    /// local and an S3 store, with and without a Redis click store (each reads more
+    /// variables), and its health check.
+    #[test]
+    fn env_names_txt_lists_every_variable_read() {
+        let recorder = shared_lib::settings::NameRecorder::start();
+        let probes: [&[(&str, &str)]; 2] = [
+            &[],
+            &[
+                ("MODEL_STORE", "s3://probe/models"),
+                ("CLICKS_URL", "redis://127.0.0.1:1"),
+            ],
+        ];
+        for probe in probes {
+            let _ = settings(probe);
+        }
+        shared_lib::healthcheck::run(Env::from_pairs([("PORT", "1")]), DEFAULT_PORT);
+        shared_lib::testing::assert_env_names(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("env-names.txt"),
+            &recorder.finish(),
+        );
+    }
 }

@@ -83,8 +83,7 @@ impl Settings {
 fn read_credentials(env: &mut Env, token: Option<SecretString>) -> Credentials {
     const FILE: &str = "REGISTRY_CREDENTIALS_FILE";
     let mut credentials = Credentials::default();
-    // The literal, not FILE, so that scripts/check_env_names.py sees the name read.
-    if let Some(path) = env.optional_string("REGISTRY_CREDENTIALS_FILE") {
+    if let Some(path) = env.optional_string(FILE) {
         match std::fs::read_to_string(&path) {
             Ok(text) => match Credentials::parse(&text) {
                 Ok(parsed) => credentials = parsed,
@@ -211,6 +210,21 @@ mod tests {
         assert!(
             err.contains("REGISTRY_READ_AUTH: is true but no credential has the read scope"),
             "{err}"
+        );
+    }
+
+    /// The names behind scripts/check_env_names.py: every variable this binary reads, over a
+    /// local and an S3 store, and its health check.
+    #[test]
+    fn env_names_txt_lists_every_variable_read() {
+        let recorder = shared_lib::settings::NameRecorder::start();
+        for probe in [&[][..], &[("MODEL_STORE", "s3://probe/models")][..]] {
+            let _ = settings(probe);
+        }
+        shared_lib::healthcheck::run(Env::from_pairs([("PORT", "1")]), DEFAULT_PORT);
+        shared_lib::testing::assert_env_names(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("env-names.txt"),
+            &recorder.finish(),
         );
     }
 }
