@@ -42,8 +42,8 @@ async fn index_page(_: PageReader, state: web::Data<AppState>) -> Result<HttpRes
             .collect();
         let _ = write!(
             html,
-            "<p>{} versions. Aliases: {}</p>",
-            summary.versions,
+            "<p>{}. Aliases: {}</p>",
+            count(summary.versions, "version", "versions"),
             if aliases.is_empty() {
                 "none".into()
             } else {
@@ -118,7 +118,7 @@ fn version_table(versions: &[VersionView]) -> String {
             let cell = v
                 .metrics
                 .get(*n)
-                .map(|x| format!("{x:.4}"))
+                .map(|x| format_number(*x))
                 .unwrap_or_default();
             let _ = write!(t, "<td>{cell}</td>");
         }
@@ -162,15 +162,18 @@ fn chart(versions: &[VersionView], metric: &str) -> String {
         let (x, y) = xy(i, *value);
         let _ = write!(
             svg,
-            "<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"3\" fill=\"#2563eb\"><title>v{version}: {value:.4}</title></circle><text x=\"{x:.1}\" y=\"{:.1}\" font-size=\"10\" text-anchor=\"middle\">v{version}</text>",
+            "<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"3\" fill=\"#2563eb\"><title>v{version}: {}</title></circle><text x=\"{x:.1}\" y=\"{:.1}\" font-size=\"10\" text-anchor=\"middle\">v{version}</text>",
+            format_number(*value),
             h - 8.0
         );
     }
     let _ = write!(
         svg,
-        "<text x=\"4\" y=\"14\" font-size=\"11\">{} {hi:.4}</text><text x=\"4\" y=\"{:.1}\" font-size=\"11\">{lo:.4}</text></svg><figcaption>{} across versions</figcaption></figure>",
+        "<text x=\"4\" y=\"14\" font-size=\"11\">{} {}</text><text x=\"4\" y=\"{:.1}\" font-size=\"11\">{}</text></svg><figcaption>{} across versions</figcaption></figure>",
         escape(metric),
+        format_number(hi),
         h - pad + 4.0,
+        format_number(lo),
         escape(metric)
     );
     svg
@@ -197,6 +200,30 @@ fn describe(kind: &EventKind) -> String {
     }
 }
 
+/// A metric as a person reads it: whole numbers (counts such as `n_rows`) without decimals,
+/// others to four decimals with trailing zeros dropped (`0.9100` reads `0.91`).
+pub fn format_number(x: f64) -> String {
+    if !x.is_finite() {
+        return x.to_string();
+    }
+    // Below 2^53 every whole f64 is exact, so `as i64` loses nothing.
+    if x.fract() == 0.0 && x.abs() < 9_007_199_254_740_992.0 {
+        return (x as i64).to_string();
+    }
+    let fixed = format!("{x:.4}");
+    let trimmed = fixed.trim_end_matches('0').trim_end_matches('.');
+    if trimmed == "-0" {
+        "0".into()
+    } else {
+        trimmed.into()
+    }
+}
+
+/// `1 version`, `3 versions`.
+pub fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 /// Escapes text for HTML content and attribute values.
 pub fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -216,6 +243,31 @@ pub fn escape(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numbers_read_as_counts_or_four_decimals() {
+        let cases = [
+            (21.0, "21"),
+            (0.0, "0"),
+            (-3.0, "-3"),
+            (0.91, "0.91"),
+            (0.912_345, "0.9123"),
+            (1.5, "1.5"),
+            (-0.000_01, "0"),
+            (1e20, "100000000000000000000"),
+            (f64::NAN, "NaN"),
+        ];
+        for (x, expected) in cases {
+            assert_eq!(format_number(x), expected, "{x}");
+        }
+    }
+
+    #[test]
+    fn counts_are_plural_except_one() {
+        assert_eq!(count(1, "version", "versions"), "1 version");
+        assert_eq!(count(0, "version", "versions"), "0 versions");
+        assert_eq!(count(2, "version", "versions"), "2 versions");
+    }
 
     #[test]
     fn escape_neutralises_markup() {
