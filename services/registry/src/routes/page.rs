@@ -8,8 +8,9 @@ use actix_web::{HttpResponse, web};
 use shared_lib::registry::records::EventKind;
 
 use super::AppState;
-use crate::auth::PageReader;
-use crate::catalog::{self, VersionView};
+use super::console::{MAX_REASON_CHARS, MAX_TOKEN_CHARS};
+use crate::auth::{PageReader, Session};
+use crate::catalog::{self, ModelSummary, VersionView};
 use crate::error::Error;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -20,16 +21,67 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 const MAIN_METRICS: [&str; 5] = ["roc_auc", "ndcg_at_k", "rmse", "pr_auc", "precision_at_k"];
 
 /// When reads are protected, the [`PageReader`] answers 401 with a Basic challenge, so the
-/// browser asks for an identity and token (see `crate::auth`).
+/// browser asks for an identity and token (see `crate::auth`). `/console` is the same page with
+/// a sign-in form and, signed in, the action forms (`super::console`).
 async fn index_page(_: PageReader, state: web::Data<AppState>) -> Result<HttpResponse, Error> {
+    let html = render(&state, None, true).await?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(html))
+}
+
+/// What the console adds to the page.
+pub enum Console<'a> {
+    /// Not signed in: the sign-in form, with its double-submit CSRF token.
+    SignIn { csrf: &'a str },
+    /// Signed in: who, a sign-out form, and per model the action forms.
+    SignedIn(&'a Session),
+}
+
+/// The page: `console`, then (if `show_data`) every model with its versions, aliases, chart
+/// and recent events.
+///
+/// # Errors
+/// Store failures.
+pub async fn render(
+    state: &AppState,
+    console: Option<Console<'_>>,
+    show_data: bool,
+) -> Result<String, Error> {
     let mut html = String::from(HEAD);
-    let models = catalog::models(&state).await?;
+    match &console {
+        None => html.push_str("<p><a href=\"/console\">Sign in to the console</a> to promote, roll back or archive.</p>"),
+        Some(Console::SignIn { csrf }) => {
+            let _ = write!(
+                html,
+                "<form id=\"sign-in\" method=\"post\" action=\"/console/sign-in\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+                 <label>Registry token <input type=\"password\" name=\"token\" required maxlength=\"{MAX_TOKEN_CHARS}\" autocomplete=\"off\"></label> \
+                 <button type=\"submit\">Sign in</button></form>",
+                escape(csrf)
+            );
+        }
+        Some(Console::SignedIn(session)) => {
+            let _ = write!(
+                html,
+                "<form id=\"sign-out\" method=\"post\" action=\"/console/sign-out\"><p>Signed in as <b class=\"identity\">{}</b> (scopes: {:?}). \
+                 <input type=\"hidden\" name=\"csrf\" value=\"{}\"><button type=\"submit\">Sign out</button></p></form>",
+                escape(session.identity.name()),
+                session.identity.scopes(),
+                escape(&session.csrf)
+            );
+        }
+    }
+    if !show_data {
+        html.push_str("<p class=\"empty\">Reads need the read scope here: sign in with a credential that has it.</p></main></body></html>");
+        return Ok(html);
+    }
+    let models = catalog::models(state).await?;
     if models.is_empty() {
         html.push_str("<p class=\"empty\">No models registered yet.</p>");
     }
     for summary in models {
-        let (versions, _) = catalog::versions(&state, &summary.name).await?;
-        let events = catalog::history(&state, &summary.name).await?;
+        let (versions, _) = catalog::versions(state, &summary.name).await?;
+        let events = catalog::history(state, &summary.name).await?;
         let _ = write!(
             html,
             "<section id=\"model-{0}\"><h2>{0}</h2>",
@@ -54,6 +106,9 @@ async fn index_page(_: PageReader, state: web::Data<AppState>) -> Result<HttpRes
             html.push_str(&chart(&versions, metric));
         }
         html.push_str(&version_table(&versions));
+        if let Some(Console::SignedIn(session)) = &console {
+            html.push_str(&action_forms(&summary, &versions, &session.csrf));
+        }
         html.push_str("<h3>Recent events</h3><ol class=\"events\">");
         for event in events.iter().rev().take(10) {
             let what = describe(&event.kind);
@@ -74,15 +129,56 @@ async fn index_page(_: PageReader, state: web::Data<AppState>) -> Result<HttpRes
         html.push_str("</ol></section>");
     }
     html.push_str("</main></body></html>");
-    Ok(HttpResponse::Ok()
-        .content_type("text/html; charset=utf-8")
-        .body(html))
+    Ok(html)
+}
+
+/// Per alias: move it (compare-and-swap on the version shown) and roll it back; create an
+/// alias; archive a version. Each form carries the session's CSRF token and a required reason.
+fn action_forms(summary: &ModelSummary, versions: &[VersionView], csrf: &str) -> String {
+    let model = escape(summary.name.as_str());
+    let csrf = format!(
+        "<input type=\"hidden\" name=\"csrf\" value=\"{}\">",
+        escape(csrf)
+    );
+    let reason = format!(
+        "<input name=\"reason\" required maxlength=\"{MAX_REASON_CHARS}\" placeholder=\"reason (required)\">"
+    );
+    let options = |filter: &dyn Fn(&VersionView) -> bool| {
+        versions
+            .iter()
+            .rev()
+            .filter(|v| filter(v))
+            .map(|v| format!("<option value=\"{0}\">v{0}</option>", v.version))
+            .collect::<String>()
+    };
+    let active = options(&|v| v.status == "active");
+    let mut out = String::from("<div class=\"actions\"><h3>Actions</h3>");
+    for (alias, at) in &summary.aliases {
+        let alias = escape(alias);
+        let _ = write!(
+            out,
+            "<form class=\"promote\" data-alias=\"{alias}\" method=\"post\" action=\"/console/models/{model}/promote\">{csrf}\
+             <input type=\"hidden\" name=\"alias\" value=\"{alias}\"><input type=\"hidden\" name=\"expected_version\" value=\"{at}\">\
+             Move <b>{alias}</b> (now v{at}) to <select name=\"version\">{active}</select> {reason} <button type=\"submit\">Promote</button></form>\
+             <form class=\"rollback\" data-alias=\"{alias}\" method=\"post\" action=\"/console/models/{model}/rollback\">{csrf}\
+             <input type=\"hidden\" name=\"alias\" value=\"{alias}\">Roll <b>{alias}</b> back {reason} <button type=\"submit\">Roll back</button></form>"
+        );
+    }
+    let _ = write!(
+        out,
+        "<form class=\"create-alias\" method=\"post\" action=\"/console/models/{model}/promote\">{csrf}<input type=\"hidden\" name=\"expected_version\" value=\"\">\
+         New alias <input name=\"alias\" required maxlength=\"64\" placeholder=\"alias\"> at <select name=\"version\">{active}</select> {reason} <button type=\"submit\">Create</button></form>\
+         <form class=\"archive\" method=\"post\" action=\"/console/models/{model}/archive\">{csrf}\
+         Archive <select name=\"version\">{active}</select> {reason} <button type=\"submit\">Archive</button></form></div>"
+    );
+    out
 }
 
 const HEAD: &str = "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Model registry</title>\
 <style>body{font-family:system-ui,sans-serif;margin:2rem;color:#222}table{border-collapse:collapse;margin:.5rem 0}\
 td,th{border:1px solid #ccc;padding:.25rem .5rem;text-align:left}.alias{background:#e7f0ff;border-radius:4px;padding:0 .4rem;margin-right:.3rem}\
-.archived,.deleted{color:#999}.deleted td:first-child{text-decoration:line-through}svg{border:1px solid #ddd;background:#fafafa}</style></head><body><main><h1>Model registry</h1>";
+.archived,.deleted{color:#999}.deleted td:first-child{text-decoration:line-through}svg{border:1px solid #ddd;background:#fafafa}\
+.actions form{margin:.3rem 0}.actions input[name=reason]{width:16rem}</style></head><body><main><h1>Model registry</h1>";
 
 fn main_metric(versions: &[VersionView]) -> Option<&'static str> {
     MAIN_METRICS
