@@ -201,7 +201,7 @@ async fn in_chromium_a_signed_in_user_rolls_production_back_and_sees_the_event()
             .unwrap();
         alias["version"].as_u64().unwrap()
     };
-    let mut browser = e2e::cdp::Browser::launch(1100, 1000).await;
+    let mut browser = e2e::cdp::Browser::launch(1100, 1400).await;
 
     // Act: sign in by typing the token and clicking "Sign in".
     browser.navigate(&format!("{url}/console")).await;

@@ -44,7 +44,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/sign-out", web::post().to(sign_out))
             .route("/models/{model}/promote", web::post().to(promote))
             .route("/models/{model}/rollback", web::post().to(rollback))
-            .route("/models/{model}/archive", web::post().to(archive)),
+            .route("/models/{model}/archive", web::post().to(archive))
+            .route(
+                "/models/{model}/compare",
+                web::get().to(super::comparison::compare_page),
+            ),
     );
 }
 
@@ -272,7 +276,7 @@ fn see_other(location: &str) -> HttpResponse {
 
 /// The console's page, with headers that keep it out of caches and frames and allow no
 /// script or outside resource.
-fn html_response(html: String) -> HttpResponse {
+pub fn html_response(html: String) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         .insert_header((header::CACHE_CONTROL, "no-store"))

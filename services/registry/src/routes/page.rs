@@ -1,17 +1,19 @@
 //! `GET /`: a server-rendered page of models, versions with metrics, aliases, recent events,
 //! and a chart of the main metric across versions (inline SVG; no scripts, no external assets).
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use actix_web::{HttpResponse, web};
 
-use shared_lib::registry::records::EventKind;
+use shared_lib::registry::records::{Event, EventKind};
 
 use super::AppState;
 use super::console::{MAX_REASON_CHARS, MAX_TOKEN_CHARS};
 use crate::auth::{PageReader, Session};
 use crate::catalog::{self, ModelSummary, VersionView};
 use crate::error::Error;
+use shared_lib::model_id::ModelName;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/", web::get().to(index_page));
@@ -104,8 +106,12 @@ pub async fn render(
         );
         if let Some(metric) = main_metric(&versions) {
             html.push_str(&chart(&versions, metric));
+            html.push_str(&alias_charts(&events, &versions, metric));
         }
         html.push_str(&version_table(&versions));
+        if console.is_some() && versions.len() >= 2 {
+            html.push_str(&compare_form(&summary.name, &versions));
+        }
         if let Some(Console::SignedIn(session)) = &console {
             html.push_str(&action_forms(&summary, &versions, &session.csrf));
         }
@@ -130,6 +136,32 @@ pub async fn render(
     }
     html.push_str("</main></body></html>");
     Ok(html)
+}
+
+/// Two versions to compare side by side. A GET that changes nothing, so it carries no CSRF
+/// token (one in a URL would leak through history and logs).
+fn compare_form(model: &ModelName, versions: &[VersionView]) -> String {
+    let select = |name: &str, chosen: usize| {
+        let options: String = versions
+            .iter()
+            .rev()
+            .enumerate()
+            .map(|(i, v)| {
+                format!(
+                    "<option value=\"{0}\"{1}>v{0}</option>",
+                    v.version,
+                    if i == chosen { " selected" } else { "" }
+                )
+            })
+            .collect();
+        format!("<select name=\"{name}\">{options}</select>")
+    };
+    format!(
+        "<form class=\"compare\" method=\"get\" action=\"/console/models/{}/compare\">Compare {} with {} <button type=\"submit\">Compare</button></form>",
+        escape(model.as_str()),
+        select("a", 1),
+        select("b", 0)
+    )
 }
 
 /// Per alias: move it (compare-and-swap on the version shown) and roll it back; create an
@@ -174,9 +206,9 @@ fn action_forms(summary: &ModelSummary, versions: &[VersionView], csrf: &str) ->
     out
 }
 
-const HEAD: &str = "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Model registry</title>\
+pub const HEAD: &str = "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Model registry</title>\
 <style>body{font-family:system-ui,sans-serif;margin:2rem;color:#222}table{border-collapse:collapse;margin:.5rem 0}\
-td,th{border:1px solid #ccc;padding:.25rem .5rem;text-align:left}.alias{background:#e7f0ff;border-radius:4px;padding:0 .4rem;margin-right:.3rem}\
+td,th{border:1px solid #ccc;padding:.25rem .5rem;text-align:left}.compare .differs{background:#fff7e0}.alias{background:#e7f0ff;border-radius:4px;padding:0 .4rem;margin-right:.3rem}\
 .archived,.deleted{color:#999}.deleted td:first-child{text-decoration:line-through}svg{border:1px solid #ddd;background:#fafafa}\
 .actions form{margin:.3rem 0}.actions input[name=reason]{width:16rem}</style></head><body><main><h1>Model registry</h1>";
 
@@ -226,10 +258,63 @@ fn version_table(versions: &[VersionView]) -> String {
 
 /// A line chart of `metric` over versions, as inline SVG.
 fn chart(versions: &[VersionView], metric: &str) -> String {
-    let points: Vec<(u32, f64)> = versions
+    let points: Vec<(String, f64)> = versions
         .iter()
-        .filter_map(|v| Some((v.version.get(), *v.metrics.get(metric)?)))
+        .filter_map(|v| Some((format!("v{}", v.version), *v.metrics.get(metric)?)))
         .collect();
+    line_chart(
+        &points,
+        &format!("{metric} by version"),
+        &format!("{metric} across versions"),
+    )
+}
+
+/// Per alias moved at least twice: `metric` of the version it moved to, move after move (a
+/// rollback is a move too), so a person sees what each promotion and rollback did to the
+/// metric the alias served, not only how versions compare.
+fn alias_charts(events: &[Event], versions: &[VersionView], metric: &str) -> String {
+    let mut moves: BTreeMap<String, Vec<(String, f64)>> = BTreeMap::new();
+    for event in events {
+        if let EventKind::AliasMoved {
+            alias,
+            to,
+            rollback,
+            ..
+        } = &event.kind
+        {
+            let Some(value) = versions
+                .iter()
+                .find(|v| v.version == *to)
+                .and_then(|v| v.metrics.get(metric))
+            else {
+                continue;
+            };
+            let label = if *rollback {
+                format!("↩v{to}")
+            } else {
+                format!("v{to}")
+            };
+            moves
+                .entry(alias.to_string())
+                .or_default()
+                .push((label, *value));
+        }
+    }
+    moves
+        .iter()
+        .filter(|(_, points)| points.len() >= 2)
+        .map(|(alias, points)| {
+            line_chart(
+                points,
+                &format!("{metric} of {alias} at each move"),
+                &format!("{metric} of {alias} at each move (↩ marks a rollback)"),
+            )
+        })
+        .collect()
+}
+
+/// A line chart of labelled points, as inline SVG.
+fn line_chart(points: &[(String, f64)], label: &str, caption: &str) -> String {
     let (w, h, pad) = (480.0, 160.0, 30.0);
     let lo = points.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
     let hi = points.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max);
@@ -250,27 +335,28 @@ fn chart(versions: &[VersionView], metric: &str) -> String {
         })
         .collect();
     let mut svg = format!(
-        "<figure><svg role=\"img\" aria-label=\"{m} by version\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\"><polyline fill=\"none\" stroke=\"#2563eb\" stroke-width=\"2\" points=\"{}\"/>",
+        "<figure><svg role=\"img\" aria-label=\"{}\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\"><polyline fill=\"none\" stroke=\"#2563eb\" stroke-width=\"2\" points=\"{}\"/>",
+        escape(label),
         path.join(" "),
-        m = escape(metric)
     );
-    for (i, (version, value)) in points.iter().enumerate() {
+    for (i, (name, value)) in points.iter().enumerate() {
         let (x, y) = xy(i, *value);
         let _ = write!(
             svg,
-            "<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"3\" fill=\"#2563eb\"><title>v{version}: {}</title></circle><text x=\"{x:.1}\" y=\"{:.1}\" font-size=\"10\" text-anchor=\"middle\">v{version}</text>",
+            "<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"3\" fill=\"#2563eb\"><title>{}: {}</title></circle><text x=\"{x:.1}\" y=\"{:.1}\" font-size=\"10\" text-anchor=\"middle\">{}</text>",
+            escape(name),
             format_number(*value),
-            h - 8.0
+            h - 8.0,
+            escape(name)
         );
     }
     let _ = write!(
         svg,
-        "<text x=\"4\" y=\"14\" font-size=\"11\">{} {}</text><text x=\"4\" y=\"{:.1}\" font-size=\"11\">{}</text></svg><figcaption>{} across versions</figcaption></figure>",
-        escape(metric),
+        "<text x=\"4\" y=\"14\" font-size=\"11\">{}</text><text x=\"4\" y=\"{:.1}\" font-size=\"11\">{}</text></svg><figcaption>{}</figcaption></figure>",
         format_number(hi),
         h - pad + 4.0,
         format_number(lo),
-        escape(metric)
+        escape(caption)
     );
     svg
 }

@@ -536,3 +536,77 @@ async fn with_anonymous_reads_off_the_session_cookie_authorises_the_console_page
         "the Basic page is unchanged"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_compare_page_sets_two_versions_side_by_side_and_marks_what_differs() {
+    // Arrange: v2 differs from v1 in a parameter, its metric and its data.
+    let app = spawn_app(&[]).await;
+    for (seed, trees) in [(1.0, 100), (2.0, 200)] {
+        let mut reg = registration(seed);
+        reg["manifest"]["parameters"] = json!({"n_trees": trees, "max_depth": 12});
+        reg["manifest"]["training_data"] = json!({"sha256": format!("{trees}{}", "a".repeat(61)), "rows": trees * 10, "source": "s3://data"});
+        assert_eq!(app.register("fraud", &reg).await.status(), 201);
+    }
+
+    // Act
+    let res = app.get("/console/models/fraud/compare?a=1&b=2").await;
+
+    // Assert
+    assert_eq!(res.status(), 200);
+    let html = res.text().await.unwrap();
+    for needle in [
+        "fraud: v1 and v2 side by side",
+        "<tr class=\"differs\"><th>metric roc_auc</th><td>0.91</td><td>0.92</td><td>0.01</td></tr>",
+        "<tr class=\"differs\"><th>parameter n_trees</th><td>100</td><td>200</td>",
+        "<tr class=\"same\"><th>parameter max_depth</th><td>12</td><td>12</td>",
+        "sha256 100aaaaaaaaa · 1000 rows · s3://data",
+        "<th>gate</th><td>no gate decision</td>",
+    ] {
+        assert!(html.contains(needle), "{needle} missing from {html}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_compare_page_names_a_bad_version_and_needs_a_reader_when_reads_are_protected() {
+    // Arrange
+    let app = app_with_production_moved(&[("REGISTRY_READ_AUTH", "true")]).await;
+    let reader = sign_in(&app, "reader").await;
+    let promoter = sign_in(&app, "promoter").await;
+    let get = |who: Option<&Browser>, query: &str| {
+        let mut req =
+            no_redirects().get(app.url(&format!("/console/models/fraud/compare?{query}")));
+        if let Some(who) = who {
+            req = req.header("cookie", &who.cookie);
+        }
+        req.send()
+    };
+
+    // Act / Assert
+    error_message(get(None, "a=1&b=2").await.unwrap(), 401).await;
+    let message = error_message(get(Some(&promoter), "a=1&b=2").await.unwrap(), 403).await;
+    assert!(message.contains("the read scope"), "{message}");
+    assert_eq!(get(Some(&reader), "a=1&b=2").await.unwrap().status(), 200);
+    let message = error_message(get(Some(&reader), "a=x&b=2").await.unwrap(), 400).await;
+    assert!(message.starts_with("a:"), "{message}");
+    let message = error_message(get(Some(&reader), "a=1").await.unwrap(), 400).await;
+    assert!(message.starts_with("b:"), "{message}");
+    error_message(get(Some(&reader), "a=1&b=9").await.unwrap(), 404).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_charts_the_metric_at_each_alias_move_and_offers_a_comparison() {
+    // Arrange: production created at v1, then moved to v2.
+    let app = app_with_production_moved(&[]).await;
+    let trainer = sign_in(&app, "trainer").await;
+
+    // Act
+    let page = trainer.page(&app).await;
+
+    // Assert
+    assert!(
+        page.contains("roc_auc of production at each move"),
+        "{page}"
+    );
+    assert!(page.contains("<title>v1: 0.91</title>") && page.contains("<title>v2: 0.92</title>"));
+    assert!(page.contains("action=\"/console/models/fraud/compare\""));
+}

@@ -410,6 +410,7 @@ async fn the_openapi_document_lists_every_route() {
         "/console/models/{model}/promote",
         "/console/models/{model}/rollback",
         "/console/models/{model}/archive",
+        "/console/models/{model}/compare",
         "/healthz",
         "/readyz",
         "/metrics",
@@ -419,7 +420,7 @@ async fn the_openapi_document_lists_every_route() {
     }
     assert_eq!(
         paths.len(),
-        25,
+        26,
         "a route is documented that the service does not have, or the list above is stale"
     );
 }
