@@ -25,7 +25,7 @@ pub enum Error {
     #[error(
         "csrf: the form's CSRF token is missing or does not match this session; reload the page and submit again"
     )]
-    CsrfRejected,
+    CsrfMismatch,
     #[error("{0}")]
     BadRequest(String),
     /// A bug in how the service is put together (500; the message is logged, not sent).
@@ -70,7 +70,7 @@ impl Error {
                 ErrorCode::Forbidden,
                 self.to_string(),
             ),
-            Self::CsrfRejected => ApiError::new(
+            Self::CsrfMismatch => ApiError::new(
                 StatusCode::FORBIDDEN,
                 ErrorCode::Forbidden,
                 self.to_string(),

@@ -76,7 +76,7 @@ impl ActionForm {
                 identity = session.identity.name(),
                 "Refused a console form: CSRF token missing or wrong."
             );
-            return Err(Error::CsrfRejected);
+            return Err(Error::CsrfMismatch);
         }
         state.auth.require_scope(&session.identity, scope)?;
         Ok(self)
@@ -149,7 +149,7 @@ async fn sign_in(
 ) -> Result<HttpResponse, Error> {
     let expected = session::cookie(&req, SIGN_IN_COOKIE).unwrap_or_default();
     if !session::csrf_matches(expected, &form.csrf) {
-        return Err(Error::CsrfRejected);
+        return Err(Error::CsrfMismatch);
     }
     let token = form.token.trim();
     if token.is_empty() || token.chars().count() > MAX_TOKEN_CHARS {
@@ -158,6 +158,10 @@ async fn sign_in(
         )));
     }
     let identity = state.auth.sign_in(token)?;
+    // A sign-in replaces the browser's earlier session rather than leaving it alive.
+    if let Some(old) = session::cookie(&req, COOKIE) {
+        state.auth.sessions().remove(old);
+    }
     let session = state.auth.sessions().create(identity);
     let mut res = see_other("/console");
     append_cookie(
@@ -178,7 +182,7 @@ async fn sign_out(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, Error> {
     if !session::csrf_matches(&session.csrf, &form.csrf) {
-        return Err(Error::CsrfRejected);
+        return Err(Error::CsrfMismatch);
     }
     state.auth.sessions().remove(&session.id);
     tracing::info!(

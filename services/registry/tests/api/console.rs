@@ -610,3 +610,51 @@ async fn the_console_charts_the_metric_at_each_alias_move_and_offers_a_compariso
     assert!(page.contains("<title>v1: 0.91</title>") && page.contains("<title>v2: 0.92</title>"));
     assert!(page.contains("action=\"/console/models/fraud/compare\""));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_in_again_ends_the_browsers_earlier_session() {
+    // Arrange
+    let app = app_with_production_moved(&[]).await;
+    let first = sign_in(&app, "promoter").await;
+
+    // Act: the same browser (its cookie) signs in again.
+    let page = first
+        .client
+        .get(app.url("/console"))
+        .header("cookie", &first.cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let sign_in_form = no_redirects()
+        .get(app.url("/console"))
+        .send()
+        .await
+        .unwrap();
+    let sign_in_cookie = name_value(&set_cookie(&sign_in_form, "registry_sign_in").unwrap());
+    let csrf = csrf_of(&sign_in_form.text().await.unwrap());
+    let again = first
+        .client
+        .post(app.url("/console/sign-in"))
+        .header("cookie", format!("{}; {sign_in_cookie}", first.cookie))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[("token", &token_of("promoter")), ("csrf", &csrf)]))
+        .send()
+        .await
+        .unwrap();
+
+    // Assert
+    assert_eq!(again.status(), 303);
+    let old = first
+        .post(
+            &app,
+            "/console/models/fraud/rollback",
+            &[
+                ("csrf", &first.csrf),
+                ("alias", "production"),
+                ("reason", "r"),
+            ],
+        )
+        .await;
+    error_message(old, 401).await;
+}
