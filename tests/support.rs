@@ -7,8 +7,11 @@
 //! The fault tests (`e2e/faults.rs`) run the real binaries ([`process`]), against a Garage of
 //! their own where the store must go away ([`garage`]), with a proxy that stops a request
 //! part-way ([`proxy`]). The click-store tests use the Redis `scripts/test.sh` starts
-//! (`E2E_REDIS_URL`) or one of their own to kill ([`redis`]).
+//! (`E2E_REDIS_URL`) or one of their own to kill ([`redis`]). The registry console test drives
+//! headless Chromium over the DevTools protocol ([`cdp`]).
 
+#[path = "support/cdp.rs"]
+pub mod cdp;
 #[path = "support/garage.rs"]
 pub mod garage;
 #[path = "support/process.rs"]

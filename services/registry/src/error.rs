@@ -24,6 +24,11 @@ pub enum Error {
     /// A valid credential without the scope the route needs (403).
     #[error("{identity} may not do this: it needs the {scope} scope")]
     Forbidden { identity: String, scope: Scope },
+    /// A console form without its session's CSRF token, or with another one (403).
+    #[error(
+        "csrf: the form's CSRF token is missing or does not match this session; reload the page and submit again"
+    )]
+    CsrfMismatch,
     #[error("{0}")]
     BadRequest(String),
     /// A bug in how the service is put together (500; the message is logged, not sent).
@@ -64,6 +69,11 @@ impl Error {
                 self.to_string(),
             ),
             Self::Forbidden { .. } => ApiError::new(
+                StatusCode::FORBIDDEN,
+                ErrorCode::Forbidden,
+                self.to_string(),
+            ),
+            Self::CsrfMismatch => ApiError::new(
                 StatusCode::FORBIDDEN,
                 ErrorCode::Forbidden,
                 self.to_string(),

@@ -49,6 +49,7 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Application> {
         routes::aliases::configure(cfg);
         routes::retention::configure(cfg);
         routes::page::configure(cfg);
+        routes::console::configure(cfg);
         shared_lib::http::configure_openapi(cfg, routes::OPENAPI_JSON);
     })?;
     Ok(app.with_background_task(indexing))

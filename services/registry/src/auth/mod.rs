@@ -9,6 +9,7 @@
 //! |---|---|
 //! | artifact downloads | `read`, always: an artifact can hold personal data (every shopper's history) |
 //! | lists, manifests, aliases, events, compare, the page | nothing, or `read` when `REGISTRY_READ_AUTH=true` |
+//! | the console's forms | a console session (cookie) and its CSRF token, then the scope as above |
 //! | register a version | `publish` |
 //! | move an alias, roll back | `promote` |
 //! | archive, keep, unkeep, `gc` | `archive` |
@@ -33,14 +34,17 @@
 //! signing key and CSRF protection. With Basic, a 401 carrying
 //! `WWW-Authenticate: Basic realm="model registry"` makes the browser ask for the identity
 //! and token once and send them on every request; the registry stays stateless. Serve it over
-//! TLS (the ingress), as any Basic-auth page. The later page actions (issue 13 leaves them to a
-//! later issue) will need CSRF protection, because a browser sends Basic credentials on its own.
+//! TLS (the ingress), as any Basic-auth page. That page stays read-only: a browser sends Basic
+//! credentials on its own, so actions there would be open to CSRF. The actions live in the
+//! console (`/console`), which signs in with a token into a server-side session and puts a
+//! CSRF token in every form ([`session`], `crate::routes::console`).
 //!
 //! Tokens are never logged; only the identity is. Refusals are counted in
 //! `registry_auth_refusals_total{reason, scope}` (`reason`: `missing`, `invalid`, `forbidden`,
 //! `unconfigured`): a climbing `invalid` is someone guessing tokens.
 
 pub mod credentials;
+pub mod session;
 
 use std::borrow::Cow;
 use std::future::{Ready, ready};
@@ -55,6 +59,7 @@ use prometheus::{IntCounterVec, Opts, Registry as Prometheus};
 use shared_lib::http::register_metric;
 
 pub use credentials::{Credentials, Scope, Scopes};
+pub use session::{Session, Sessions};
 
 use crate::error::{Challenge, Error};
 
@@ -64,6 +69,7 @@ pub struct Auth {
     credentials: Arc<Credentials>,
     protect_reads: bool,
     refusals: Option<IntCounterVec>,
+    sessions: Sessions,
 }
 
 /// An authenticated caller: the identity recorded as the actor of what it changes.
@@ -90,7 +96,64 @@ impl Auth {
             credentials: Arc::new(credentials),
             protect_reads,
             refusals: None,
+            sessions: Sessions::default(),
         }
+    }
+
+    /// The console's signed-in sessions.
+    pub fn sessions(&self) -> &Sessions {
+        &self.sessions
+    }
+
+    /// Whether reads need the `read` scope (`REGISTRY_READ_AUTH`).
+    pub fn protects_reads(&self) -> bool {
+        self.protect_reads
+    }
+
+    /// Whether a signed-in `identity` holds `scope`.
+    ///
+    /// # Errors
+    /// [`Error::Forbidden`] naming the scope (counted as `forbidden`).
+    pub fn require_scope(&self, identity: &Identity, scope: Scope) -> Result<(), Error> {
+        if identity.scopes.contains(scope) {
+            return Ok(());
+        }
+        self.refused("forbidden", scope);
+        tracing::info!(identity = identity.name, %scope, "Refused a console action: the credential lacks the scope.");
+        Err(Error::Forbidden {
+            identity: identity.name.clone(),
+            scope,
+        })
+    }
+
+    /// The identity a console sign-in form's token belongs to.
+    ///
+    /// # Errors
+    /// [`Error::Unauthorized`] when no credential has this token (counted as `invalid`).
+    pub fn sign_in(&self, token: &str) -> Result<Identity, Error> {
+        let unauthorized = |reason, message| {
+            self.refused(reason, Scope::Read);
+            Error::Unauthorized {
+                message,
+                challenge: Challenge::Bearer,
+            }
+        };
+        if self.credentials.is_empty() {
+            return Err(unauthorized(
+                "unconfigured",
+                "the registry has no credentials (REGISTRY_CREDENTIALS_FILE or REGISTRY_TOKEN), \
+                 so no one can sign in",
+            ));
+        }
+        let (name, scopes) = self
+            .credentials
+            .identify(token)
+            .ok_or_else(|| unauthorized("invalid", "token: this is not a valid token"))?;
+        tracing::info!(identity = name, "Signed in to the console.");
+        Ok(Identity {
+            name: name.to_owned(),
+            scopes,
+        })
     }
 
     /// Counts refusals in `registry_auth_refusals_total{reason, scope}`.
@@ -319,6 +382,40 @@ impl FromRequest for PageReader {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         ready(auth_of(req).and_then(|auth| auth.allow_read_with(req, Challenge::Basic).map(Self)))
+    }
+}
+
+/// An extractor: the console's signed-in session (by its cookie). Put it first.
+pub struct ConsoleSession(pub Session);
+
+impl FromRequest for ConsoleSession {
+    type Error = Error;
+    type Future = Ready<Result<Self, Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(auth_of(req).and_then(|auth| {
+            session::cookie(req, session::COOKIE)
+                .and_then(|id| auth.sessions.get(id))
+                .map(Self)
+                .ok_or(Error::Unauthorized {
+                    message: "sign in first: no console session (or it expired)",
+                    challenge: Challenge::Bearer,
+                })
+        }))
+    }
+}
+
+/// An extractor: the console's session if the browser has one.
+pub struct ConsoleVisitor(pub Option<Session>);
+
+impl FromRequest for ConsoleVisitor {
+    type Error = Error;
+    type Future = Ready<Result<Self, Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(auth_of(req).map(|auth| {
+            Self(session::cookie(req, session::COOKIE).and_then(|id| auth.sessions.get(id)))
+        }))
     }
 }
 

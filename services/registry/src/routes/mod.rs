@@ -2,6 +2,8 @@
 
 pub mod aliases;
 pub mod artifacts;
+pub mod comparison;
+pub mod console;
 pub mod models;
 pub mod page;
 pub mod retention;

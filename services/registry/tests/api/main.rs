@@ -4,6 +4,7 @@
 
 mod aliases;
 mod auth;
+mod console;
 mod helpers;
 mod retention;
 mod startup;

@@ -404,6 +404,13 @@ async fn the_openapi_document_lists_every_route() {
         "/v1/models/{model}/events",
         "/v1/models/{model}/compare",
         "/",
+        "/console",
+        "/console/sign-in",
+        "/console/sign-out",
+        "/console/models/{model}/promote",
+        "/console/models/{model}/rollback",
+        "/console/models/{model}/archive",
+        "/console/models/{model}/compare",
         "/healthz",
         "/readyz",
         "/metrics",
@@ -413,7 +420,7 @@ async fn the_openapi_document_lists_every_route() {
     }
     assert_eq!(
         paths.len(),
-        19,
+        26,
         "a route is documented that the service does not have, or the list above is stale"
     );
 }
@@ -464,11 +471,34 @@ async fn the_openapi_document_states_the_security_of_every_operation() {
         ("post", "/v1/models/{model}/gc", "archive"),
     ];
     let open = ["/healthz", "/readyz", "/metrics", "/openapi.json"];
+    // The console's forms need its session cookie; sign-in needs nothing but the token.
+    let console = [
+        ("post", "/console/sign-in", None),
+        ("post", "/console/sign-out", None),
+        ("post", "/console/models/{model}/promote", Some("promote")),
+        ("post", "/console/models/{model}/rollback", Some("promote")),
+        ("post", "/console/models/{model}/archive", Some("archive")),
+    ];
     for (path, operations) in doc["paths"].as_object().unwrap() {
         for (method, op) in operations.as_object().unwrap() {
             let what = format!("{method} {path}");
             if open.contains(&path.as_str()) {
                 assert!(op.get("security").is_none(), "{what}");
+                continue;
+            }
+            if path.starts_with("/console") {
+                let security = op["security"].as_array().unwrap();
+                let needs = console
+                    .iter()
+                    .find(|(m, p, _)| m == method && p == path)
+                    .map(|c| c.2);
+                if needs.is_some() && path != "/console/sign-in" {
+                    assert_eq!(security, &[json!({"session": []})], "{what}");
+                    assert_eq!(op["x-required-scope"].as_str(), needs.flatten(), "{what}");
+                }
+                for status in ["401", "403"] {
+                    assert!(op["responses"].get(status).is_some(), "{what}: no {status}");
+                }
                 continue;
             }
             let scope = scoped
