@@ -8,8 +8,10 @@ kustomize binary. It supports exactly what manifests/ uses and fails loudly on a
 - `resources` (files and directories), `components` (kind: Component)
 - `namespace`
 - `labels` with `pairs` (metadata.labels only: `includeSelectors`/`includeTemplates` false)
-- `configMapGenerator` with `literals` and `behavior` create/merge/replace, with kustomize's
-  content-hash name suffix, and renaming of every reference to a generated ConfigMap
+- `configMapGenerator` with `literals`, `files` (`path` or `key=path`, relative to the
+  kustomization) and `behavior` create/merge/replace, with kustomize's content-hash name
+  suffix (unless `options.disableNameSuffixHash`), `options.labels` and `options.annotations`,
+  and renaming of every reference to a generated ConfigMap
 - `images` (`name`, `newName`, `newTag`, `digest`)
 - `replicas` (`name`, `count`)
 - `patches` holding strategic-merge patches (by `path` or inline `patch`, optional `target`)
@@ -110,6 +112,7 @@ class Render:
     def __init__(self) -> None:
         self.objects: list[dict] = []
         self.generated: dict[str, dict] = {}  # base name -> generated ConfigMap object
+        self.unhashed: set[str] = set()  # generated with options.disableNameSuffixHash
 
     def find(self, kind: str, name: str) -> dict | None:
         for o in self.objects:
@@ -135,6 +138,7 @@ def build(root: Path, kustomization: dict | None = None, is_component: bool = Fa
                     raise RenderError(f"{root}: {key_of(o)} defined twice")
                 out.objects.append(o)
             out.generated.update(sub.generated)
+            out.unhashed |= sub.unhashed
         elif path.is_file():
             for o in read_docs(path):
                 if out.find(*key_of(o)):
@@ -169,23 +173,56 @@ def build(root: Path, kustomization: dict | None = None, is_component: bool = Fa
     return out
 
 
+def read_files(files: list[str], root: Path, where: str) -> dict:
+    data = {}
+    for entry in files:
+        key, _, rel = entry.rpartition("=")
+        path = (root / rel).resolve()
+        if not path.is_relative_to(root):
+            raise RenderError(f"{where}: file {rel} is outside {root}")
+        if not path.is_file():
+            raise RenderError(f"{where}: file {rel} not found")
+        key = key or path.name
+        if key in data:
+            raise RenderError(f"{where}: key {key} given twice")
+        data[key] = path.read_text()
+    return data
+
+
 def generate_config_map(out: Render, gen: dict, root: Path) -> None:
-    unknown = set(gen) - {"name", "literals", "behavior"}
+    unknown = set(gen) - {"name", "literals", "files", "behavior", "options"}
     if unknown:
         raise RenderError(f"{root}: configMapGenerator {gen.get('name')}: unsupported {sorted(unknown)}")
     name = gen["name"]
-    data = parse_literals(gen.get("literals", []), f"{root}: {name}")
+    where = f"{root}: {name}"
+    data = parse_literals(gen.get("literals", []), where)
+    for key, value in read_files(gen.get("files", []), root, where).items():
+        if key in data:
+            raise RenderError(f"{where}: key {key} given twice")
+        data[key] = value
+    options = gen.get("options") or {}
+    unknown = set(options) - {"labels", "annotations", "disableNameSuffixHash"}
+    if unknown:
+        raise RenderError(f"{where}: options: unsupported {sorted(unknown)}")
     behavior = gen.get("behavior", "create")
     existing = out.generated.get(name)
     if behavior == "create":
         if existing is not None:
             raise RenderError(f"{root}: ConfigMap {name} already generated (use behavior: merge)")
-        obj = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": data}
+        metadata: dict = {"name": name}
+        for field in ("labels", "annotations"):
+            if options.get(field):
+                metadata[field] = dict(options[field])
+        obj = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": data}
         out.objects.append(obj)
         out.generated[name] = obj
+        if options.get("disableNameSuffixHash"):
+            out.unhashed.add(name)
     elif behavior in ("merge", "replace"):
         if existing is None:
             raise RenderError(f"{root}: ConfigMap {name}: behavior {behavior} but no base to merge")
+        if options:
+            raise RenderError(f"{where}: options are supported with behavior create only")
         existing["data"] = {**existing["data"], **data} if behavior == "merge" else data
     else:
         raise RenderError(f"{root}: ConfigMap {name}: unknown behavior {behavior}")
@@ -305,6 +342,8 @@ def rename_config_map_refs(objects: list[dict], renames: dict[str, str]) -> None
 def finish(out: Render) -> list[dict]:
     renames = {}
     for name, obj in out.generated.items():
+        if name in out.unhashed:
+            continue
         suffixed = f"{name}-{config_map_hash(obj['data'])}"
         obj["metadata"]["name"] = suffixed
         renames[name] = suffixed
