@@ -136,13 +136,14 @@ def serving_panels(service: str, key: str) -> list[dict]:
         timeseries(
             "Shadow agreement",
             "Share of shadow comparisons where the shadow version answered as the served one "
-            "(the alert fires under 80 %), and comparisons per second not made: dropped "
-            "(SHADOW_CONCURRENCY full) or failed.",
+            "(the alert fires under 80 %), and the share of all shadow submissions not "
+            "compared: dropped (SHADOW_CONCURRENCY full) or failed.",
             [target(f'sum(rate(shadow_comparisons_total{s(AGREE)}[{RATE}])) '
                     f'/ sum(rate(shadow_comparisons_total{s(COMPARED)}[{RATE}]))',
                     "agreement", "A"),
-             target(f'sum by (result) (rate(shadow_comparisons_total{s(NOT_COMPARED)}[{RATE}]))',
-                    "{{result}} per second", "B")],
+             target(f"sum by (result) (rate(shadow_comparisons_total{s(NOT_COMPARED)}[{RATE}])) "
+                    f"/ ignoring (result) group_left sum(rate(shadow_comparisons_total{s()}[{RATE}]))",
+                    "{{result}}", "B")],
             "percentunit"),
     ]
 
@@ -245,10 +246,10 @@ def annotations() -> list[dict]:
          "titleFormat": "Published a version of {{model}}", "tagKeys": "model", "textFormat": ""},
         {"name": "Registry alias moves", "datasource": DATASOURCE, "enable": True,
          "iconColor": "orange", "step": "60s",
-         # A counter born at its first move since the registry started: count its birth too.
-         "expr": f"sum by (model, alias) (changes(registry_alias_moves_total{reg}[2m])) > 0 "
-                 f"or sum by (model, alias) (registry_alias_moves_total{reg} "
-                 f"unless registry_alias_moves_total{reg} offset 2m)",
+         # The counter is born at 1 with the first move of each alias after a registry
+         # start: that move is not marked (a clause for the birth also fires wherever
+         # Prometheus itself has no older data, e.g. for its first retention period).
+         "expr": f"sum by (model, alias) (changes(registry_alias_moves_total{reg}[2m])) > 0",
          "titleFormat": "{{alias}} of {{model}} moved", "tagKeys": "model,alias",
          "textFormat": ""},
     ]
