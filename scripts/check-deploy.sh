@@ -10,7 +10,9 @@
 # 2. validate every rendered object against the Kubernetes OpenAPI schemas, strict
 #    (kubernetes-validate), for each version in K8S_VERSIONS; the ServiceMonitor and
 #    PrometheusRule CRDs against a minimal schema of the fields we use; the alert rules with
-#    `promtool check rules` and their unit tests with `promtool test rules`
+#    `promtool check rules` and their unit tests with `promtool test rules`; the Grafana
+#    dashboards (manifests/components/dashboards) are what their generator writes, labelled
+#    for the sidecar
 # 3. the rules a schema cannot see (manifests/tools/policy_check.py)
 # 4. .gitlab-ci.yml against GitLab's schema, docker/compose.yaml against the Compose spec
 #    (check-jsonschema's vendored schemas: no network)
@@ -179,6 +181,39 @@ PY
 else
     fail "promtool is not installed (apt-get install prometheus; .ci/run installs it)"
 fi
+
+step "dashboards"
+# The committed JSON is what generate.py writes; each rendered dashboard ConfigMap carries the
+# sidecar's label and stays small enough for client-side `kubectl apply` (its
+# last-applied-configuration annotation holds at most 256 KiB). Their queries are checked
+# against the running services by the e2e test tests/e2e/dashboards.rs.
+dash_dir=manifests/components/dashboards
+rm -rf "$VENV/dashboards" && mkdir -p "$VENV/dashboards"
+if "$PY" "$dash_dir/generate.py" "$VENV/dashboards"; then
+    for f in "$VENV"/dashboards/*.json; do
+        cmp -s "$f" "$dash_dir/$(basename "$f")" \
+            || fail "$dash_dir/$(basename "$f") is not what generate.py writes: run it and commit"
+    done
+else
+    fail "$dash_dir/generate.py"
+fi
+"$PY" - "$OUT/component-dashboards.yaml" <<'PY' || fail "dashboard ConfigMaps"
+import json, sys, yaml
+maps = [d for d in yaml.safe_load_all(open(sys.argv[1]))
+        if d and d["kind"] == "ConfigMap" and "grafana_dashboard" in d["metadata"].get("labels", {})]
+assert len(maps) == 3, f"expected 3 dashboard ConfigMaps, found {len(maps)}"
+uids = set()
+for m in maps:
+    name = m["metadata"]["name"]
+    assert m["metadata"]["labels"]["grafana_dashboard"] == "1", name
+    for key, text in m["data"].items():
+        board = json.loads(text)
+        assert board["uid"] not in uids, f"{name}: uid {board['uid']} twice"
+        uids.add(board["uid"])
+        size = len(json.dumps(m))
+        assert size < 200_000, f"{name}: {size} bytes"
+        print(f"{name}: {key}, {len(board['panels'])} panels, {size} bytes")
+PY
 
 step "policy"
 timeout 60 "$PY" manifests/tools/policy_check.py "${renders[@]}" || fail "policy"

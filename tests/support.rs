@@ -16,6 +16,8 @@ pub mod cdp;
 pub mod garage;
 #[path = "support/process.rs"]
 pub mod process;
+#[path = "support/promql.rs"]
+pub mod promql;
 #[path = "support/proxy.rs"]
 pub mod proxy;
 #[path = "support/redis.rs"]

@@ -11,16 +11,23 @@ use tokio::io::{AsyncBufReadExt as _, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 
 /// The path of a workspace binary (`fraud`, `recommender`, `registry`, `trainer`), from the
-/// profile directory this test was built into (`target/debug/deps/<test>` → `target/debug`).
+/// profile directory this test was built into (`target/debug/deps/<test>` → `target/debug`),
+/// or from `E2E_BIN_DIR` when set: a copy of this checkout's binaries, where several checkouts
+/// share one `CARGO_TARGET_DIR` and another's build can replace `target/debug/registry`
+/// between this one's build and its test.
 ///
 /// # Panics
 /// When it has not been built: `scripts/test.sh` runs `cargo build --workspace --bins` first.
 pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap_or_else(|e| panic!("test executable: {e}"));
-    let profile = exe
-        .parent()
-        .and_then(std::path::Path::parent)
-        .unwrap_or_else(|| panic!("no profile directory above {}", exe.display()));
+    let profile = match std::env::var_os("E2E_BIN_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => exe
+            .parent()
+            .and_then(std::path::Path::parent)
+            .unwrap_or_else(|| panic!("no profile directory above {}", exe.display()))
+            .to_path_buf(),
+    };
     let path = profile.join(name);
     assert!(
         path.is_file(),

@@ -1,8 +1,8 @@
 //! Building the service: store, registry, index rebuilt from the store, routes, server.
 
 use actix_web::web;
-use prometheus::IntGauge;
-use shared_lib::http::{Metrics, Readiness};
+use prometheus::{IntCounterVec, IntGauge, Opts};
+use shared_lib::http::{Metrics, Readiness, register_metric};
 use shared_lib::registry::Registry;
 use shared_lib::service::Application;
 use shared_lib::store::ObjectStore;
@@ -35,6 +35,16 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Application> {
         max_upload_bytes: settings.max_upload_bytes,
         retention: settings.retention,
         retention_metrics: RetentionMetrics::register(metrics.registry())?,
+        alias_moves: register_metric(
+            metrics.registry(),
+            IntCounterVec::new(
+                Opts::new(
+                    "registry_alias_moves_total",
+                    "Alias moves and rollbacks made through this registry, by model and alias.",
+                ),
+                &["model", "alias"],
+            ),
+        )?,
     });
     if let Some(policy) = settings.retention {
         tracing::info!(%policy, "Retention runs after each registration.");

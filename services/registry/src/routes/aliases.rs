@@ -93,6 +93,7 @@ async fn move_alias(
         .registry
         .move_alias(&model, &alias, body.version, body.expected_version, &change)
         .await?;
+    count_move(&state, &model, &alias);
     Ok(HttpResponse::Ok().json(record))
 }
 
@@ -112,5 +113,13 @@ async fn rollback_alias(
         .registry
         .rollback_alias(&model, &alias, &change)
         .await?;
+    count_move(&state, &model, &alias);
     Ok(HttpResponse::Ok().json(rollback))
+}
+
+fn count_move(state: &AppState, model: &ModelName, alias: &AliasName) {
+    state
+        .alias_moves
+        .with_label_values(&[model.as_str(), alias.as_str()])
+        .inc();
 }

@@ -13,6 +13,7 @@ pub mod versions;
 pub const OPENAPI_JSON: &str = include_str!("../../openapi.json");
 
 use actix_web::web;
+use prometheus::IntCounterVec;
 use serde::Deserialize;
 use shared_lib::registry::retention::RetentionPolicy;
 use shared_lib::registry::{Change, Registry};
@@ -31,6 +32,9 @@ pub struct AppState {
     /// `RETAIN_VERSIONS`/`RETAIN_DAYS`, applied after each registration; `None`: off.
     pub retention: Option<RetentionPolicy>,
     pub retention_metrics: RetentionMetrics,
+    /// `registry_alias_moves_total{model, alias}`: moves and rollbacks this process made, for
+    /// the dashboards' alias-move annotations.
+    pub alias_moves: IntCounterVec,
 }
 
 /// The optional body of a change that needs only who and why: archive, keep, unkeep, rollback.

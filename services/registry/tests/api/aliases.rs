@@ -115,6 +115,16 @@ async fn a_stale_expectation_is_409_naming_the_actual_version_and_rollback_is_on
         (Some("admin"), Some("better")),
         "the actor is the credential's identity, not the body's"
     );
+    // Two moves and the rollback counted, for the dashboards; the refused move not.
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert_eq!(
+        shared_lib::testing::metric_sum(
+            &metrics,
+            "registry_alias_moves_total",
+            &[("model", "fraud"), ("alias", "production")]
+        ),
+        3.0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
