@@ -186,7 +186,6 @@ async fn wait_for_stop() {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn jobs_parse_cron_and_a_train_command() {
@@ -233,21 +232,26 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_overlapping_tick_is_skipped_and_a_failure_does_not_stop_the_next_run() {
-        // Arrange
+        // Arrange: a slow run that says when it has started and ends when told to, so the
+        // overlapping tick lands while it runs however the threads are scheduled.
         let state = Arc::new(JobState::default());
+        let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+        let (finish_tx, finish_rx) = tokio::sync::oneshot::channel::<()>();
         let slow = {
             let state = state.clone();
             tokio::spawn(async move {
                 tick("slow", &state, async {
-                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    started_tx.send(()).unwrap();
+                    finish_rx.await.unwrap();
                     Ok(())
                 })
                 .await;
             })
         };
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        started_rx.await.unwrap();
         // Act: a tick while the slow run goes on, then a failing run, then a good one.
         tick("overlap", &state, async { Ok(()) }).await;
+        finish_tx.send(()).unwrap();
         slow.await.unwrap();
         tick("fails", &state, async {
             Err(Error::Training("boom".into()))
