@@ -201,7 +201,7 @@ async fn ab_variants_are_sticky_per_user() {
         &[("MODEL_VERSION_B", "2"), ("AB_PERCENT_B", "50")],
     )
     .await;
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    app.wait_all_slots_loaded().await;
     let mut seen = std::collections::HashMap::new();
     for round in 0..3 {
         for u in 0..40 {
