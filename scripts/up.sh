@@ -18,9 +18,15 @@ RECOMMENDER_PORT=${RECOMMENDER_PORT:-8081}
 export RUST_LOG=${RUST_LOG:-warn}
 mkdir -p "$DATA_DIR/logs"
 
-echo "Building (release)..." >&2
-cargo build --release --quiet -p trainer -p registry -p fraud -p recommender
-BIN=target/release
+# UP_BIN_DIR: run the binaries already built there (scripts/up-smoke.sh points it at the debug
+# build) instead of building release ones.
+if [[ -n ${UP_BIN_DIR:-} ]]; then
+    BIN=$UP_BIN_DIR
+else
+    echo "Building (release)..." >&2
+    cargo build --release --quiet -p trainer -p registry -p fraud -p recommender
+    BIN=target/release
+fi
 
 # A registry token for this installation, created once.
 if [[ ! -s $DATA_DIR/registry-token ]]; then

@@ -2,7 +2,8 @@
 //! upload checks from its first bytes) and `inspect_artifact`, then `decode_artifact`
 //! into both served model types followed by what the services do at load time (validate, warm
 //! up). The digest given is the bytes' own, so the fuzzer gets past the sha256 check and into
-//! the MessagePack decoding. Errors are fine; a panic is a finding.
+//! the MessagePack decoding. Errors are fine; a panic is a finding, and so is a validated fraud
+//! model scoring something that is not a probability.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -21,10 +22,12 @@ fuzz_target!(|bytes: &[u8]| {
         if let Ok(model) = decode_artifact::<FraudModel>(bytes, &digest, kind)
             && model.validate(None).is_ok()
         {
-            // As services/fraud/src/model.rs: a validated model scores any full row.
+            // As services/fraud/src/model.rs: a validated model scores any full row, and the
+            // score is a probability (leaves are checked to lie in [0, 1], so their mean does
+            // too; a NaN or out-of-range score means validation let a bad leaf through).
             let row = vec![0.0; model.n_features()];
             let p = model.predict_proba(&row);
-            let _ = p.is_finite();
+            assert!((0.0..=1.0).contains(&p), "validated model scored {p}");
         }
     }
 

@@ -231,6 +231,30 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn internal_failures_are_500_coded_internal_saying_nothing_internal() {
+        // Arrange: a failure whose text names a store key and a reason, as a corrupt record does.
+        let err = Error::CorruptRecord {
+            key: "models/fraud/aliases/secret-alias.json".into(),
+            reason: "secret detail".into(),
+        };
+
+        // Act
+        let api = ApiError::from(err);
+        let res = api.error_response();
+        let body = actix_web::body::to_bytes(res.into_body()).await.unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+
+        // Assert: the promised code, and a body that says nothing of the cause.
+        assert_eq!(api.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(body["error"]["code"], "internal", "{body}");
+        let text = body.to_string();
+        assert!(
+            !text.contains("secret") && !text.contains("models/"),
+            "a 500 body reveals internals: {text}"
+        );
+    }
+
     #[test]
     fn store_failures_are_503_without_internals() {
         let err = Error::store("get", "models/x", std::io::Error::other("secret detail"));

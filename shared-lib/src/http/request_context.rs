@@ -165,4 +165,61 @@ mod tests {
         assert_eq!(ok("quote\"d"), None);
         assert_eq!(ok(&"a".repeat(129)), None);
     }
+
+    /// The trace id of the span a handler runs in.
+    async fn trace_id_in_handler() -> String {
+        use opentelemetry::trace::TraceContextExt as _;
+        tracing::Span::current()
+            .context()
+            .span()
+            .span_context()
+            .trace_id()
+            .to_string()
+    }
+
+    #[actix_web::test]
+    async fn the_request_span_continues_the_callers_w3c_traceparent() {
+        use actix_web::{App, test};
+        use opentelemetry::trace::TracerProvider as _;
+        use tracing_subscriber::layer::SubscriberExt as _;
+
+        // Arrange: trace context propagation and an OpenTelemetry layer, as telemetry::init
+        // installs them with OTLP export on (the export itself is not needed here).
+        opentelemetry::global::set_text_map_propagator(
+            opentelemetry_sdk::propagation::TraceContextPropagator::new(),
+        );
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+        let _default = tracing::subscriber::set_default(subscriber);
+        let app = test::init_service(
+            App::new()
+                .wrap(actix_web::middleware::from_fn(request_context))
+                .route("/trace", web::get().to(trace_id_in_handler)),
+        )
+        .await;
+        let caller_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+        let traceparent = format!("00-{caller_trace}-00f067aa0ba902b7-01");
+
+        // Act
+        let continued = test::call_and_read_body(
+            &app,
+            test::TestRequest::get()
+                .uri("/trace")
+                .insert_header(("traceparent", traceparent))
+                .to_request(),
+        )
+        .await;
+        let fresh =
+            test::call_and_read_body(&app, test::TestRequest::get().uri("/trace").to_request())
+                .await;
+
+        // Assert: the caller's trace id inside the request, and a new one without a caller's.
+        assert_eq!(std::str::from_utf8(&continued).unwrap(), caller_trace);
+        let fresh = std::str::from_utf8(&fresh).unwrap();
+        assert!(
+            fresh != caller_trace && fresh != "00000000000000000000000000000000",
+            "{fresh}"
+        );
+    }
 }

@@ -117,15 +117,14 @@ impl ServingSettings {
         let names: Vec<&str> = std::iter::once("MODEL_VERSION")
             .chain(legacy_version_var)
             .collect();
+        // A bad version is recorded and reading goes on, so every other bad variable is reported
+        // in the same error; the settings are withheld only at the end.
         let primary = match env.first_string(&names) {
-            Some((name, raw)) => match raw.parse::<Selector>() {
-                Ok(selector) => selector,
-                Err(e) => {
-                    env.problem(name, e);
-                    return None;
-                }
-            },
-            None => Selector::Alias(AliasName::production()),
+            Some((name, raw)) => raw
+                .parse::<Selector>()
+                .map_err(|e| env.problem(name, e))
+                .ok(),
+            None => Some(Selector::Alias(AliasName::production())),
         };
         let b: Option<Selector> = env.optional("MODEL_VERSION_B");
         let percent: Option<Percent> = env.optional("AB_PERCENT_B");
@@ -153,7 +152,7 @@ impl ServingSettings {
         let max_body_bytes = env.parse_or("MAX_BODY_BYTES", 1024 * 1024usize);
         Some(Self {
             model,
-            primary,
+            primary: primary?,
             experiment,
             shadow,
             poll_interval: Duration::from_secs_f64(poll_seconds.clamp(0.05, 86_400.0)),
@@ -250,9 +249,12 @@ mod tests {
             ("AB_PERCENT_B", "150"),
             ("MODEL_POLL_SECONDS", "0"),
         ]);
-        let _ = ServingSettings::from_env(&mut e, "fraud", None);
+        let settings = ServingSettings::from_env(&mut e, "fraud", None);
         let err = e.finish().unwrap_err().to_string();
-        assert!(err.contains("MODEL_VERSION:"), "{err}");
+        assert!(settings.is_none());
+        for name in ["MODEL_VERSION:", "AB_PERCENT_B", "MODEL_POLL_SECONDS"] {
+            assert!(err.contains(name), "{name} missing from: {err}");
+        }
 
         let mut e = env(&[("AB_PERCENT_B", "150"), ("MODEL_POLL_SECONDS", "0")]);
         let _ = ServingSettings::from_env(&mut e, "fraud", None);

@@ -81,24 +81,50 @@ async fn ab_split_is_sticky_per_key_and_close_to_the_configured_share() {
     assert!((share("a") - 0.7).abs() < 1e-9 && (share("b") - 0.3).abs() < 1e-9);
 }
 
+/// Waits until every slot (A, B, shadow) has a model loaded.
+async fn wait_all_slots_loaded(app: &TestApp) {
+    app.wait_for(|app| async move {
+        let models: serde_json::Value = app.get("/v1/models").await.json().await.unwrap();
+        models["slots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|slot| !slot["version"].is_null())
+    })
+    .await;
+}
+
+/// The shadow comparisons counted with `result`.
+fn shadow_results(metrics: &str, result: &str) -> f64 {
+    metric_sum(metrics, "shadow_comparisons_total", &[("result", result)])
+}
+
+/// Waits until `n` shadow comparisons are counted, whatever their result, and returns the
+/// metrics then.
+async fn wait_for_shadow_results(app: &TestApp, n: f64) -> String {
+    app.wait_for(|app| async move {
+        let m = app.metrics().await;
+        ["agree", "disagree", "dropped", "failed"]
+            .iter()
+            .map(|r| shadow_results(&m, r))
+            .sum::<f64>()
+            >= n
+    })
+    .await;
+    app.metrics().await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_shadow_never_changes_responses_and_its_disagreements_are_counted() {
-    // Arrange: the shadow (v2) answers the opposite of the primary (v1) on every row.
+    // Arrange: the shadow (v2) answers the opposite of the primary (v1) on every row; room for
+    // every comparison, so none is dropped.
     let (_fixture, app) = two_versions(&[
         ("MODEL_VERSION", "1"),
         ("MODEL_VERSION_SHADOW", "2"),
         ("SHADOW_CONCURRENCY", "64"),
     ])
     .await;
-    app.wait_for(|app| async move {
-        app.get("/v1/models")
-            .await
-            .text()
-            .await
-            .unwrap()
-            .contains("\"version\":2")
-    })
-    .await;
+    wait_all_slots_loaded(&app).await;
 
     // Act
     for amount in [500, 5, 700, 1, 250] {
@@ -108,20 +134,66 @@ async fn the_shadow_never_changes_responses_and_its_disagreements_are_counted() 
         let expected = u8::from(amount > 100);
         assert_eq!(res.json::<Vec<u8>>().await.unwrap(), [expected]);
     }
-    app.wait_for(|app| async move {
-        let m = app.metrics().await;
-        metric_sum(&m, "shadow_comparisons_total", &[("result", "disagree")])
-            + metric_sum(&m, "shadow_comparisons_total", &[("result", "dropped")])
-            >= 5.0
-    })
-    .await;
-    let m = app.metrics().await;
-    assert!(
-        metric_sum(&m, "shadow_comparisons_total", &[("result", "disagree")]) >= 1.0,
+    let m = wait_for_shadow_results(&app, 5.0).await;
+    assert_eq!(
+        ["disagree", "agree", "dropped", "failed"].map(|r| shadow_results(&m, r)),
+        [5.0, 0.0, 0.0, 0.0],
         "{m}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shadow_answering_as_the_primary_is_counted_as_agreeing() {
+    // Arrange: the shadow is the primary's own version, so it answers the same on every row.
+    let (_fixture, app) = two_versions(&[
+        ("MODEL_VERSION", "1"),
+        ("MODEL_VERSION_SHADOW", "1"),
+        ("SHADOW_CONCURRENCY", "64"),
+    ])
+    .await;
+    wait_all_slots_loaded(&app).await;
+
+    // Act
+    for amount in [500, 5, 700, 1, 250] {
+        let res = app.get(&format!("/classify?f1={amount}&f2=1&f3=1")).await;
+        assert_eq!(res.status(), 200);
+    }
+
+    // Assert
+    let m = wait_for_shadow_results(&app, 5.0).await;
     assert_eq!(
-        metric_sum(&m, "shadow_comparisons_total", &[("result", "agree")]),
-        0.0
+        ["agree", "disagree", "dropped", "failed"].map(|r| shadow_results(&m, r)),
+        [5.0, 0.0, 0.0, 0.0],
+        "{m}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shadow_comparisons_beyond_the_concurrency_are_dropped_and_counted() {
+    // Arrange: one comparison in flight at most, and a batch that submits 1,000 of them from
+    // one request faster than a blocking thread can finish one.
+    let (_fixture, app) = two_versions(&[
+        ("MODEL_VERSION", "1"),
+        ("MODEL_VERSION_SHADOW", "2"),
+        ("SHADOW_CONCURRENCY", "1"),
+    ])
+    .await;
+    wait_all_slots_loaded(&app).await;
+    let instances: Vec<_> = (0..1000)
+        .map(|i| json!({"f1": 500, "f2": 1, "f3": 1, "card_id": format!("card-{i}")}))
+        .collect();
+
+    // Act
+    let res = app.post_batch(&json!({"instances": instances})).await;
+
+    // Assert: the answer is whole, every submission is counted once, and some were dropped.
+    assert_eq!(res.status(), 200);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["predictions"].as_array().unwrap().len(), 1000);
+    let m = wait_for_shadow_results(&app, 1000.0).await;
+    let [disagree, dropped, agree, failed] =
+        ["disagree", "dropped", "agree", "failed"].map(|r| shadow_results(&m, r));
+    assert_eq!(disagree + dropped, 1000.0, "{m}");
+    assert!(dropped >= 1.0, "no comparison was dropped: {m}");
+    assert_eq!((agree, failed), (0.0, 0.0), "{m}");
 }

@@ -156,6 +156,28 @@ impl TestApp {
         res.json().await.unwrap()
     }
 
+    pub async fn metrics(&self) -> String {
+        self.get("/metrics").await.text().await.unwrap()
+    }
+
+    /// Waits (up to 10 s) until every slot (A, B, shadow) has a model loaded: readiness only
+    /// waits for A.
+    pub async fn wait_all_slots_loaded(&self) {
+        shared_lib::testing::eventually(
+            "every slot loaded",
+            std::time::Duration::from_secs(10),
+            || async {
+                let models = self.get_json("/v1/models").await;
+                models["slots"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .all(|slot| !slot["version"].is_null())
+            },
+        )
+        .await;
+    }
+
     pub async fn post(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
         self.client
             .post(format!("{}{path}", self.address))

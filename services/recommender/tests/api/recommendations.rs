@@ -1,7 +1,10 @@
 //! Recommendations, subsets, similar items, clicks, A/B, and bad input.
 
+use std::time::Duration;
+
 use serde_json::json;
 use shared_lib::models::als::synthetic::{Shape, random_model};
+use shared_lib::testing::{eventually, metric_sum};
 
 use crate::helpers::{Clicks, item_ids, spawn_app, spawn_app_with_clicks, two_cluster_model};
 
@@ -198,7 +201,7 @@ async fn ab_variants_are_sticky_per_user() {
         &[("MODEL_VERSION_B", "2"), ("AB_PERCENT_B", "50")],
     )
     .await;
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    app.wait_all_slots_loaded().await;
     let mut seen = std::collections::HashMap::new();
     for round in 0..3 {
         for u in 0..40 {
@@ -220,6 +223,46 @@ async fn ab_variants_are_sticky_per_user() {
     }
     let b = seen.values().filter(|v| *v == "b").count();
     assert!((8..=32).contains(&b), "{b} of 40 users in B at 50 %");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shadow_never_changes_recommendations_and_its_verdicts_are_counted() {
+    // Version 2 sends alice to the other cluster, so its top item differs from version 1's.
+    let mut other = two_cluster_model();
+    other.user_factors = vec![0.0, 1.0, 1.0, 0.0];
+    for (shadow, verdict) in [("1", "agree"), ("2", "disagree")] {
+        // Arrange
+        let app = spawn_app(
+            &[two_cluster_model(), other.clone()],
+            &[("MODEL_VERSION_SHADOW", shadow)],
+        )
+        .await;
+        app.wait_all_slots_loaded().await;
+
+        // Act
+        let res = app.get("/v1/users/alice/recommendations?n=3").await;
+
+        // Assert: the primary's answer, and one comparison with the expected verdict.
+        assert_eq!(res.headers()["x-model-version"], "1", "shadow {shadow}");
+        let answer: serde_json::Value = res.json().await.unwrap();
+        assert_eq!(item_ids(&answer), ["a2", "a3", "a4"], "shadow {shadow}");
+        let results = ["agree", "disagree", "dropped", "failed"];
+        let count = |m: &str, r: &str| metric_sum(m, "shadow_comparisons_total", &[("result", r)]);
+        eventually(
+            "a shadow comparison counted",
+            Duration::from_secs(10),
+            || async {
+                let m = app.metrics().await;
+                results.iter().map(|r| count(&m, r)).sum::<f64>() >= 1.0
+            },
+        )
+        .await;
+        let m = app.metrics().await;
+        for r in results {
+            let expected = if r == verdict { 1.0 } else { 0.0 };
+            assert_eq!(count(&m, r), expected, "shadow {shadow}, {r}: {m}");
+        }
+    }
 }
 
 async fn bad_input_gets_a_4xx_naming_the_problem(clicks: Clicks) {

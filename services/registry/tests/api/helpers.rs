@@ -218,8 +218,23 @@ impl TestApp {
 }
 
 /// The error body's message, asserting the status.
+/// The message of an error answer with `status`, after checking its `code` is the one the README
+/// gives that status.
 pub async fn error_message(res: reqwest::Response, status: u16) -> String {
     assert_eq!(res.status(), status);
     let body: Value = res.json().await.unwrap();
+    let code = match status {
+        400 | 422 => "invalid_request",
+        401 => "unauthorized",
+        403 => "forbidden",
+        404 => "not_found",
+        409 => "conflict",
+        410 => "version_deleted",
+        413 => "payload_too_large",
+        415 => "unsupported_media_type",
+        503 => "unavailable",
+        other => panic!("no error code is promised for {other}: {body}"),
+    };
+    assert_eq!(body["error"]["code"], code, "{body}");
     body["error"]["message"].as_str().unwrap().to_owned()
 }
