@@ -32,6 +32,8 @@ cargo deny --log-level error check licenses bans sources
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # The fault tests (tests/e2e/faults.rs) run the real binaries from target/debug: build them.
 cargo build --workspace --bins --locked
+# The quick start itself: scripts/up.sh on those debug binaries, one request per service, Ctrl-C.
+scripts/up-smoke.sh
 cargo nextest run --workspace --locked --run-ignored all --no-fail-fast
 # Schemathesis against each running service (>= 500 cases each), then each cargo-fuzz
 # target for a bounded time. Both exit non-zero on any 5xx, schema violation, panic or crash.
