@@ -12,6 +12,8 @@ use shared_lib::serving::ServableModel;
 pub struct Classifier(pub FraudModel, pub Option<DriftTracker>);
 
 impl ServableModel for Classifier {
+    type Config = ();
+
     fn accepts(kind: ModelKind) -> bool {
         matches!(
             kind,
@@ -19,7 +21,7 @@ impl ServableModel for Classifier {
         )
     }
 
-    fn load(manifest: &Manifest, artifact: &[u8]) -> Result<Self, Error> {
+    fn load(manifest: &Manifest, artifact: &[u8], (): &()) -> Result<Self, Error> {
         let model: FraudModel =
             decode_artifact(artifact, &manifest.artifact.sha256, manifest.artifact.kind)?;
         let schema =

@@ -16,7 +16,8 @@ use crate::{SERVICE, Settings};
 /// be bound.
 pub async fn build(settings: &Settings) -> anyhow::Result<Application> {
     let server =
-        ModelServer::<Classifier>::start(SERVICE, &settings.common, &settings.serving).await?;
+        ModelServer::<Classifier>::start(SERVICE, &settings.common, &settings.serving, |_| Ok(()))
+            .await?;
     let state = web::Data::new(AppState {
         deployment: server.deployment.clone(),
         shadow: server.shadow.clone(),

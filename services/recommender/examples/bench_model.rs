@@ -8,7 +8,8 @@
 //! ```sh
 //! cargo build --release -p recommender --examples
 //! target/release/examples/bench_model --store /tmp/store --out /tmp/factors \
-//!     [--users 50000] [--items 100000] [--rank 64] [--seed 7] [--seen-min 5] [--seen-max 30]
+//!     [--users 50000] [--items 100000] [--rank 64] [--seed 7] [--seen-min 5] [--seen-max 30] \
+//!     [--norm-skew 0]
 //! ```
 //!
 //! Files in `--out`: `user_factors.f32` (users × rank), `item_factors.f32` (items × rank),
@@ -32,6 +33,10 @@ struct Args {
     store: PathBuf,
     out: PathBuf,
     shape: Shape,
+    /// Popularity skew of the item norms: item `i`'s factors are scaled by
+    /// `(1 + items / (i + 1))^norm_skew`, so the popular head (low indices, as the seen items
+    /// are drawn) has larger norms, as trained ALS factors do. 0 (the default) leaves them alone.
+    norm_skew: f64,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -63,6 +68,10 @@ fn parse_args() -> anyhow::Result<Args> {
             seen_min: num(take("seen-min"), 5, "seen-min")?,
             seen_max: num(take("seen-max"), 30, "seen-max")?,
         },
+        norm_skew: take("norm-skew").map_or(Ok(0.0), |s| {
+            s.parse::<f64>()
+                .with_context(|| format!("--norm-skew {s:?}"))
+        })?,
     };
     if let Some(unknown) = values.keys().next() {
         bail!("unknown option --{unknown}");
@@ -87,7 +96,14 @@ fn write_u32(path: &Path, values: &[u32]) -> anyhow::Result<()> {
 async fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
     let started = Instant::now();
-    let model = random_model(&args.shape);
+    let mut model = random_model(&args.shape);
+    if args.norm_skew != 0.0 {
+        let (items, k) = (args.shape.items as f64, args.shape.rank);
+        for (i, y) in model.item_factors.chunks_exact_mut(k).enumerate() {
+            let scale = (1.0 + items / (i as f64 + 1.0)).powf(args.norm_skew) as f32;
+            y.iter_mut().for_each(|v| *v *= scale);
+        }
+    }
     let generated = started.elapsed().as_secs_f64();
 
     std::fs::create_dir_all(&args.out)?;
@@ -98,6 +114,7 @@ async fn main() -> anyhow::Result<()> {
     let meta = serde_json::json!({
         "users": args.shape.users, "items": args.shape.items, "rank": args.shape.rank, "seed": args.shape.seed,
         "seen_min": args.shape.seen_min, "seen_max": args.shape.seen_max, "nnz": model.seen_items.len(),
+        "norm_skew": args.norm_skew,
         "dtype": "little-endian f32 / u32, row-major",
     });
     std::fs::write(

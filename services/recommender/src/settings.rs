@@ -13,6 +13,8 @@
 //! | `MAX_CLICK_WEIGHT` | 100 | largest click `weight`; more is refused (400) |
 //! | `EVENTS_TOKEN` | unset: open | bearer token `POST /v1/users/{id}/events` requires, ≥ 16 characters (from a Secret) |
 //! | `MAX_CONCURRENT_SCORING` | 2 × cores | fold-ins and catalogue scans running at once; more wait, then get 503 |
+//! | `RECOMMEND_SEARCH` | `exact` | how a catalogue is scanned: `exact` (f32, today's answers) or `int8` (int8 codes pick candidates, rescored in f32; a quarter of the bytes read, recall measured at load) |
+//! | `RECOMMEND_OVERSAMPLE` | 10 | int8 mode: candidates rescored in f32 per item asked for (`n × oversample`) |
 //! | `SCORING_WAIT_MS` | 100 | longest wait for a scoring slot, for at most 32 × `MAX_CONCURRENT_SCORING` waiting requests; then 503 with `Retry-After`; 0 refuses at once |
 //!
 //! plus the shared `MODEL_NAME` (default `recommender`), `MODEL_VERSION`, `SHADOW_CONCURRENCY`, `MAX_BODY_BYTES`, `MODEL_VERSION_B`,
@@ -22,6 +24,7 @@
 use std::time::Duration;
 
 use secrecy::SecretString;
+use shared_lib::models::als::Search;
 use shared_lib::service::CommonSettings;
 use shared_lib::serving::ServingSettings;
 use shared_lib::settings::Env;
@@ -40,6 +43,10 @@ pub const DEFAULT_PORT: u16 = 8081;
 pub const DEFAULT_MAX_CLICK_WEIGHT: f32 = 100.0;
 /// Long enough to absorb a burst of a few scans, short against a client's own timeout.
 pub const DEFAULT_SCORING_WAIT_MS: u64 = 100;
+/// Ten candidates per item asked for: recall@10 ≥ 0.99 on generated rank-64 factors at 1M
+/// items (`bench/recommender/search.sh`), while the rescoring reads 100 × 256 B, nothing beside
+/// the scan.
+pub const DEFAULT_OVERSAMPLE: usize = 10;
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -51,6 +58,8 @@ pub struct Settings {
     pub max_click_weight: f32,
     pub events_token: Option<SecretString>,
     pub scoring: ScoringLimits,
+    /// `RECOMMEND_SEARCH` and `RECOMMEND_OVERSAMPLE`.
+    pub search: Search,
 }
 
 impl Settings {
@@ -99,6 +108,7 @@ impl Settings {
             wait: Duration::from_millis(env.parse_or("SCORING_WAIT_MS", DEFAULT_SCORING_WAIT_MS)),
             queue: permits.saturating_mul(QUEUE_PER_PERMIT),
         };
+        let search = read_search(&mut env);
         env.finish()?;
         match (common, serving) {
             (Some(common), Some(serving)) => Ok(Self {
@@ -110,10 +120,29 @@ impl Settings {
                 max_click_weight,
                 events_token: events_token.map(SecretString::from),
                 scoring,
+                search,
             }),
             _ => Err(shared_lib::Error::Settings {
                 problems: vec!["invalid settings".into()],
             }),
+        }
+    }
+}
+
+/// `RECOMMEND_SEARCH` and, for int8, `RECOMMEND_OVERSAMPLE`.
+fn read_search(env: &mut Env) -> Search {
+    let oversample = env.parse_or("RECOMMEND_OVERSAMPLE", DEFAULT_OVERSAMPLE);
+    if !(1..=1000).contains(&oversample) {
+        env.problem("RECOMMEND_OVERSAMPLE", "must be from 1 to 1000");
+    }
+    match env.string_or("RECOMMEND_SEARCH", "exact").as_str() {
+        "exact" => Search::Exact,
+        "int8" => Search::Int8 {
+            oversample: oversample.clamp(1, 1000),
+        },
+        _ => {
+            env.problem("RECOMMEND_SEARCH", "must be exact or int8");
+            Search::Exact
         }
     }
 }
@@ -159,6 +188,20 @@ mod tests {
             s.clicks.redis.is_none(),
             "clicks stay in memory without CLICKS_URL"
         );
+        assert_eq!(s.search, Search::Exact);
+    }
+
+    #[test]
+    fn recommend_search_selects_int8_with_its_oversampling_and_refuses_others() {
+        let s = settings(&[("RECOMMEND_SEARCH", "int8")]).unwrap();
+        assert_eq!(s.search, Search::Int8 { oversample: 10 });
+        let s = settings(&[("RECOMMEND_SEARCH", "int8"), ("RECOMMEND_OVERSAMPLE", "3")]).unwrap();
+        assert_eq!(s.search, Search::Int8 { oversample: 3 });
+        let err = settings(&[("RECOMMEND_SEARCH", "ann"), ("RECOMMEND_OVERSAMPLE", "0")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("RECOMMEND_SEARCH"), "{err}");
+        assert!(err.contains("RECOMMEND_OVERSAMPLE"), "{err}");
     }
 
     #[test]

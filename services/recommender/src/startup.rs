@@ -1,12 +1,14 @@
 //! Building the service from its settings: store, registry, deployment, routes, server.
 
 use actix_web::web;
+use prometheus::IntCounter;
+use shared_lib::http::register_metric;
 use shared_lib::service::Application;
 use shared_lib::serving::ModelServer;
 
 use crate::auth::EventsToken;
 use crate::clicks::ClickStore;
-use crate::model::Recommender;
+use crate::model::{LoadConfig, Recommender};
 use crate::routes::{self, AppState};
 use crate::scoring::ScoringLimiter;
 use crate::{SERVICE, Settings};
@@ -29,8 +31,22 @@ pub async fn build_with_limiter(
     settings: &Settings,
     scoring: ScoringLimiter,
 ) -> anyhow::Result<Application> {
-    let server =
-        ModelServer::<Recommender>::start(SERVICE, &settings.common, &settings.serving).await?;
+    let search = settings.search;
+    let server = ModelServer::<Recommender>::start(
+        SERVICE,
+        &settings.common,
+        &settings.serving,
+        |metrics| LoadConfig::new(search, metrics.registry()),
+    )
+    .await?;
+    let factor_bytes = register_metric(
+        server.metrics.registry(),
+        IntCounter::new(
+            "recommender_factor_bytes_read_total",
+            "Bytes of item factors (f32, int8 codes and scales) read by the scans of \
+             recommendation requests, counted by the scans.",
+        ),
+    )?;
     let state = web::Data::new(AppState {
         deployment: server.deployment.clone(),
         clicks: ClickStore::open(&settings.clicks, server.metrics.registry())?,
@@ -39,6 +55,7 @@ pub async fn build_with_limiter(
         max_batch_users: settings.max_batch_users,
         max_click_weight: settings.max_click_weight,
         scoring,
+        factor_bytes,
     });
     let events_token = web::Data::new(EventsToken::new(settings.events_token.as_ref()));
     let max_body = settings.serving.max_body_bytes;

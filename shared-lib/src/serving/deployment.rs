@@ -31,6 +31,9 @@ use crate::registry::manifest::Manifest;
 
 /// A model type a server can load from an artifact.
 pub trait ServableModel: Sized + Send + Sync + 'static {
+    /// What the service's settings say about how to load every version (e.g. how to search it).
+    type Config: Send + Sync + 'static;
+
     /// Whether this server can serve artifacts of `kind`.
     fn accepts(kind: ModelKind) -> bool;
 
@@ -39,7 +42,12 @@ pub trait ServableModel: Sized + Send + Sync + 'static {
     ///
     /// # Errors
     /// Any reason not to serve it.
-    fn load(manifest: &Manifest, artifact: &[u8]) -> Result<Self, Error>;
+    fn load(manifest: &Manifest, artifact: &[u8], config: &Self::Config) -> Result<Self, Error>;
+
+    /// What `/v1/models` reports about the loaded version beyond its manifest (`details`).
+    fn details(&self) -> Option<serde_json::Value> {
+        None
+    }
 }
 
 /// A loaded version.
@@ -87,6 +95,9 @@ pub struct SlotStatus {
     /// Share of request keys this slot serves (A and B only).
     pub traffic_percent: Option<u8>,
     pub last_error: Option<String>,
+    /// The model type's own report on the loaded version ([`ServableModel::details`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<serde_json::Value>,
 }
 
 pub struct Deployment<M> {
@@ -98,7 +109,11 @@ pub struct Deployment<M> {
     metrics: ServingMetrics,
     readiness: Readiness,
     poll: Duration,
+    /// [`ServableModel::load`] with the service's load configuration.
+    load: Arc<Loader<M>>,
 }
+
+type Loader<M> = dyn Fn(&Manifest, &[u8]) -> Result<M, Error> + Send + Sync;
 
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
@@ -108,6 +123,7 @@ impl<M: ServableModel> Deployment<M> {
         registry: Registry,
         metrics: ServingMetrics,
         readiness: Readiness,
+        config: M::Config,
     ) -> Arc<Self> {
         let slot = |role, selector: &Selector| Slot {
             role,
@@ -141,6 +157,9 @@ impl<M: ServableModel> Deployment<M> {
             metrics,
             readiness,
             poll: settings.poll_interval,
+            load: Arc::new(move |manifest: &Manifest, artifact: &[u8]| {
+                M::load(manifest, artifact, &config)
+            }),
         })
     }
 
@@ -306,8 +325,9 @@ impl<M: ServableModel> Deployment<M> {
             });
         }
         let manifest = manifest.clone();
+        let load = self.load.clone();
         let span = tracing::Span::current();
-        tokio::task::spawn_blocking(move || span.in_scope(|| M::load(&manifest, &bytes)))
+        tokio::task::spawn_blocking(move || span.in_scope(|| load(&manifest, &bytes)))
             .await
             .map_err(|e| Error::CorruptArtifact {
                 reason: format!("loading panicked: {e}"),
@@ -381,6 +401,7 @@ impl<M: ServableModel> Deployment<M> {
                     loaded_at: loaded.as_ref().map(|l| l.loaded_at),
                     traffic_percent,
                     last_error: lock(&slot.last_error).clone(),
+                    details: loaded.as_ref().and_then(|l| l.model.details()),
                 }
             })
             .collect()

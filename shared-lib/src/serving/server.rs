@@ -26,22 +26,28 @@ impl<M: ServableModel> ModelServer<M> {
     /// Opens the (read-only) store and starts following the selected versions. The server
     /// answers at once and reports not-ready until the primary version loads.
     ///
+    /// `config` makes the model type's load configuration, given the registry for any metrics
+    /// it sets while loading.
+    ///
     /// # Errors
     /// When the store location cannot be opened or metrics cannot be registered.
     pub async fn start(
         service: &str,
         common: &CommonSettings,
         serving: &ServingSettings,
+        config: impl FnOnce(&Metrics) -> Result<M::Config, Error>,
     ) -> Result<Self, Error> {
         let store = ObjectStore::open(&common.store).await?;
         let metrics = Metrics::new(service)?;
         let serving_metrics = ServingMetrics::register(&metrics)?;
+        let config = config(&metrics)?;
         let readiness = Readiness::default();
         let deployment = Deployment::new(
             serving,
             Registry::new(store),
             serving_metrics.clone(),
             readiness.clone(),
+            config,
         );
         let reconciler = deployment.spawn();
         let shadow = ShadowRunner::new(

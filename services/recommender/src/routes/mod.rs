@@ -36,6 +36,8 @@ pub struct AppState {
     pub max_click_weight: f32,
     /// The bound on concurrent scoring work; every blocking scan takes a permit.
     pub scoring: ScoringLimiter,
+    /// Bytes of item factors read by recommendation scans (`recommender_factor_bytes_read_total`).
+    pub factor_bytes: prometheus::IntCounter,
 }
 
 /// Checks a user or item id from a path or body.

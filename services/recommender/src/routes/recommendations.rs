@@ -6,6 +6,7 @@ use std::sync::Arc;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use shared_lib::http::ServedBy;
+use shared_lib::models::als::take_bytes_read;
 use shared_lib::serving::{Loaded, Variant};
 
 use super::{AppState, ListQuery, check_id, check_list, check_n};
@@ -118,13 +119,16 @@ async fn score_in_chunks(
     for chunk in chunks(group) {
         let permit = state.scoring.acquire().await?;
         let (scoring, options) = (loaded.clone(), options.clone());
-        let (ours, chunk) = web::block(move || {
+        let (ours, chunk, bytes) = web::block(move || {
+            // The count is per thread: reset, score, read what this chunk's scans read.
+            take_bytes_read();
             let ours = recommend_many(&scoring.model, &chunk, &options);
-            (ours, chunk)
+            (ours, chunk, take_bytes_read())
         })
         .await
         .map_err(|e| Error::Scoring(e.to_string()))?;
         drop(permit);
+        state.factor_bytes.inc_by(bytes);
         recommendations.extend(ours);
         scored.extend(chunk);
     }

@@ -7,3 +7,4 @@ mod events_auth;
 mod helpers;
 mod limits;
 mod recommendations;
+mod search;

@@ -20,7 +20,7 @@ use ndarray::linalg::general_mat_mul;
 use ndarray::{Array2, ArrayView2, ArrayViewMut2};
 
 use super::select::Candidates;
-use super::{Filter, Scored, ServingAls, dot, sorted_unique};
+use super::{Filter, Scored, Search, ServingAls, count_bytes, dot, sorted_unique};
 
 /// Users scored together: their factors (users × rank) and a score tile stay in cache.
 const BLOCK_USERS: usize = 256;
@@ -37,7 +37,12 @@ impl ServingAls {
     /// If a user index is out of range.
     pub fn recommend_many(&self, users: &[u32], n: usize, filter: Filter<'_>) -> Vec<Vec<Scored>> {
         // An allow-list is short: scoring it per user reads little. Tiny batches gain nothing.
-        if n == 0 || filter.allow.is_some() || users.len() < MIN_BATCH_USERS {
+        // The int8 scan reads a quarter of the bytes per user and is chosen per user too.
+        if n == 0
+            || filter.allow.is_some()
+            || users.len() < MIN_BATCH_USERS
+            || self.search != Search::Exact
+        {
             return users
                 .iter()
                 .map(|&u| self.recommend(u, n, filter))
@@ -99,6 +104,7 @@ impl ServingAls {
                 }
                 start = end;
             }
+            count_bytes(model.item_factors.len() * 4);
         }
         block
             .iter()
@@ -106,7 +112,10 @@ impl ServingAls {
             .map(|(&u, found)| match found {
                 Some(found) => {
                     let x = model.user_factors(u);
-                    found.choose(|i| dot(x, model.item_factors(i)))
+                    found.choose(|i| {
+                        count_bytes(k * 4);
+                        dot(x, model.item_factors(i))
+                    })
                 }
                 None => self.recommend(
                     u,

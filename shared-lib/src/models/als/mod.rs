@@ -20,8 +20,11 @@ use serde::{Deserialize, Serialize};
 use crate::Error;
 
 mod batch;
+mod search;
 mod select;
 
+use search::{Int8Items, count_bytes};
+pub use search::{Search, take_bytes_read};
 use select::Candidates;
 pub mod synthetic;
 
@@ -249,6 +252,8 @@ impl AlsModel {
             max_item_norm,
             by_popularity,
             gram,
+            search: Search::Exact,
+            int8: None,
         })
     }
 }
@@ -266,6 +271,10 @@ pub struct ServingAls {
     by_popularity: Vec<u32>,
     /// YᵀY of the item factors (rank × rank, f64), for implicit fold-in.
     gram: Vec<f64>,
+    /// How a whole-catalogue scan is done (the `search` module).
+    search: Search,
+    /// The int8 codes of the item factors, in int8 mode.
+    int8: Option<Int8Items>,
 }
 
 impl ServingAls {
@@ -329,13 +338,16 @@ impl ServingAls {
         let mut top = TopN::new(n);
         match filter.allow {
             Some(allow) => {
+                let mut scored = 0;
                 for i in sorted_unique(allow) {
                     if (i as usize) < model.n_items() && excluded.binary_search(&i).is_err() {
                         top.push(i, dot(user_vector, model.item_factors(i)));
+                        scored += 1;
                     }
                 }
+                count_bytes(scored * model.k() * 4);
             }
-            None => return self.scan_all(user_vector, n, &excluded),
+            None => return self.scan(user_vector, n, &excluded),
         }
         top.into_sorted()
     }
@@ -358,6 +370,7 @@ impl ServingAls {
             }
             found.scan(row, start, &[excluded]);
         }
+        count_bytes(model.item_factors.len() * 4);
         found.choose(|i| dot(user_vector, model.item_factors(i)))
     }
 
@@ -384,13 +397,17 @@ impl ServingAls {
         let mut top = TopN::new(n);
         match filter.allow {
             Some(allow) => {
+                let mut scored = 0;
                 for j in sorted_unique(allow) {
                     if (j as usize) < model.n_items() && excluded.binary_search(&j).is_err() {
                         top.push(j, score(j, model.item_factors(j)));
+                        scored += 1;
                     }
                 }
+                count_bytes(scored * model.k() * 4);
             }
             None => {
+                count_bytes(model.item_factors.len() * 4);
                 for (j, y) in model.item_factors.chunks_exact(model.k()).enumerate() {
                     let j = j as u32;
                     if excluded.binary_search(&j).is_err() {

@@ -83,6 +83,12 @@ impl Candidates {
         }
     }
 
+    /// The candidates left after pruning to the `n`-th best approximate score, unordered.
+    pub(super) fn into_items(mut self) -> Vec<u32> {
+        self.prune();
+        self.items.into_iter().map(|(_, item)| item).collect()
+    }
+
     /// The exact top `n`: the candidates rescored with `exact` and chosen as the per-user scan
     /// chooses (scores descending, ties to the lower index).
     pub(super) fn choose(mut self, exact: impl Fn(u32) -> f32) -> Vec<Scored> {

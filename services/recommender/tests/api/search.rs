@@ -1,0 +1,156 @@
+//! `RECOMMEND_SEARCH`: the int8 scan behind every endpoint, its recall in `/v1/models` and the
+//! metrics, and the bytes the scans read.
+
+use serde_json::json;
+use shared_lib::models::als::AlsModel;
+use shared_lib::models::als::synthetic::{Shape, random_model};
+
+use crate::helpers::{TestApp, item_ids, spawn_app};
+
+const ITEMS: usize = 4_000;
+const RANK: usize = 16;
+
+fn model() -> AlsModel {
+    random_model(&Shape {
+        users: 60,
+        items: ITEMS,
+        rank: RANK,
+        seed: 23,
+        seen_min: 1,
+        seen_max: 30,
+    })
+}
+
+/// The value of the metric line that starts with `prefix` in the `/metrics` text.
+async fn metric(app: &TestApp, prefix: &str) -> Option<f64> {
+    let text = app.get("/metrics").await.text().await.unwrap();
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_mode_reports_its_recall_in_models_and_as_a_gauge() {
+    // Arrange
+    let exact = spawn_app(&[model()], &[]).await;
+    let int8 = spawn_app(&[model()], &[("RECOMMEND_SEARCH", "int8")]).await;
+    // Act
+    let exact_slot = exact.get_json("/v1/models").await["slots"][0].clone();
+    let int8_slot = int8.get_json("/v1/models").await["slots"][0].clone();
+    // Assert
+    assert_eq!(exact_slot["details"]["mode"], "exact");
+    assert_eq!(exact_slot["details"]["recall_at_10"], 1.0);
+    assert_eq!(exact_slot["details"]["item_factor_bytes"], ITEMS * RANK * 4);
+    let details = &int8_slot["details"];
+    assert_eq!(details["mode"], "int8");
+    assert_eq!(details["oversample"], 10);
+    assert_eq!(details["recall_users"], 60);
+    assert_eq!(
+        details["item_factor_bytes"],
+        ITEMS * RANK * 4 + ITEMS * (RANK + 4)
+    );
+    let recall = details["recall_at_10"].as_f64().unwrap();
+    assert!((0.95..=1.0).contains(&recall), "{recall}");
+    let gauge = metric(&int8, "recommender_search_recall_at_10{")
+        .await
+        .unwrap();
+    assert_eq!(gauge, recall);
+    let text = int8.get("/metrics").await.text().await.unwrap();
+    assert!(text.contains(r#"mode="int8""#), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn int8_mode_keeps_filters_cold_start_clicks_and_the_subset_call() {
+    // Arrange
+    let exact = spawn_app(&[model()], &[]).await;
+    let app = spawn_app(&[model()], &[("RECOMMEND_SEARCH", "int8")]).await;
+    let m = model();
+    let seen_of = |u: usize| -> Vec<String> {
+        m.seen_items[m.seen_offsets[u] as usize..m.seen_offsets[u + 1] as usize]
+            .iter()
+            .map(|i| format!("i{i}"))
+            .collect()
+    };
+    // Act and assert: most users get the exact list; none gets a seen item.
+    let mut same = 0;
+    for u in 0..60 {
+        let path = format!("/v1/users/u{u}/recommendations?n=10");
+        let got = item_ids(&app.get_json(&path).await);
+        if got == item_ids(&exact.get_json(&path).await) {
+            same += 1;
+        }
+        assert!(got.iter().all(|i| !seen_of(u).contains(i)), "u{u}: {got:?}");
+    }
+    assert!(same >= 54, "{same} of 60 users got the exact list");
+    // Exclusions and allow-lists.
+    let best = item_ids(&app.get_json("/v1/users/u1/recommendations?n=3").await);
+    let next = app
+        .get_json(&format!(
+            "/v1/users/u1/recommendations?n=10&exclude={}",
+            best.join(",")
+        ))
+        .await;
+    assert!(item_ids(&next).iter().all(|i| !best.contains(i)));
+    let allowed = app
+        .get_json("/v1/users/u1/recommendations?n=10&allow=i5,i6,i7")
+        .await;
+    assert!(
+        item_ids(&allowed)
+            .iter()
+            .all(|i| ["i5", "i6", "i7"].contains(&i.as_str()))
+    );
+    // Cold start.
+    let stranger = app.get_json("/v1/users/stranger/recommendations").await;
+    assert_eq!(stranger["strategy"], "popular");
+    // Clicks fold in and are never recommended back.
+    let res = app
+        .post(
+            "/v1/users/u2/events",
+            &json!({"events": [{"item_id": best[0]}]}),
+        )
+        .await;
+    assert!(res.status().is_success());
+    let u2 = app.get_json("/v1/users/u2/recommendations?n=10").await;
+    assert_eq!(u2["strategy"], "fold_in");
+    assert!(!item_ids(&u2).contains(&best[0]));
+    // The subset call answers as the per-user calls, in order.
+    let users: Vec<String> = (0..30)
+        .map(|u| format!("u{u}"))
+        .chain(["stranger".into()])
+        .collect();
+    let subset = app
+        .post(
+            "/v1/recommendations",
+            &json!({"users": users, "n": 5, "exclude": ["i9"]}),
+        )
+        .await;
+    assert_eq!(subset.status(), 200);
+    let subset: serde_json::Value = subset.json().await.unwrap();
+    for (i, user) in users.iter().enumerate() {
+        let single = app
+            .get_json(&format!("/v1/users/{user}/recommendations?n=5&exclude=i9"))
+            .await;
+        assert_eq!(subset["results"][i], single, "{user}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bytes_counter_shows_int8_reading_about_a_third_of_exact() {
+    // Arrange
+    let exact = spawn_app(&[model()], &[]).await;
+    let int8 = spawn_app(&[model()], &[("RECOMMEND_SEARCH", "int8")]).await;
+    let counter = "recommender_factor_bytes_read_total";
+    // Act
+    for app in [&exact, &int8] {
+        app.get_json("/v1/users/u4/recommendations?n=10").await;
+    }
+    // Assert
+    let f32_bytes = metric(&exact, counter).await.unwrap();
+    assert_eq!(f32_bytes, (ITEMS * RANK * 4) as f64);
+    let int8_bytes = metric(&int8, counter).await.unwrap();
+    let codes = (ITEMS * (RANK + 4)) as f64;
+    assert!(
+        int8_bytes >= codes && int8_bytes < codes + (200 * RANK * 4) as f64,
+        "{int8_bytes}"
+    );
+}
