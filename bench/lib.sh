@@ -31,3 +31,10 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else
 verdict() { awk -v v="$1" -v op="$2" -v t="$3" 'BEGIN {
     ok = (op == ">=") ? (v >= t) : (op == "<=") ? (v <= t) : (v < t)
     print ((v != "n/a" && ok) ? "met" : "MISSED") }'; }
+
+# build_release_with_examples PACKAGE: the release binaries scripts/up.sh builds, then PACKAGE's
+# examples.
+build_release_with_examples() {
+    cargo build --release --locked -q -p trainer -p registry -p fraud -p recommender
+    cargo build --release --locked -q -p "$1" --examples
+}
