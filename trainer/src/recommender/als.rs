@@ -20,7 +20,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand_distr::{Distribution, StandardNormal, Uniform};
 use rayon::prelude::*;
-use shared_lib::models::als::{AlsModel, Feedback, cholesky_solve, dot};
+use shared_lib::models::als::{AlsModel, Feedback, cholesky_solve, dot, gram_lower, mirror_lower};
 
 use crate::data::ratings::Ratings;
 
@@ -315,38 +315,19 @@ fn dot_f64(a: &[f64], b: &[f64]) -> f64 {
     acc.iter().sum::<f64>() + tail
 }
 
-/// `a += y yᵀ`, lower triangle only, in f64.
-fn add_outer_lower(a: &mut [f64], y: &[f32], k: usize) {
-    for r in 0..k {
-        let yr = f64::from(y[r]);
-        for (dst, &yc) in a[r * k..=r * k + r].iter_mut().zip(y) {
-            *dst += yr * f64::from(yc);
-        }
-    }
-}
-
-/// `factorsᵀ factors` (k × k), summed in f64 over fixed row chunks in a fixed order.
+/// `factorsᵀ factors` (k × k), summed in f64 over fixed row chunks in a fixed order (so the
+/// result does not depend on the thread count), each chunk by shared-lib's [`gram_lower`].
 pub(crate) fn gram_f64(factors: &[f32], k: usize) -> Vec<f64> {
     const ROWS_PER_CHUNK: usize = 2048;
     let partials: Vec<Vec<f64>> = factors
         .par_chunks(k * ROWS_PER_CHUNK)
-        .map(|chunk| {
-            let mut g = vec![0f64; k * k];
-            for y in chunk.chunks_exact(k) {
-                add_outer_lower(&mut g, y, k);
-            }
-            g
-        })
+        .map(|chunk| gram_lower(chunk, k))
         .collect();
     let mut g = vec![0f64; k * k];
     for p in &partials {
         g.iter_mut().zip(p).for_each(|(d, s)| *d += s);
     }
-    for r in 0..k {
-        for c in r + 1..k {
-            g[r * k + c] = g[c * k + r];
-        }
-    }
+    mirror_lower(&mut g, k);
     g
 }
 

@@ -505,7 +505,7 @@ fn excluded_set(seen: &[u32], exclude: &[u32]) -> Vec<u32> {
 }
 
 /// The lower triangle of `a += w · y yᵀ` (row-major `k × k`), in f64.
-fn add_outer(a: &mut [f64], y: &[f32], w: f64, k: usize) {
+pub fn add_outer(a: &mut [f64], y: &[f32], w: f64, k: usize) {
     for r in 0..k {
         let wr = w * f64::from(y[r]);
         let row = &mut a[r * k..r * k + r + 1];
@@ -522,7 +522,7 @@ fn axpy_f64(b: &mut [f64], y: &[f32], w: f64) {
 }
 
 /// Copies the lower triangle onto the upper one.
-fn mirror_lower(a: &mut [f64], k: usize) {
+pub fn mirror_lower(a: &mut [f64], k: usize) {
     for r in 0..k {
         for c in r + 1..k {
             a[r * k + c] = a[c * k + r];
@@ -532,11 +532,18 @@ fn mirror_lower(a: &mut [f64], k: usize) {
 
 /// YᵀY of row-major `factors` with `k` columns, accumulated in f64.
 fn gram(factors: &[f32], k: usize) -> Vec<f64> {
+    let mut g = gram_lower(factors, k);
+    mirror_lower(&mut g, k);
+    g
+}
+
+/// The lower triangle of YᵀY for the rows in `factors`, in f64; the one Gram computation the
+/// trainer shares (it sums these over row chunks in parallel, then [`mirror_lower`]).
+pub fn gram_lower(factors: &[f32], k: usize) -> Vec<f64> {
     let mut g = vec![0.0f64; k * k];
     for y in factors.chunks_exact(k) {
         add_outer(&mut g, y, 1.0, k);
     }
-    mirror_lower(&mut g, k);
     g
 }
 
