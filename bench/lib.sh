@@ -32,9 +32,10 @@ verdict() { awk -v v="$1" -v op="$2" -v t="$3" 'BEGIN {
     ok = (op == ">=") ? (v >= t) : (op == "<=") ? (v <= t) : (v < t)
     print ((v != "n/a" && ok) ? "met" : "MISSED") }'; }
 
-# build_release_with_examples PACKAGE: the release binaries scripts/up.sh builds, then PACKAGE's
-# examples.
-build_release_with_examples() {
-    cargo build --release --locked -q -p trainer -p registry -p fraud -p recommender
-    cargo build --release --locked -q -p "$1" --examples
+# build_release: the release binaries, built the one way scripts/up.sh and docker/Dockerfile
+# build them (the four packages together, so features resolve alike), plus the benchmarks' own
+# programs (package bench-harness: normal dependencies only, no test features). After
+# scripts/up.sh this compiles bench-harness alone. Binaries land in $target_dir/release/.
+build_release() {
+    cargo build --release --locked -q -p trainer -p registry -p fraud -p recommender -p bench-harness
 }

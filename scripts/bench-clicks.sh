@@ -8,7 +8,7 @@
 # Each run, on a fresh service (embedded defaults: local model store, EVENT_USERS etc. unset):
 #   1. idle: `wrk -t1 -c1 -d${DURATION}s --latency` of GET /v1/users/{u}/recommendations (known
 #      users in turn, bench/recommender/users.lua) -> idle p99;
-#   2. loaded: examples/event_poster posts RATE events/s, each for a new random user; after
+#   2. loaded: bench-harness's event_poster posts RATE events/s, each for a new random user; after
 #      PREFILL seconds (enough to fill EVENT_USERS=100000, so every new user evicts one) the
 #      same wrk run again -> loaded p99; the poster reports the rate it achieved;
 #   3. the service's VmHWM (peak RSS) against the documented cap: its RSS once idle plus the
@@ -40,11 +40,11 @@ EVENTS_PER_USER=50
 command -v wrk >/dev/null || die "wrk is needed (apt-get install wrk)"
 command -v curl >/dev/null || die "curl is needed"
 if [[ ${BUILD:-1} != 0 ]]; then
-    log "Building the recommender and its examples (release)."
-    cargo build --release -q -p recommender --bin recommender --examples
+    log "Building the release binaries and the benchmarks' programs (bench/lib.sh build_release)."
+    build_release
 fi
-model_bin=$target_dir/release/examples/bench_model
-poster_bin=$target_dir/release/examples/event_poster
+model_bin=$target_dir/release/bench_model
+poster_bin=$target_dir/release/event_poster
 for bin in "$SERVICE_BIN" "$model_bin" "$poster_bin"; do [[ -x $bin ]] || die "$bin is missing"; done
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/clicks-bench.XXXXXX")

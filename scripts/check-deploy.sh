@@ -25,7 +25,8 @@
 #    targets, compose, the manifests and the docs agree; the Dockerfile builds with -p
 #    exactly what scripts/up.sh builds (scripts/check_images.py)
 # 8. where cargo is installed: the Dockerfile's package selection does not enable
-#    shared-lib's `testing` feature (cargo tree, normal and build edges as a release build)
+#    shared-lib's `testing` feature (cargo tree, normal and build edges as a release build), and
+#    adding the benchmarks' package (bench-harness) changes no other package's features
 #
 # What it cannot do: build the images. No container engine runs on the machine this was
 # written on (`docker` there is only the client), so the Dockerfile is linted and parsed, not
@@ -257,6 +258,24 @@ if command -v cargo >/dev/null; then
             grep -A4 'shared-lib feature "testing"' <<<"$tree" >&2
         else
             echo "cargo build --release ${pkgs[*]}: shared-lib's testing feature stays off"
+        fi
+        # One build, not two: the benchmarks build the same packages plus bench-harness
+        # (bench/lib.sh's build_release); if bench-harness changed the features of any other
+        # package, a bench run after scripts/up.sh would recompile the services.
+        features() { # cargo tree's package+features lines for the given -p list
+            # shellcheck disable=SC2068
+            timeout 120 cargo tree --locked --offline -e normal,build --prefix none -f '{p} {f}' $@ \
+                | sed 's/ (\*)$//' | grep -v '^bench-harness ' | sort -u
+        }
+        # shellcheck disable=SC2068
+        if ! plain=$(features ${pkgs[@]}) || ! with_bench=$(features ${pkgs[@]} -p bench-harness); then
+            fail "cargo tree for the feature comparison failed"
+        elif [[ $plain != "$with_bench" ]]; then
+            fail "bench-harness changes the features other packages build with:"
+            diff <(echo "$plain") <(echo "$with_bench") >&2 || true
+        else
+            echo "bench-harness adds no features: a bench build after scripts/up.sh compiles bench-harness alone" \
+                "($(wc -l <<<"$plain") packages resolve alike)"
         fi
     fi
 else

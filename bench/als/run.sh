@@ -18,7 +18,7 @@ if [ ! -x "$PY" ]; then
     python3 -m venv "$VENV"
     "$VENV/bin/pip" install -q -r requirements.txt
 fi
-(cd "$ROOT" && cargo build --release -p trainer)
+(cd "$ROOT" && source bench/lib.sh && build_release)
 TRAINER=$ROOT/target/release/trainer
 export RAYON_NUM_THREADS=$THREADS
 export MODEL_STORE=$OUT/store

@@ -23,7 +23,7 @@ fi
 "$venv/bin/python" -c 'import sklearn' 2>/dev/null || "$venv/bin/pip" install -q scikit-learn
 
 if [ "${BUILD:-1}" != 0 ]; then
-    (cd "$root" && cargo build --release -p trainer --quiet)
+    (cd "$root" && source bench/lib.sh && build_release)
 fi
 trainer="$root/target/release/trainer"
 

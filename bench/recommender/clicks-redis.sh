@@ -39,11 +39,11 @@ for tool in wrk curl python3 redis-server redis-cli; do
     command -v "$tool" >/dev/null || die "$tool is needed (apt-get install wrk curl redis-server)"
 done
 if [[ ${BUILD:-1} != 0 ]]; then
-    log "Building the recommender and its examples (release)."
-    cargo build --release -q -p recommender --bin recommender --examples
+    log "Building the release binaries and the benchmarks' programs (bench/lib.sh build_release)."
+    build_release
 fi
 service_bin=$target_dir/release/recommender
-model_bin=$target_dir/release/examples/bench_model
+model_bin=$target_dir/release/bench_model
 for bin in "$service_bin" "$model_bin"; do [[ -x $bin ]] || die "$bin is missing"; done
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/clicks-redis-bench.XXXXXX")

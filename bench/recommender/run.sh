@@ -4,8 +4,8 @@
 #
 #   bench/recommender/run.sh     # about 5 minutes once built, plus any wait for a quiet machine
 #
-# Steps: build; generate and publish a random seeded model (examples/bench_model.rs); in-process
-# measurements (examples/scan_bench.rs: streaming read, scan rate, all-users top-10); start the
+# Steps: build; generate and publish a random seeded model (bench/harness/src/bin/bench_model.rs); in-process
+# measurements (bench/harness/src/bin/scan_bench.rs: streaming read, scan rate, all-users top-10); start the
 # service pinned to that version; wrk -t2 -c32 and wrk -t1 -c1 over many user ids (users.lua);
 # RSS; implicit's recommend for all users on the same factors (implicit_recommend.py); summary.
 #
@@ -59,12 +59,12 @@ fi
 py=$venv/bin/python
 
 if [[ ${BUILD:-1} != 0 ]]; then
-    log "Building the recommender and its examples (release)."
-    cargo build --release -q -p recommender --bin recommender --examples
+    log "Building the release binaries and the benchmarks' programs (bench/lib.sh build_release)."
+    build_release
 fi
 service_bin=$target_dir/release/recommender
-model_bin=$target_dir/release/examples/bench_model
-scan_bin=$target_dir/release/examples/scan_bench
+model_bin=$target_dir/release/bench_model
+scan_bin=$target_dir/release/scan_bench
 for bin in "$service_bin" "$model_bin" "$scan_bin"; do [[ -x $bin ]] || die "$bin is missing"; done
 
 # ---------------------------------------------------------------- cleanup ---------------------

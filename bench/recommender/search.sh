@@ -4,7 +4,7 @@
 #
 #   bench/recommender/search.sh      # about 10 minutes at 1M items once built
 #
-# Steps: build; generate and publish one model (examples/bench_model.rs, item norms skewed by
+# Steps: build; generate and publish one model (bench/harness/src/bin/bench_model.rs, item norms skewed by
 # popularity); then for each mode: start the service with RECOMMEND_SEARCH=mode, read its
 # /v1/models (recall@10 measured at load, bytes of factors held), RSS; REPEATS runs of
 # wrk -t1 -c1 (requests/s and p99 at c=1, bytes read per request from the service's own counter
@@ -48,11 +48,11 @@ command -v curl >/dev/null || die "curl is needed"
 py=python3
 
 if [[ ${BUILD:-1} != 0 ]]; then
-    log "Building the recommender and its examples (release)."
-    cargo build --release -q --locked -p recommender --bin recommender --examples
+    log "Building the release binaries and the benchmarks' programs (bench/lib.sh build_release)."
+    build_release
 fi
 service_bin=$target_dir/release/recommender
-model_bin=$target_dir/release/examples/bench_model
+model_bin=$target_dir/release/bench_model
 for bin in "$service_bin" "$model_bin"; do [[ -x $bin ]] || die "$bin is missing"; done
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/recommender-search.XXXXXX")

@@ -14,7 +14,7 @@
 # the server process is counted, not curl. The fraud service runs as bench/serving/run.sh runs
 # it: RUST_LOG=info (one JSON log line per request), no OTLP export, request ids, the root span
 # and the metrics all on; MODEL_POLL_SECONDS is long so no reload poll lands inside a run.
-# Scoring alone is services/fraud/examples/score_only.rs: the loaded model's probability,
+# Scoring alone is bench/harness/src/bin/score_only.rs: the loaded model's probability,
 # class and drift window, N times, with the same difference.
 #
 # Knobs (environment): ROWS (100000), TREES (100), SEED (7), N_SMALL (200), N_LARGE (1200),
@@ -43,12 +43,12 @@ command -v curl >/dev/null || die "curl is needed"
 ((N_LARGE > N_SMALL)) || die "N_LARGE must be larger than N_SMALL"
 
 if [[ ${BUILD:-1} != 0 ]]; then
-    log "Building release binaries (fraud and its examples, trainer)."
-    build_release_with_examples fraud
+    log "Building the release binaries and the benchmarks' programs (bench/lib.sh build_release)."
+    build_release
 fi
 fraud_bin=$target_dir/release/fraud
-floor_bin=$target_dir/release/examples/http_floor
-score_bin=$target_dir/release/examples/score_only
+floor_bin=$target_dir/release/http_floor
+score_bin=$target_dir/release/score_only
 trainer_bin=$target_dir/release/trainer
 for bin in "$fraud_bin" "$floor_bin" "$score_bin" "$trainer_bin"; do
     [[ -x $bin ]] || die "$bin is missing"

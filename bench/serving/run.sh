@@ -47,12 +47,11 @@ if ! "$venv/bin/python" -c 'import flask, gunicorn, sklearn, numpy' 2>/dev/null;
 fi
 
 if [[ ${BUILD:-1} != 0 ]]; then
-    log "Building release binaries (fraud, trainer, the http_floor example)."
-    cargo build --release -q -p fraud --bin fraud --example http_floor
-    cargo build --release -q -p trainer --bin trainer
+    log "Building the release binaries and the benchmarks' programs (bench/lib.sh build_release)."
+    build_release
 fi
 fraud_bin=$target_dir/release/fraud
-floor_bin=$target_dir/release/examples/http_floor
+floor_bin=$target_dir/release/http_floor
 trainer_bin=$target_dir/release/trainer
 for bin in "$fraud_bin" "$floor_bin" "$trainer_bin"; do [[ -x $bin ]] || die "$bin is missing"; done
 

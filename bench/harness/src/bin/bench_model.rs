@@ -6,8 +6,8 @@
 //! not serving; scoring cost does not depend on what the factors mean, only on their shape.
 //!
 //! ```sh
-//! cargo build --release -p recommender --examples
-//! target/release/examples/bench_model --store /tmp/store --out /tmp/factors \
+//! cargo build --release -p bench-harness
+//! target/release/bench_model --store /tmp/store --out /tmp/factors \
 //!     [--users 50000] [--items 100000] [--rank 64] [--seed 7] [--seen-min 5] [--seen-max 30] \
 //!     [--norm-skew 0]
 //! ```

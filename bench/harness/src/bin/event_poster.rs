@@ -3,8 +3,8 @@
 //! with one click on a catalogue item `i0..i{items-1}`.
 //!
 //! ```sh
-//! cargo build --release -p recommender --examples
-//! target/release/examples/event_poster --url http://127.0.0.1:18720 --rate 5000 --seconds 20 \
+//! cargo build --release -p bench-harness
+//! target/release/event_poster --url http://127.0.0.1:18720 --rate 5000 --seconds 20 \
 //!     [--items 20000] [--in-flight 64] [--token TOKEN]
 //! ```
 //!

@@ -6,8 +6,8 @@
 //! the service (actix-web's default: one worker per core), bound to loopback.
 //!
 //! ```sh
-//! cargo build --release -p fraud --example http_floor
-//! PORT=18602 target/release/examples/http_floor
+//! cargo build --release -p bench-harness --bin http_floor
+//! PORT=18602 target/release/http_floor
 //! ```
 
 use actix_web::{App, HttpResponse, HttpServer, web};

@@ -17,7 +17,7 @@
 //!   the two answers are checked to be identical.
 //!
 //! ```sh
-//! target/release/examples/scan_bench --store /tmp/store [--version 1] [--requests 2000] \
+//! target/release/scan_bench --store /tmp/store [--version 1] [--requests 2000] \
 //!     [--passes 10] [--threads 2] [--n 10] [--top-out FILE] [--skip-all true]
 //! ```
 //!

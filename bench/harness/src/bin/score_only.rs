@@ -10,7 +10,7 @@
 //! request's scoring costs.
 //!
 //! ```sh
-//! MODEL_STORE=/tmp/store target/release/examples/score_only 1000 0.5,120.0,3
+//! MODEL_STORE=/tmp/store target/release/score_only 1000 0.5,120.0,3
 //! ```
 
 use std::hint::black_box;
