@@ -7,9 +7,11 @@ use shared_lib::registry::manifest::Manifest;
 use shared_lib::serving::ServableModel;
 
 use crate::clicks::ItemKey;
+use crate::drift::Drift;
 
-/// A loaded, validated, indexed and warmed-up ALS model, with its items by [`ItemKey`].
-pub struct Recommender(pub ServingAls, pub ItemKeys);
+/// A loaded, validated, indexed and warmed-up ALS model, with its items by [`ItemKey`] and its
+/// drift state (the windows live and die with the loaded version).
+pub struct Recommender(pub ServingAls, pub ItemKeys, pub Drift);
 
 /// The catalogue's item indices by [`ItemKey`] (sorted, 16 bytes an item), so stored clicks,
 /// which keep only the key, find their item in whichever model serves them.
@@ -61,7 +63,7 @@ impl ServableModel for Recommender {
             }
         }
         let keys = ItemKeys::new(&serving);
-        Ok(Self(serving, keys))
+        Ok(Self(serving, keys, Drift::new(manifest.drift.as_ref())))
     }
 }
 

@@ -6,6 +6,7 @@ use shared_lib::serving::ModelServer;
 
 use crate::auth::EventsToken;
 use crate::clicks::ClickStore;
+use crate::drift::DriftGauges;
 use crate::model::Recommender;
 use crate::routes::{self, AppState};
 use crate::scoring::ScoringLimiter;
@@ -39,6 +40,7 @@ pub async fn build_with_limiter(
         max_batch_users: settings.max_batch_users,
         max_click_weight: settings.max_click_weight,
         scoring,
+        drift: DriftGauges::register(server.metrics.registry())?,
     });
     let events_token = web::Data::new(EventsToken::new(settings.events_token.as_ref()));
     let max_body = settings.serving.max_body_bytes;

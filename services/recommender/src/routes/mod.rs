@@ -12,6 +12,7 @@ use shared_lib::http::RequestId;
 use shared_lib::serving::{Deployment, ShadowRunner};
 
 use crate::clicks::ClickStore;
+use crate::drift::DriftGauges;
 use crate::error::Error;
 use crate::model::Recommender;
 use crate::recommend::{ColdStart, Options};
@@ -36,6 +37,8 @@ pub struct AppState {
     pub max_click_weight: f32,
     /// The bound on concurrent scoring work; every blocking scan takes a permit.
     pub scoring: ScoringLimiter,
+    /// The recommender's own drift gauge (the cold-start share).
+    pub drift: DriftGauges,
 }
 
 /// Checks a user or item id from a path or body.
