@@ -3,8 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
+use shared_lib::artifact::ModelKind;
 use shared_lib::model_id::{AliasName, ModelName, ModelVersion};
-use shared_lib::models::als::{Filter, ServingAls};
+use shared_lib::models::als::{AlsModel, Filter, ServingAls};
+use shared_lib::models::drift::DRIFT_BINS;
 use shared_lib::registry::Registry;
 use shared_lib::registry::manifest::{GateOutcome, HeldOutRule};
 use shared_lib::store::{ObjectStore, StoreLocation};
@@ -543,4 +545,56 @@ async fn a_time_split_holds_out_the_newest_ratings_and_a_growing_file_keeps_rows
     let gate = second.publication.unwrap().gate;
     assert_eq!(gate.compared_rows, Some(first.test_rows as u64));
     assert_eq!(gate.champion_score, Some(first.metrics["rmse"]));
+}
+
+#[tokio::test]
+#[allow(clippy::print_stdout)] // The profile's figures go to the test's output.
+async fn the_manifest_carries_the_top_item_score_profile_of_the_held_out_users() {
+    // Arrange
+    let dir = tempfile::tempdir().unwrap();
+    let data = generate(dir.path(), "implicit.tsv", true, 5);
+    let ctx = context(dir.path()).await;
+    let args = train_args(&data, FeedbackArg::Implicit);
+
+    // Act
+    let report = recommender::train(&ctx, &args).await.unwrap();
+
+    // Assert: deciles of the top item's score, no feature distributions.
+    let publication = report.publication.unwrap();
+    let store = ctx.registry.as_store().unwrap();
+    let manifest = store
+        .manifest(&publication.model, publication.version)
+        .await
+        .unwrap();
+    let drift = manifest.drift.as_ref().expect("a drift profile");
+    drift.validate().unwrap();
+    assert_eq!(drift.score.shares.len(), DRIFT_BINS, "{:?}", drift.score);
+    assert!(
+        drift.score.shares.iter().all(|s| (s - 0.1).abs() < 0.02),
+        "{:?}",
+        drift.score
+    );
+    assert!(drift.features.is_empty());
+    let cold = manifest.metrics["held_out_cold_start_share"];
+    assert!((0.0..=1.0).contains(&cold), "{cold}");
+    assert!(drift.rows > 100, "{} held-out users", drift.rows);
+    // The profile is of the score the served model gives its #1 item: every user's top score,
+    // as the service computes it, is distributed like it (the held-out users are most users).
+    let served: AlsModel = store
+        .load_model(&manifest, ModelKind::RecommenderAls)
+        .await
+        .unwrap();
+    let served = served.prepare().unwrap();
+    let mut counts = vec![0u32; drift.score.shares.len()];
+    for u in 0..served.model().n_users() as u32 {
+        let top = served.recommend(u, 1, Filter::default());
+        counts[drift.score.bin(f64::from(top[0].score))] += 1;
+    }
+    let psi = drift.score.psi(&counts);
+    println!(
+        "{} held-out users profiled (cold-start share {cold}); PSI of all {} users' top scores against it: {psi:.4}",
+        drift.rows,
+        served.model().n_users()
+    );
+    assert!(psi < 0.05, "PSI {psi}");
 }

@@ -176,6 +176,28 @@ def fraud_panels() -> list[dict]:
     ]
 
 
+def recommender_panels() -> list[dict]:
+    s = lambda *more: sel("recommender", *more)  # noqa: E731
+    return [
+        timeseries(
+            "Top-item score drift (PSI) by version and variant",
+            "Population Stability Index of the score of the #1 item in the last 10,000 answers "
+            "served from the model against the version's held-out users; over 0.25 for 15 "
+            "minutes fires ModelScoreDrift. Set from 1,000 answers, every 256.",
+            [target(f"max by (version, variant) (model_score_psi{s()})",
+                    "{{variant}} v{{version}}")],
+            "short", thresholds=[("green", None), ("orange", 0.1), ("red", 0.25)]),
+        timeseries(
+            "Cold-start share by version",
+            "Share of cold-start answers (users the model does not know, without clicks: "
+            "popular items or none) in the last 10,000 answers of each version. No alert: "
+            "it follows new visitors more than the model; a jump after a new version means "
+            "the version knows fewer of the users who come.",
+            [target(f"max by (version) (recommender_cold_start_share{s()})", "v{{version}}")],
+            "percentunit", max_value=1),
+    ]
+
+
 def registry_panels() -> list[dict]:
     s = lambda *more: sel("registry", *more)  # noqa: E731
     api = s('route!~"/metrics|/healthz|/readyz"')
@@ -306,9 +328,9 @@ def dashboards() -> dict[str, dict]:
         "recommender.json": dashboard(
             "recommender", "ML serving: recommender",
             "The recommender: traffic and latency per variant and version, errors, the versions "
-            "loaded, reloads, the A/B split and shadow agreement. It exports no drift gauges "
-            "yet (issue #17's part 1 built them for the fraud service only).",
-            serving_panels("recommender", "user id")),
+            "loaded, reloads, the A/B split, shadow agreement, drift of the top item's score "
+            "(PSI) and the cold-start share.",
+            serving_panels("recommender", "user id") + recommender_panels()),
         "registry.json": dashboard(
             "registry", "ML serving: registry",
             "The model registry: API traffic, latency and errors, the age of each model's "

@@ -8,6 +8,7 @@
 
 pub mod auth;
 pub mod clicks;
+pub mod drift;
 pub mod error;
 pub mod model;
 pub mod recommend;

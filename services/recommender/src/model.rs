@@ -10,6 +10,7 @@ use shared_lib::registry::manifest::Manifest;
 use shared_lib::serving::ServableModel;
 
 use crate::clicks::ItemKey;
+use crate::drift::Drift;
 
 /// Users whose top 10 are compared with the exact scan's when a version loads: enough for a
 /// recall estimate within a few tenths of a percent, few enough to add seconds, not minutes,
@@ -18,9 +19,10 @@ pub const RECALL_SAMPLE_USERS: usize = 100;
 /// The `n` recall is measured at.
 const RECALL_N: usize = 10;
 
-/// A loaded, validated, indexed and warmed-up ALS model, with its items by [`ItemKey`] and what
-/// its search mode was measured to cost.
-pub struct Recommender(pub ServingAls, pub ItemKeys, pub SearchReport);
+/// A loaded, validated, indexed and warmed-up ALS model, with its items by [`ItemKey`], what
+/// its search mode was measured to cost, and its drift state (the windows live and die with the
+/// loaded version).
+pub struct Recommender(pub ServingAls, pub ItemKeys, pub SearchReport, pub Drift);
 
 /// How every version is loaded: the search mode (`RECOMMEND_SEARCH`) and the gauge its
 /// measured recall goes to.
@@ -125,7 +127,12 @@ impl ServableModel for Recommender {
             item_factor_bytes = report.item_factor_bytes,
             "Search mode measured."
         );
-        Ok(Self(serving, keys, report))
+        Ok(Self(
+            serving,
+            keys,
+            report,
+            Drift::new(manifest.drift.as_ref()),
+        ))
     }
 
     fn details(&self) -> Option<serde_json::Value> {
@@ -135,7 +142,7 @@ impl ServableModel for Recommender {
 
 /// Recall@10 of the model's search mode on a fixed sample of users. Runs while the version
 /// loads (on the blocking pool, before it is swapped in), so never on a request's path.
-fn measure_search(serving: &ServingAls) -> SearchReport {
+pub(crate) fn measure_search(serving: &ServingAls) -> SearchReport {
     let search = serving.search();
     let (recall_at_10, recall_users) = match search {
         Search::Exact => (1.0, 0),

@@ -119,7 +119,7 @@ pub fn recommend_many(
     users: &[(String, Vec<Click>)],
     opts: &Options,
 ) -> Vec<Recommendations> {
-    let Recommender(model, keys, _) = recommender;
+    let Recommender(model, keys, ..) = recommender;
     let filters = Filters::new(model, opts);
     let (positions, known): (Vec<usize>, Vec<u32>) = users
         .iter()

@@ -8,6 +8,7 @@ use shared_lib::serving::ModelServer;
 
 use crate::auth::EventsToken;
 use crate::clicks::ClickStore;
+use crate::drift::DriftGauges;
 use crate::model::{LoadConfig, Recommender};
 use crate::routes::{self, AppState};
 use crate::scoring::ScoringLimiter;
@@ -56,6 +57,7 @@ pub async fn build_with_limiter(
         max_click_weight: settings.max_click_weight,
         scoring,
         factor_bytes,
+        drift: DriftGauges::register(server.metrics.registry())?,
     });
     let events_token = web::Data::new(EventsToken::new(settings.events_token.as_ref()));
     let max_body = settings.serving.max_body_bytes;

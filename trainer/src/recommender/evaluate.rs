@@ -179,6 +179,25 @@ impl Holdout {
         })
     }
 
+    /// The score the model gives its #1 item, as the service serves a known user without
+    /// clicks (`recommend(user, 1)`, the model's seen items excluded), for each held-out user
+    /// the model knows, in user order; and how many held-out users it does not know (the
+    /// service gives them cold-start answers).
+    pub fn top_item_scores(&self, model: &ServingAls) -> (Vec<f64>, usize) {
+        let tops: Vec<Option<Option<f64>>> = self
+            .test
+            .user_ids
+            .par_iter()
+            .map(|id| {
+                let user = model.user_index(id)?;
+                let top = model.recommend(user, 1, Filter::default());
+                Some(top.first().map(|s| f64::from(s.score)))
+            })
+            .collect();
+        let unknown = tops.iter().filter(|t| t.is_none()).count();
+        (tops.into_iter().flatten().flatten().collect(), unknown)
+    }
+
     /// The same metrics for "the k most popular training items the user has not seen".
     pub fn popularity_baseline(&self, k: usize) -> RankingMetrics {
         let mut counts = vec![0u32; self.train.n_items()];

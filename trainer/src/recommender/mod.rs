@@ -28,6 +28,7 @@ use serde::Serialize;
 use shared_lib::artifact::{ModelKind, encode_artifact};
 use shared_lib::model_id::ModelName;
 use shared_lib::models::als::{AlsModel, Feedback, MAX_RANK, ServingAls};
+use shared_lib::models::drift::{Binned, DRIFT_BINS, DriftProfile};
 use shared_lib::registry::manifest::{HeldOutRule, Manifest, NewVersion};
 
 use crate::Error;
@@ -339,7 +340,7 @@ pub async fn train(ctx: &Context, args: &TrainArgs) -> Result<Report, Error> {
     let k = args.k;
     let bar = ctx.progress.bar(args.iterations as u64, "ALS iterations");
     let progress = bar.clone();
-    let (serving, holdout, mut metrics, baseline, default_floor) =
+    let (serving, holdout, mut metrics, baseline, default_floor, drift) =
         tokio::task::spawn_blocking(move || {
             let started = Instant::now();
             let model = als::train(&train_set, &params, |it| progress.set_position(it as u64));
@@ -370,7 +371,8 @@ pub async fn train(ctx: &Context, args: &TrainArgs) -> Result<Report, Error> {
                     (Some(popular), popular.ndcg_at_k)
                 }
             };
-            Ok::<_, Error>((serving, holdout, metrics, baseline, default_floor))
+            let drift = drift_profile(&holdout, &serving, &mut metrics);
+            Ok::<_, Error>((serving, holdout, metrics, baseline, default_floor, drift))
         })
         .await
         .map_err(|e| Error::Training(format!("the training task failed: {e}")))??;
@@ -445,7 +447,7 @@ pub async fn train(ctx: &Context, args: &TrainArgs) -> Result<Report, Error> {
         // Both filled in by the pipeline.
         gate: None,
         held_out: None,
-        drift: None,
+        drift,
     };
     let candidate = Candidate {
         draft,
@@ -461,6 +463,32 @@ pub async fn train(ctx: &Context, args: &TrainArgs) -> Result<Report, Error> {
     });
     report.publication = Some(gate_and_publish(ctx, challenger, candidate).await?);
     Ok(report)
+}
+
+/// For the service's drift gauges: [`DRIFT_BINS`] quantile bins of the top item's score on the
+/// held-out users the model knows (no feature distributions), and, as the metric
+/// `held_out_cold_start_share`, the share of held-out users it does not know (the training-time
+/// cold-start share; the service's `recommender_cold_start_share` is not compared with it,
+/// as live cold starts depend on new visitors, not on the model). `None` when the model knows
+/// no held-out user.
+fn drift_profile(
+    holdout: &Holdout,
+    serving: &ServingAls,
+    metrics: &mut BTreeMap<String, f64>,
+) -> Option<DriftProfile> {
+    let (scores, unknown) = holdout.top_item_scores(serving);
+    let users = scores.len() + unknown;
+    if users > 0 {
+        metrics.insert(
+            "held_out_cold_start_share".to_owned(),
+            unknown as f64 / users as f64,
+        );
+    }
+    Some(DriftProfile {
+        rows: scores.len() as u64,
+        score: Binned::from_sample(&scores, DRIFT_BINS)?,
+        features: BTreeMap::new(),
+    })
 }
 
 /// A fitted ALS model and its held-out rows, as the pipeline compares it with the champion.

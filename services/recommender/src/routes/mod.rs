@@ -12,6 +12,7 @@ use shared_lib::http::RequestId;
 use shared_lib::serving::{Deployment, ShadowRunner};
 
 use crate::clicks::ClickStore;
+use crate::drift::DriftGauges;
 use crate::error::Error;
 use crate::model::Recommender;
 use crate::recommend::{ColdStart, Options};
@@ -38,6 +39,8 @@ pub struct AppState {
     pub scoring: ScoringLimiter,
     /// Bytes of item factors read by recommendation scans (`recommender_factor_bytes_read_total`).
     pub factor_bytes: prometheus::IntCounter,
+    /// The recommender's own drift gauge (the cold-start share).
+    pub drift: DriftGauges,
 }
 
 /// Checks a user or item id from a path or body.

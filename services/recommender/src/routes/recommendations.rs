@@ -85,6 +85,7 @@ async fn answers(
             })
             .collect();
         let (recommendations, group) = score_in_chunks(state, &loaded, group, &options).await?;
+        record_drift(state, &loaded, variant, &recommendations);
         if let Some(shadow) = state.deployment.shadow() {
             let ours: Vec<Option<String>> = recommendations.iter().map(top_item).collect();
             let options = options.clone();
@@ -155,6 +156,25 @@ fn chunks(group: Group) -> Vec<Group> {
         }
     }
     chunks
+}
+
+/// Adds the answers to the version's drift windows and sets the gauges (`crate::drift`).
+fn record_drift(
+    state: &AppState,
+    loaded: &Loaded<Recommender>,
+    variant: Variant,
+    recommendations: &[Recommendations],
+) {
+    let observed = loaded.model.3.observe(recommendations);
+    let version = loaded.manifest.version.to_string();
+    let labels = (
+        state.deployment.model().as_str(),
+        version.as_str(),
+        variant.as_str(),
+    );
+    state
+        .drift
+        .record(state.deployment.metrics(), labels, &observed);
 }
 
 fn top_item(recommendations: &Recommendations) -> Option<String> {

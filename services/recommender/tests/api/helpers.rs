@@ -5,7 +5,9 @@
 
 use recommender::Settings;
 use recommender::scoring::ScoringLimiter;
+use shared_lib::artifact::{ModelKind, encode_artifact};
 use shared_lib::models::als::{AlsModel, Feedback};
+use shared_lib::models::drift::DriftProfile;
 use shared_lib::registry::Registry;
 use shared_lib::settings::Env;
 use shared_lib::store::{ObjectStore, StoreLocation};
@@ -104,13 +106,37 @@ pub async fn spawn_app_with_clicks(
     extra: &[(&str, &str)],
     clicks: Clicks,
 ) -> TestApp {
+    let models: Vec<(&AlsModel, Option<DriftProfile>)> = models.iter().map(|m| (m, None)).collect();
+    spawn(&models, extra, clicks).await
+}
+
+/// [`spawn_app`] with version 1's manifest carrying `drift`.
+pub async fn spawn_app_with_drift(model: &AlsModel, drift: DriftProfile) -> TestApp {
+    spawn(&[(model, Some(drift))], &[], Clicks::Memory).await
+}
+
+async fn spawn(
+    models: &[(&AlsModel, Option<DriftProfile>)],
+    extra: &[(&str, &str)],
+    clicks: Clicks,
+) -> TestApp {
     let s3 = TestS3::start().await;
     let store = ObjectStore::open(&StoreLocation::S3(s3.bucket("recommender-models", None)))
         .await
         .unwrap();
     let registry = Registry::new(store);
-    for m in models {
-        shared_lib::testing::publish_recommender(&registry, m, "test").await;
+    for (m, drift) in models {
+        let mut draft = shared_lib::testing::recommender_draft("test");
+        draft.drift = drift.clone();
+        let artifact = encode_artifact(ModelKind::RecommenderAls, *m).unwrap();
+        registry
+            .publish(
+                draft,
+                bytes::Bytes::from(artifact.bytes),
+                Some(&artifact.digest),
+            )
+            .await
+            .unwrap();
     }
     let mut env = s3.service_env("recommender-models", None);
     env.extend(

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)] // Tests: a failed unwrap is a failed test.
 
 mod click_store;
+mod drift;
 mod events_auth;
 mod helpers;
 mod limits;
