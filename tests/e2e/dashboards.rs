@@ -409,6 +409,20 @@ async fn scrape_a_configured_suite() -> BTreeMap<String, String> {
         .collect();
     let statuses = get_all(&recommender, &requests).await;
     assert!(statuses.iter().all(|&s| s == 200), "{statuses:?}");
+    // Enough answers for a top-item score PSI reading per variant (every 256 once 1,000 are in
+    // the window): 30 batches of those 100 users, about 1,500 answers a variant.
+    let batch: Vec<&String> = users.iter().take(100).collect();
+    for _ in 0..30 {
+        let status = recommender
+            .client
+            .post(format!("{}/v1/recommendations", recommender.url))
+            .json(&serde_json::json!({"users": batch, "n": 5}))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status.as_u16(), 200, "POST /v1/recommendations");
+    }
     fail_a_reload(
         &registry,
         &recommender,
