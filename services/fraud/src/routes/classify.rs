@@ -38,9 +38,11 @@ struct Scored {
     probability: f64,
 }
 
+/// Scores `row` with `loaded` (whose version, as text, is `version`) served as `variant`.
 fn score(
     state: &AppState,
     loaded: &Arc<Loaded<Classifier>>,
+    version: &str,
     variant: Variant,
     row: &FeatureRow,
 ) -> Scored {
@@ -48,18 +50,12 @@ fn score(
     let probability = model.predict_proba(row.values());
     let class = model.class_of(probability);
     let metrics = state.deployment.metrics();
-    let (name, version) = (
-        state.deployment.model().as_str(),
-        loaded.manifest.version.to_string(),
-    );
-    metrics
-        .scores
-        .with_label_values(&[name, &version, variant.as_str()])
-        .observe(probability);
+    let name = state.deployment.model().as_str();
+    metrics.observe_score(name, version, variant.as_str(), probability);
     if let Some(drift) = &loaded.model.1
         && let Some(reading) = drift.observe(probability, row.values())
     {
-        metrics.record_drift(name, &version, variant.as_str(), &reading);
+        metrics.record_drift(name, version, variant.as_str(), &reading);
     }
     if let Some(shadow) = state.deployment.shadow() {
         let row = row.clone();
@@ -76,10 +72,10 @@ fn score(
     Scored { class, probability }
 }
 
-fn served_by(state: &AppState, loaded: &Loaded<Classifier>, variant: Variant) -> ServedBy {
+fn served_by(state: &AppState, version: String, variant: Variant) -> ServedBy {
     ServedBy {
         model: state.deployment.model().to_string(),
-        version: loaded.manifest.version.to_string(),
+        version,
         variant: variant.as_str().to_owned(),
     }
 }
@@ -93,8 +89,9 @@ async fn classify_one(
     let key = request_key(&req, key_in_query(&query));
     let (loaded, variant) = state.deployment.route(&key).ok_or(Error::NotReady)?;
     let (row, _) = row_from_query(&query, &loaded.model.0.feature_names)?;
-    let scored = score(&state, &loaded, variant, &row);
-    served_by(&state, &loaded, variant).record(&req);
+    let version = loaded.manifest.version.to_string();
+    let scored = score(&state, &loaded, &version, variant, &row);
+    served_by(&state, version, variant).record(&req);
     Ok(HttpResponse::Ok().json([scored.class]))
 }
 
@@ -149,7 +146,8 @@ async fn classify_batch(
         routed
             .iter()
             .map(|(loaded, variant, row)| {
-                let s = score(&scoring_state, loaded, *variant, row);
+                let version = loaded.manifest.version.to_string();
+                let s = score(&scoring_state, loaded, &version, *variant, row);
                 (loaded.manifest.version.get(), *variant, s)
             })
             .collect::<Vec<_>>()
