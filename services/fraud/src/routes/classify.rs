@@ -32,6 +32,23 @@ fn request_key(req: &HttpRequest, explicit: Option<&str>) -> String {
     })
 }
 
+/// The version and variant for one request keyed as [`request_key`] says, without copying
+/// the request id.
+fn route_request(
+    state: &AppState,
+    req: &HttpRequest,
+    explicit: Option<&str>,
+) -> Option<(Arc<Loaded<Classifier>>, Variant)> {
+    match explicit {
+        Some(key) => state.deployment.route(key),
+        None => {
+            let extensions = req.extensions();
+            let id = extensions.get::<RequestId>().map_or("", |id| id.0.as_str());
+            state.deployment.route(id)
+        }
+    }
+}
+
 /// One scored row.
 struct Scored {
     class: u8,
@@ -86,8 +103,8 @@ async fn classify_one(
     query: web::Query<Vec<(String, String)>>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, Error> {
-    let key = request_key(&req, key_in_query(&query));
-    let (loaded, variant) = state.deployment.route(&key).ok_or(Error::NotReady)?;
+    let (loaded, variant) =
+        route_request(&state, &req, key_in_query(&query)).ok_or(Error::NotReady)?;
     let (row, _) = row_from_query(&query, &loaded.model.0.feature_names)?;
     let version = loaded.manifest.version.to_string();
     let scored = score(&state, &loaded, &version, variant, &row);
