@@ -8,7 +8,7 @@
 //! Beside features a request may carry `card_id` or `user_id`: the key that picks the A/B variant.
 
 use std::collections::{BTreeSet, HashSet};
-use std::fmt::{self, Write as _};
+use std::fmt;
 
 /// Request fields that are keys for A/B assignment, not features.
 pub const KEY_FIELDS: [&str; 2] = ["card_id", "user_id"];
@@ -108,13 +108,8 @@ pub fn row_from_query(
         .map(|(k, v)| (k.as_str(), Some(v.as_str())))
         .collect();
     let key = take_key(&mut given, |v| Some((*v).to_owned()))?;
-    let row = assemble(given, names, |name, raw: &str| {
-        raw.trim()
-            .parse::<f64>()
-            .map_err(|_| FeatureError::NotANumber {
-                name: name.to_owned(),
-                value: raw.to_owned(),
-            })
+    let row = assemble(given, names, |raw: &str| {
+        raw.trim().parse::<f64>().map_err(|_| raw.to_owned())
     })?;
     Ok((row, key))
 }
@@ -171,7 +166,8 @@ pub fn row_from_json(
                 serde_json::Value::Number(n) => Some(n.to_string()),
                 _ => None,
             })?;
-            Ok((assemble(given, names, json_number)?, key))
+            let number = |v: &serde_json::Value| v.as_f64().ok_or_else(|| v.to_string());
+            Ok((assemble(given, names, number)?, key))
         }
         _ => Err(FeatureError::NotARow),
     }
@@ -189,11 +185,11 @@ fn json_number(name: &str, value: &serde_json::Value) -> Result<f64, FeatureErro
 /// than a hash map would.
 type Given<'a, V> = Vec<(&'a str, Option<V>)>;
 
-/// Takes the value of field `name`, if given and not taken yet.
-fn take<V>(given: &mut Given<'_, V>, name: &str) -> Option<V> {
+/// Takes the value of the first field whose name `wanted` accepts, if not taken yet.
+fn take<V>(given: &mut Given<'_, V>, wanted: impl Fn(&str) -> bool) -> Option<V> {
     given
         .iter_mut()
-        .find(|(k, _)| *k == name)
+        .find(|(k, v)| v.is_some() && wanted(k))
         .and_then(|(_, v)| v.take())
 }
 
@@ -203,7 +199,7 @@ fn take_key<V>(
 ) -> Result<Option<String>, FeatureError> {
     let mut key = None;
     for field in KEY_FIELDS {
-        if let Some(v) = take(given, field) {
+        if let Some(v) = take(given, |k| k == field) {
             let text = as_text(&v).filter(|t| !t.is_empty() && t.len() <= 128);
             key = Some(text.ok_or_else(|| FeatureError::BadKey(field.to_owned()))?);
         }
@@ -211,25 +207,28 @@ fn take_key<V>(
     Ok(key)
 }
 
-/// Whether `name` is the positional name of one of `count` features (`f1` … `fN`), exactly
-/// as the row's positional names spell it.
+/// The 1-based position of `name` if it is the positional name of one of `count` features
+/// (`f1` … `fN`, spelt exactly so: no sign, no leading zero).
+fn positional_index(name: &str, count: usize) -> Option<usize> {
+    let digits = name.strip_prefix('f')?;
+    if digits.is_empty() || digits.starts_with('0') || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits
+        .parse::<usize>()
+        .ok()
+        .filter(|i| (1..=count).contains(i))
+}
+
 fn is_positional(name: &str, count: usize) -> bool {
-    let Some(digits) = name.strip_prefix('f') else {
-        return false;
-    };
-    !digits.starts_with('0')
-        && !digits.is_empty()
-        && digits.bytes().all(|b| b.is_ascii_digit())
-        && digits
-            .parse::<usize>()
-            .is_ok_and(|i| (1..=count).contains(&i))
+    positional_index(name, count).is_some()
 }
 
 /// Builds the row in model order from named or positional fields.
 fn assemble<V>(
     mut given: Given<'_, V>,
     names: &[String],
-    parse: impl Fn(&str, V) -> Result<f64, FeatureError>,
+    parse: impl Fn(V) -> Result<f64, String>,
 ) -> Result<FeatureRow, FeatureError> {
     let count = names.len();
     let is_name = |k: &str| names.iter().any(|n| n == k);
@@ -243,26 +242,33 @@ fn assemble<V>(
     }
     let mut values = Vec::with_capacity(count);
     let mut missing = Vec::new();
-    let mut positional_name = String::new();
     for (i, feature) in names.iter().enumerate() {
-        let name = if uses_positional {
-            positional_name.clear();
-            let _ = write!(positional_name, "f{}", i + 1);
-            positional_name.as_str()
+        // Positional names are matched by their number: formatting `f{i}` for every feature
+        // of every request cost more than the rest of the row.
+        let raw = if uses_positional {
+            take(&mut given, |k| positional_index(k, count) == Some(i + 1))
         } else {
-            feature.as_str()
+            take(&mut given, |k| k == feature)
         };
-        match take(&mut given, name) {
+        let name = || {
+            if uses_positional {
+                format!("f{}", i + 1)
+            } else {
+                feature.clone()
+            }
+        };
+        match raw {
             Some(raw) => {
-                let value = parse(name, raw)?;
+                let value = parse(raw).map_err(|value| FeatureError::NotANumber {
+                    name: name(),
+                    value,
+                })?;
                 if !value.is_finite() {
-                    return Err(FeatureError::NotFinite {
-                        name: name.to_owned(),
-                    });
+                    return Err(FeatureError::NotFinite { name: name() });
                 }
                 values.push(value);
             }
-            None => missing.push(name.to_owned()),
+            None => missing.push(name()),
         }
     }
     let unknown: BTreeSet<String> = given
