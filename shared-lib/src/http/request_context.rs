@@ -125,12 +125,20 @@ pub async fn request_context(
         let _ = span.set_parent(parent);
     }
 
-    let mut res = CURRENT_REQUEST_ID
-        .scope(request_id.clone(), next.call(req).instrument(span.clone()))
-        .await?;
+    // The span and the id are reached through the finished future afterwards, not cloned.
+    let call = CURRENT_REQUEST_ID
+        .scope(request_id, next.call(req))
+        .instrument(span);
+    let mut call = std::pin::pin!(call);
+    let mut res = call.as_mut().await?;
+    let request_id = call
+        .as_mut()
+        .inner_pin_mut()
+        .take_value()
+        .unwrap_or_default();
 
     let status = res.status();
-    span.record("http.status_code", status.as_u16());
+    call.span().record("http.status_code", status.as_u16());
     // The middleware is the outermost: nothing reads the record after it, so it is taken, not
     // copied.
     let served = res.request().extensions_mut().remove::<ServedBy>();
