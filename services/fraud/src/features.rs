@@ -7,7 +7,7 @@
 //!
 //! Beside features a request may carry `card_id` or `user_id`: the key that picks the A/B variant.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashSet};
 use std::fmt;
 
 /// Request fields that are keys for A/B assignment, not features.
@@ -92,11 +92,6 @@ pub fn key_in_json(row: &serde_json::Value) -> Option<String> {
     })
 }
 
-/// The positional name of feature `i` (0-based): `f1`, `f2`, …
-fn positional(i: usize) -> String {
-    format!("f{}", i + 1)
-}
-
 /// Parses a query string's pairs into a row and an optional A/B key.
 ///
 /// # Errors
@@ -105,22 +100,38 @@ pub fn row_from_query(
     pairs: &[(String, String)],
     names: &[String],
 ) -> Result<(FeatureRow, Option<String>), FeatureError> {
-    let mut given: HashMap<&str, &str> = HashMap::with_capacity(pairs.len());
-    for (k, v) in pairs {
-        if given.insert(k.as_str(), v.as_str()).is_some() {
-            return Err(FeatureError::Duplicate(k.clone()));
-        }
+    if let Some(k) = first_duplicate(pairs) {
+        return Err(FeatureError::Duplicate(k.to_owned()));
     }
+    let mut given: Given<'_, &str> = pairs
+        .iter()
+        .map(|(k, v)| (k.as_str(), Some(v.as_str())))
+        .collect();
     let key = take_key(&mut given, |v| Some((*v).to_owned()))?;
-    let row = assemble(given, names, |name, raw: &str| {
-        raw.trim()
-            .parse::<f64>()
-            .map_err(|_| FeatureError::NotANumber {
-                name: name.to_owned(),
-                value: raw.to_owned(),
-            })
+    let row = assemble(given, names, |raw: &str| {
+        raw.trim().parse::<f64>().map_err(|_| raw.to_owned())
     })?;
     Ok((row, key))
+}
+
+/// The first field given again after an earlier one of the same name.
+fn first_duplicate(pairs: &[(String, String)]) -> Option<&str> {
+    // A request has a handful of fields: comparing with the earlier ones beats hashing them.
+    // Past a few dozen (a hostile query), a set keeps it linear.
+    const SCAN_LIMIT: usize = 32;
+    if pairs.len() <= SCAN_LIMIT {
+        pairs
+            .iter()
+            .enumerate()
+            .find(|(i, (k, _))| pairs[..*i].iter().any(|(earlier, _)| earlier == k))
+            .map(|(_, (k, _))| k.as_str())
+    } else {
+        let mut seen = HashSet::with_capacity(pairs.len());
+        pairs
+            .iter()
+            .find(|(k, _)| !seen.insert(k.as_str()))
+            .map(|(k, _)| k.as_str())
+    }
 }
 
 /// Parses one JSON row: an array of numbers in model order, or an object of named (or
@@ -148,14 +159,15 @@ pub fn row_from_json(
             Ok((FeatureRow(values), None))
         }
         serde_json::Value::Object(map) => {
-            let mut given: HashMap<&str, &serde_json::Value> =
-                map.iter().map(|(k, v)| (k.as_str(), v)).collect();
+            let mut given: Given<'_, &serde_json::Value> =
+                map.iter().map(|(k, v)| (k.as_str(), Some(v))).collect();
             let key = take_key(&mut given, |v| match v {
                 serde_json::Value::String(s) => Some(s.clone()),
                 serde_json::Value::Number(n) => Some(n.to_string()),
                 _ => None,
             })?;
-            Ok((assemble(given, names, json_number)?, key))
+            let number = |v: &serde_json::Value| v.as_f64().ok_or_else(|| v.to_string());
+            Ok((assemble(given, names, number)?, key))
         }
         _ => Err(FeatureError::NotARow),
     }
@@ -168,13 +180,26 @@ fn json_number(name: &str, value: &serde_json::Value) -> Result<f64, FeatureErro
     })
 }
 
+/// A request's fields by name, each taken (`None`) once used. The names are distinct (a query's
+/// duplicates are refused first; a JSON object has none), and few, so a scan finds one faster
+/// than a hash map would.
+type Given<'a, V> = Vec<(&'a str, Option<V>)>;
+
+/// Takes the value of the first field whose name `wanted` accepts, if not taken yet.
+fn take<V>(given: &mut Given<'_, V>, wanted: impl Fn(&str) -> bool) -> Option<V> {
+    given
+        .iter_mut()
+        .find(|(k, v)| v.is_some() && wanted(k))
+        .and_then(|(_, v)| v.take())
+}
+
 fn take_key<V>(
-    given: &mut HashMap<&str, V>,
+    given: &mut Given<'_, V>,
     as_text: impl Fn(&V) -> Option<String>,
 ) -> Result<Option<String>, FeatureError> {
     let mut key = None;
     for field in KEY_FIELDS {
-        if let Some(v) = given.remove(field) {
+        if let Some(v) = take(given, |k| k == field) {
             let text = as_text(&v).filter(|t| !t.is_empty() && t.len() <= 128);
             key = Some(text.ok_or_else(|| FeatureError::BadKey(field.to_owned()))?);
         }
@@ -182,46 +207,76 @@ fn take_key<V>(
     Ok(key)
 }
 
+/// The 1-based position of `name` if it is the positional name of one of `count` features
+/// (`f1` … `fN`, spelt exactly so: no sign, no leading zero).
+fn positional_index(name: &str, count: usize) -> Option<usize> {
+    let digits = name.strip_prefix('f')?;
+    if digits.is_empty() || digits.starts_with('0') || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits
+        .parse::<usize>()
+        .ok()
+        .filter(|i| (1..=count).contains(i))
+}
+
+fn is_positional(name: &str, count: usize) -> bool {
+    positional_index(name, count).is_some()
+}
+
 /// Builds the row in model order from named or positional fields.
 fn assemble<V>(
-    mut given: HashMap<&str, V>,
+    mut given: Given<'_, V>,
     names: &[String],
-    parse: impl Fn(&str, V) -> Result<f64, FeatureError>,
+    parse: impl Fn(V) -> Result<f64, String>,
 ) -> Result<FeatureRow, FeatureError> {
-    let positional_names: Vec<String> = (0..names.len()).map(positional).collect();
-    let uses_positional = positional_names
-        .iter()
-        .any(|p| given.contains_key(p.as_str()) && !names.contains(p));
-    let uses_named = names
-        .iter()
-        .any(|n| given.contains_key(n.as_str()) && !positional_names.contains(n));
+    let count = names.len();
+    let is_name = |k: &str| names.iter().any(|n| n == k);
+    let mut fields = given.iter().filter(|(_, v)| v.is_some()).map(|(k, _)| *k);
+    let uses_positional = fields
+        .clone()
+        .any(|k| is_positional(k, count) && !is_name(k));
+    let uses_named = fields.any(|k| is_name(k) && !is_positional(k, count));
     if uses_positional && uses_named {
         return Err(FeatureError::MixedForms);
     }
-    let wanted = if uses_positional {
-        &positional_names
-    } else {
-        names
-    };
-    let mut values = Vec::with_capacity(names.len());
+    let mut values = Vec::with_capacity(count);
     let mut missing = Vec::new();
-    for name in wanted {
-        match given.remove(name.as_str()) {
+    for (i, feature) in names.iter().enumerate() {
+        // Positional names are matched by their number: formatting `f{i}` for every feature
+        // of every request cost more than the rest of the row.
+        let raw = if uses_positional {
+            take(&mut given, |k| positional_index(k, count) == Some(i + 1))
+        } else {
+            take(&mut given, |k| k == feature)
+        };
+        let name = || {
+            if uses_positional {
+                format!("f{}", i + 1)
+            } else {
+                feature.clone()
+            }
+        };
+        match raw {
             Some(raw) => {
-                let value = parse(name, raw)?;
+                let value = parse(raw).map_err(|value| FeatureError::NotANumber {
+                    name: name(),
+                    value,
+                })?;
                 if !value.is_finite() {
-                    return Err(FeatureError::NotFinite { name: name.clone() });
+                    return Err(FeatureError::NotFinite { name: name() });
                 }
                 values.push(value);
             }
-            None => missing.push(name.clone()),
+            None => missing.push(name()),
         }
     }
-    if !given.is_empty() {
-        let unknown: BTreeSet<String> = given
-            .keys()
-            .map(|k| (*k).chars().take(64).collect())
-            .collect();
+    let unknown: BTreeSet<String> = given
+        .iter()
+        .filter(|(_, v)| v.is_some())
+        .map(|(k, _)| (*k).chars().take(64).collect())
+        .collect();
+    if !unknown.is_empty() {
         return Err(FeatureError::Unknown(unknown.into_iter().collect()));
     }
     if !missing.is_empty() {
@@ -288,6 +343,35 @@ mod tests {
             let err = row_from_query(&query(q), &names()).unwrap_err().to_string();
             assert!(err.contains(expected), "{q}: {err}");
         }
+    }
+
+    #[test]
+    fn only_the_exact_positional_spellings_are_positional() {
+        for (name, positional) in [
+            ("f1", true),
+            ("f3", true),
+            ("f4", false),
+            ("f0", false),
+            ("f01", false),
+            ("f", false),
+            ("f+1", false),
+            ("g1", false),
+            ("f18446744073709551616", false),
+        ] {
+            assert_eq!(is_positional(name, 3), positional, "{name}");
+        }
+    }
+
+    #[test]
+    fn the_first_repeated_field_is_named_however_long_the_query() {
+        let mut q = (0..100).map(|i| format!("x{i}=1")).collect::<Vec<_>>();
+        q.push("x7=2".to_owned());
+        q.push("x3=2".to_owned());
+        let long = query(&q.join("&"));
+        assert_eq!(first_duplicate(&long), Some("x7"));
+        assert_eq!(first_duplicate(&long[90..]), None);
+        let short = query("a=1&b=2&b=3&a=4");
+        assert_eq!(first_duplicate(&short), Some("b"));
     }
 
     #[test]

@@ -3,12 +3,14 @@
 //! Names follow Prometheus conventions (`_total`, `_seconds`); labels are bounded: the route
 //! template, the model, its version, the variant and an outcome class, never a user id.
 
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use prometheus::{
-    Encoder as _, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+    Encoder as _, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts,
+    Registry, TextEncoder,
 };
 
 use super::request_context::ServedBy;
@@ -79,11 +81,72 @@ where
     Ok(metric)
 }
 
+/// How many label sets a [`LabelCache`] keeps; beyond it, lookups fall back to the family's
+/// own (hashing) lookup. Labels are bounded, so a service stays far below this.
+const LABEL_CACHE_LIMIT: usize = 256;
+
+/// The labelled handles of metric families, found by comparing label values with the few sets
+/// already seen. `MetricVec::with_label_values` hashes every label string (SipHash) and takes
+/// the family's lock on every call, which was a measurable share of a request's instructions.
+/// Only for families whose label sets are never removed: a removed set's cached handle would
+/// no longer be exported.
+pub struct LabelCache<M> {
+    entries: Arc<RwLock<LabelSets<M>>>,
+}
+
+/// Each label set seen, with its handles.
+type LabelSets<M> = Vec<(Box<[Box<str>]>, M)>;
+
+impl<M> Clone for LabelCache<M> {
+    fn clone(&self) -> Self {
+        Self {
+            entries: Arc::clone(&self.entries),
+        }
+    }
+}
+
+impl<M> Default for LabelCache<M> {
+    fn default() -> Self {
+        Self {
+            entries: Arc::default(),
+        }
+    }
+}
+
+impl<M: Clone> LabelCache<M> {
+    /// Calls `use_handles` with the handles of `labels`, made by `make` the first time.
+    pub fn with<R>(
+        &self,
+        labels: &[&str],
+        make: impl FnOnce() -> M,
+        use_handles: impl FnOnce(&M) -> R,
+    ) -> R {
+        let same = |key: &[Box<str>]| {
+            key.len() == labels.len() && key.iter().zip(labels).all(|(k, l)| **k == **l)
+        };
+        {
+            let entries = self.entries.read().unwrap_or_else(PoisonError::into_inner);
+            if let Some((_, handles)) = entries.iter().find(|(key, _)| same(key)) {
+                return use_handles(handles);
+            }
+        }
+        let handles = make();
+        let mut entries = self.entries.write().unwrap_or_else(PoisonError::into_inner);
+        if entries.len() < LABEL_CACHE_LIMIT && !entries.iter().any(|(key, _)| same(key)) {
+            let key = labels.iter().map(|l| Box::from(*l)).collect();
+            entries.push((key, handles.clone()));
+        }
+        drop(entries);
+        use_handles(&handles)
+    }
+}
+
 /// Request duration and count by `{route, model, version, variant, outcome}`.
 #[derive(Clone)]
 pub struct HttpMetrics {
     duration: HistogramVec,
     requests: IntCounterVec,
+    handles: LabelCache<(Histogram, IntCounter)>,
 }
 
 const LABELS: &[&str] = &["route", "model", "version", "variant", "outcome"];
@@ -105,7 +168,11 @@ impl HttpMetrics {
                 LABELS,
             ),
         )?;
-        Ok(Self { duration, requests })
+        Ok(Self {
+            duration,
+            requests,
+            handles: LabelCache::default(),
+        })
     }
 
     pub(crate) fn observe(
@@ -124,10 +191,19 @@ impl HttpMetrics {
             (s.model.as_str(), s.version.as_str(), s.variant.as_str())
         });
         let labels = [route, model, version, variant, outcome];
-        self.duration
-            .with_label_values(&labels)
-            .observe(elapsed.as_secs_f64());
-        self.requests.with_label_values(&labels).inc();
+        self.handles.with(
+            &labels,
+            || {
+                (
+                    self.duration.with_label_values(&labels),
+                    self.requests.with_label_values(&labels),
+                )
+            },
+            |(duration, requests)| {
+                duration.observe(elapsed.as_secs_f64());
+                requests.inc();
+            },
+        );
     }
 }
 

@@ -17,7 +17,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 
 pub use error::{ApiError, ErrorCode};
-pub use metrics::{HttpMetrics, Metrics};
+pub use metrics::{HttpMetrics, LabelCache, Metrics};
 pub use metrics::{register_metric, telemetry_error};
 pub use request_context::{
     MODEL_VERSION, REQUEST_ID, REQUEST_SPAN, RequestId, ServedBy, VARIANT, current_request_id,

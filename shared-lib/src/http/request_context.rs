@@ -28,6 +28,7 @@ pub const REQUEST_SPAN: &str = "http_request";
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub const MODEL_VERSION: HeaderName = HeaderName::from_static("x-model-version");
 pub const VARIANT: HeaderName = HeaderName::from_static("x-variant");
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
 tokio::task_local! {
     static CURRENT_REQUEST_ID: String;
@@ -57,14 +58,15 @@ impl ServedBy {
     }
 }
 
-/// Accepts a caller's id only if it is a short printable token, so logs stay clean.
-fn accept_request_id(value: &HeaderValue) -> Option<String> {
+/// Accepts a caller's id only if it is a short printable token, so logs stay clean: the id,
+/// and the header value to echo.
+fn accept_request_id(value: &HeaderValue) -> Option<(String, HeaderValue)> {
     let s = value.to_str().ok()?;
     let ok = !s.is_empty()
         && s.len() <= 128
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
-    ok.then(|| s.to_owned())
+    ok.then(|| (s.to_owned(), value.clone()))
 }
 
 struct HeaderExtractor<'a>(&'a HeaderMap);
@@ -87,55 +89,75 @@ pub async fn request_context(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
-    let request_id = req
-        .headers()
-        .get(&REQUEST_ID)
-        .and_then(accept_request_id)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    // A caller's id is echoed as it came (the header value is shared, not copied); a new one is
+    // formatted without the formatting machinery.
+    let accepted = req.headers().get(&REQUEST_ID).and_then(accept_request_id);
+    let (request_id, id_header) = match accepted {
+        Some((id, header)) => (id, Some(header)),
+        None => {
+            let mut buf = uuid::Uuid::encode_buffer();
+            let id: &str = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf);
+            (id.to_owned(), HeaderValue::from_str(id).ok())
+        }
+    };
     req.extensions_mut().insert(RequestId(request_id.clone()));
     let route = req
         .match_pattern()
         .unwrap_or_else(|| "unmatched".to_owned());
-    let method = req.method().to_string();
+    let method = req.method().clone();
     let metrics = req.app_data::<web::Data<Metrics>>().cloned();
 
     let span = tracing::info_span!(
         REQUEST_SPAN,
-        otel.name = %format!("{method} {route}"),
+        otel.name = %format_args!("{method} {route}"),
         otel.kind = "server",
         http.method = %method,
         http.route = %route,
         http.status_code = tracing::field::Empty,
         request_id = %request_id,
     );
-    let parent = opentelemetry::global::get_text_map_propagator(|p| {
-        p.extract(&HeaderExtractor(req.headers()))
-    });
-    let _ = span.set_parent(parent);
+    // The W3C propagator (`telemetry::init` installs it) reads nothing from a request without
+    // a `traceparent`: the span is then a root, as it is without a parent set.
+    if req.headers().contains_key(&TRACEPARENT) {
+        let parent = opentelemetry::global::get_text_map_propagator(|p| {
+            p.extract(&HeaderExtractor(req.headers()))
+        });
+        let _ = span.set_parent(parent);
+    }
 
-    let mut res = CURRENT_REQUEST_ID
-        .scope(request_id.clone(), next.call(req).instrument(span.clone()))
-        .await?;
+    // The span and the id are reached through the finished future afterwards, not cloned.
+    let call = CURRENT_REQUEST_ID
+        .scope(request_id, next.call(req))
+        .instrument(span);
+    let mut call = std::pin::pin!(call);
+    let mut res = call.as_mut().await?;
+    let request_id = call
+        .as_mut()
+        .inner_pin_mut()
+        .take_value()
+        .unwrap_or_default();
 
     let status = res.status();
-    span.record("http.status_code", status.as_u16());
-    let served = res.request().extensions().get::<ServedBy>().cloned();
-    let headers = res.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&request_id) {
-        headers.insert(REQUEST_ID, v);
-    }
-    if let Some(served) = &served {
-        for (name, value) in [(MODEL_VERSION, &served.version), (VARIANT, &served.variant)] {
-            if let Ok(v) = HeaderValue::from_str(value) {
-                headers.insert(name, v);
-            }
-        }
-    }
+    call.span().record("http.status_code", status.as_u16());
+    // The middleware is the outermost: nothing reads the record after it, so it is taken, not
+    // copied.
+    let served = res.request().extensions_mut().remove::<ServedBy>();
     let elapsed = started.elapsed();
     if let Some(metrics) = metrics {
         metrics
             .http
             .observe(&route, served.as_ref(), status, elapsed);
+    }
+    let headers = res.headers_mut();
+    if let Some(v) = id_header {
+        headers.insert(REQUEST_ID, v);
+    }
+    if let Some(served) = served {
+        for (name, value) in [(MODEL_VERSION, served.version), (VARIANT, served.variant)] {
+            if let Ok(v) = HeaderValue::try_from(value) {
+                headers.insert(name, v);
+            }
+        }
     }
     // Successes are the bulk of traffic and are counted in metrics; log them only at debug.
     let latency_ms = elapsed.as_secs_f64() * 1e3;
@@ -158,7 +180,7 @@ mod tests {
 
     #[test]
     fn only_sane_request_ids_are_accepted() {
-        let ok = |s: &str| accept_request_id(&HeaderValue::from_str(s).unwrap());
+        let ok = |s: &str| accept_request_id(&HeaderValue::from_str(s).unwrap()).map(|(id, _)| id);
         assert_eq!(ok("abc-123_x.y:z").as_deref(), Some("abc-123_x.y:z"));
         assert_eq!(ok(""), None);
         assert_eq!(ok("has space"), None);

@@ -1,10 +1,12 @@
 //! The serving metrics every model server exports, beside the HTTP ones.
 
-use prometheus::{GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts};
+use prometheus::{
+    GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts,
+};
 
 use crate::Error;
-use crate::http::Metrics;
 use crate::http::register_metric;
+use crate::http::{LabelCache, Metrics};
 use crate::models::drift::DriftReading;
 
 /// `model_info`, reloads, A/B assignments, shadow comparisons and the score distribution.
@@ -28,6 +30,8 @@ pub struct ServingMetrics {
     pub score_psi: GaugeVec,
     /// PSI of each live input feature against the version's held-out rows.
     pub feature_psi: GaugeVec,
+    /// The `scores` handles by `{model, version, variant}`, for [`Self::observe_score`].
+    score_handles: LabelCache<Histogram>,
 }
 
 impl ServingMetrics {
@@ -120,7 +124,18 @@ impl ServingMetrics {
             scores,
             score_psi,
             feature_psi,
+            score_handles: LabelCache::default(),
         })
+    }
+
+    /// Observes one score of `{model, version}` served as `variant` in `scores`.
+    pub fn observe_score(&self, model: &str, version: &str, variant: &str, score: f64) {
+        let labels = [model, version, variant];
+        self.score_handles.with(
+            &labels,
+            || self.scores.with_label_values(&labels),
+            |scores| scores.observe(score),
+        );
     }
 
     /// Sets the drift gauges of `{model, version}` served as `variant`.

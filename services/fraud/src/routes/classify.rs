@@ -32,15 +32,34 @@ fn request_key(req: &HttpRequest, explicit: Option<&str>) -> String {
     })
 }
 
+/// The version and variant for one request keyed as [`request_key`] says, without copying
+/// the request id.
+fn route_request(
+    state: &AppState,
+    req: &HttpRequest,
+    explicit: Option<&str>,
+) -> Option<(Arc<Loaded<Classifier>>, Variant)> {
+    match explicit {
+        Some(key) => state.deployment.route(key),
+        None => {
+            let extensions = req.extensions();
+            let id = extensions.get::<RequestId>().map_or("", |id| id.0.as_str());
+            state.deployment.route(id)
+        }
+    }
+}
+
 /// One scored row.
 struct Scored {
     class: u8,
     probability: f64,
 }
 
+/// Scores `row` with `loaded` (whose version, as text, is `version`) served as `variant`.
 fn score(
     state: &AppState,
     loaded: &Arc<Loaded<Classifier>>,
+    version: &str,
     variant: Variant,
     row: &FeatureRow,
 ) -> Scored {
@@ -48,18 +67,12 @@ fn score(
     let probability = model.predict_proba(row.values());
     let class = model.class_of(probability);
     let metrics = state.deployment.metrics();
-    let (name, version) = (
-        state.deployment.model().as_str(),
-        loaded.manifest.version.to_string(),
-    );
-    metrics
-        .scores
-        .with_label_values(&[name, &version, variant.as_str()])
-        .observe(probability);
+    let name = state.deployment.model().as_str();
+    metrics.observe_score(name, version, variant.as_str(), probability);
     if let Some(drift) = &loaded.model.1
         && let Some(reading) = drift.observe(probability, row.values())
     {
-        metrics.record_drift(name, &version, variant.as_str(), &reading);
+        metrics.record_drift(name, version, variant.as_str(), &reading);
     }
     if let Some(shadow) = state.deployment.shadow() {
         let row = row.clone();
@@ -76,10 +89,10 @@ fn score(
     Scored { class, probability }
 }
 
-fn served_by(state: &AppState, loaded: &Loaded<Classifier>, variant: Variant) -> ServedBy {
+fn served_by(state: &AppState, version: String, variant: Variant) -> ServedBy {
     ServedBy {
         model: state.deployment.model().to_string(),
-        version: loaded.manifest.version.to_string(),
+        version,
         variant: variant.as_str().to_owned(),
     }
 }
@@ -90,11 +103,12 @@ async fn classify_one(
     query: web::Query<Vec<(String, String)>>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, Error> {
-    let key = request_key(&req, key_in_query(&query));
-    let (loaded, variant) = state.deployment.route(&key).ok_or(Error::NotReady)?;
+    let (loaded, variant) =
+        route_request(&state, &req, key_in_query(&query)).ok_or(Error::NotReady)?;
     let (row, _) = row_from_query(&query, &loaded.model.0.feature_names)?;
-    let scored = score(&state, &loaded, variant, &row);
-    served_by(&state, &loaded, variant).record(&req);
+    let version = loaded.manifest.version.to_string();
+    let scored = score(&state, &loaded, &version, variant, &row);
+    served_by(&state, version, variant).record(&req);
     Ok(HttpResponse::Ok().json([scored.class]))
 }
 
@@ -149,7 +163,8 @@ async fn classify_batch(
         routed
             .iter()
             .map(|(loaded, variant, row)| {
-                let s = score(&scoring_state, loaded, *variant, row);
+                let version = loaded.manifest.version.to_string();
+                let s = score(&scoring_state, loaded, &version, *variant, row);
                 (loaded.manifest.version.get(), *variant, s)
             })
             .collect::<Vec<_>>()
