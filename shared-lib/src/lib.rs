@@ -7,13 +7,14 @@
 //! - [`settings`]: environment variables in, every problem reported by name;
 //! - [`telemetry`]: JSON logs and OpenTelemetry traces;
 //! - [`http`]: the actix-web pieces every service mounts (errors, request ids, health, metrics);
-//! - [`service`]: the settings and start-up every service binary shares;
+//! - [`application`]: the settings and start-up every service binary shares (an [`application::Application`]);
 //! - [`healthcheck`]: `<binary> healthcheck`, the container health check of a distroless image;
 //! - [`serving`]: version selection, A/B and shadow routing, hot reload of models;
 //! - `testing` (feature): an in-process S3 server for tests.
 //!
 //! Training code lives in the trainer; only the served formats and their scoring live here.
 
+pub mod application;
 pub mod artifact;
 mod error;
 pub mod healthcheck;
@@ -21,7 +22,6 @@ pub mod http;
 pub mod model_id;
 pub mod models;
 pub mod registry;
-pub mod service;
 pub mod serving;
 pub mod settings;
 pub mod store;

@@ -9,7 +9,7 @@
 //! `MODEL_POLL_SECONDS`, `MODEL_CACHE_DIR`, `MODEL_CACHE_KEEP`, `MODEL_STORE`, `HOST`, `PORT` and
 //! telemetry ones.
 
-use shared_lib::service::CommonSettings;
+use shared_lib::application::CommonSettings;
 use shared_lib::serving::ServingSettings;
 use shared_lib::settings::Env;
 

@@ -1,7 +1,7 @@
-//! Building the service from its settings: store, registry, deployment, routes, server.
+//! Building the service from its settings: store, registry, slots, routes, server.
 
 use actix_web::web;
-use shared_lib::service::Application;
+use shared_lib::application::Application;
 use shared_lib::serving::ModelServer;
 
 use crate::model::Classifier;
@@ -19,7 +19,7 @@ pub async fn build(settings: &Settings) -> anyhow::Result<Application> {
         ModelServer::<Classifier>::start(SERVICE, &settings.common, &settings.serving, |_| Ok(()))
             .await?;
     let state = web::Data::new(AppState {
-        deployment: server.deployment.clone(),
+        slots: server.slots.clone(),
         shadow: server.shadow.clone(),
         max_batch_rows: settings.max_batch_rows,
     });

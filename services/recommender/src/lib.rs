@@ -18,7 +18,7 @@ pub mod settings;
 pub mod startup;
 
 pub use settings::Settings;
-pub use shared_lib::service::Application;
+pub use shared_lib::application::Application;
 pub use startup::build;
 
 pub const SERVICE: &str = "recommender";

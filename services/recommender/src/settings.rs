@@ -24,8 +24,8 @@
 use std::time::Duration;
 
 use secrecy::SecretString;
+use shared_lib::application::CommonSettings;
 use shared_lib::models::als::Search;
-use shared_lib::service::CommonSettings;
 use shared_lib::serving::ServingSettings;
 use shared_lib::settings::Env;
 

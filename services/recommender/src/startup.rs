@@ -1,9 +1,9 @@
-//! Building the service from its settings: store, registry, deployment, routes, server.
+//! Building the service from its settings: store, registry, slots, routes, server.
 
 use actix_web::web;
 use prometheus::IntCounter;
+use shared_lib::application::Application;
 use shared_lib::http::register_metric;
-use shared_lib::service::Application;
 use shared_lib::serving::ModelServer;
 
 use crate::auth::EventsToken;
@@ -49,7 +49,7 @@ pub async fn build_with_limiter(
         ),
     )?;
     let state = web::Data::new(AppState {
-        deployment: server.deployment.clone(),
+        slots: server.slots.clone(),
         clicks: ClickStore::open(&settings.clicks, server.metrics.registry())?,
         shadow: server.shadow.clone(),
         max_n: settings.max_n,

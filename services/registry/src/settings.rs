@@ -17,8 +17,8 @@
 use std::num::NonZeroU32;
 
 use secrecy::SecretString;
+use shared_lib::application::CommonSettings;
 use shared_lib::registry::retention::{MAX_RETAIN_DAYS, RetentionPolicy};
-use shared_lib::service::CommonSettings;
 use shared_lib::settings::Env;
 
 use crate::SERVICE;

@@ -2,9 +2,9 @@
 
 use actix_web::web;
 use prometheus::{IntCounterVec, IntGauge, Opts};
+use shared_lib::application::Application;
 use shared_lib::http::{Metrics, Readiness, register_metric};
 use shared_lib::registry::Registry;
-use shared_lib::service::Application;
 use shared_lib::store::ObjectStore;
 
 use crate::auth::Auth;

@@ -4,10 +4,10 @@
 //!
 //! A service calls [`run_server`] with its own routes; the rest is the same everywhere.
 
+mod actix_app;
 mod error;
 mod metrics;
 mod request_context;
-mod server;
 pub mod token;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,6 +16,7 @@ use std::sync::{Arc, RwLock};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 
+pub use actix_app::{SHUTDOWN_GRACE, run_server};
 pub use error::{ApiError, ErrorCode};
 pub use metrics::{HttpMetrics, LabelCache, Metrics};
 pub use metrics::{register_metric, telemetry_error};
@@ -23,7 +24,6 @@ pub use request_context::{
     MODEL_VERSION, REQUEST_ID, REQUEST_SPAN, RequestId, ServedBy, VARIANT, current_request_id,
     request_context,
 };
-pub use server::{SHUTDOWN_GRACE, run_server};
 
 /// Whether the service can take traffic (a model is loaded, an index is built), and an
 /// optional sentence for the operator that `/readyz` shows beside its status (e.g. what the

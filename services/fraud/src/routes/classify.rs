@@ -40,11 +40,11 @@ fn route_request(
     explicit: Option<&str>,
 ) -> Option<(Arc<Loaded<Classifier>>, Variant)> {
     match explicit {
-        Some(key) => state.deployment.route(key),
+        Some(key) => state.slots.route(key),
         None => {
             let extensions = req.extensions();
             let id = extensions.get::<RequestId>().map_or("", |id| id.0.as_str());
-            state.deployment.route(id)
+            state.slots.route(id)
         }
     }
 }
@@ -66,15 +66,15 @@ fn score(
     let model = &loaded.model.0;
     let probability = model.predict_proba(row.values());
     let class = model.class_of(probability);
-    let metrics = state.deployment.metrics();
-    let name = state.deployment.model().as_str();
+    let metrics = state.slots.metrics();
+    let name = state.slots.model().as_str();
     metrics.observe_score(name, version, variant.as_str(), probability);
     if let Some(drift) = &loaded.model.1
         && let Some(reading) = drift.observe(probability, row.values())
     {
         metrics.record_drift(name, version, variant.as_str(), &reading);
     }
-    if let Some(shadow) = state.deployment.shadow() {
+    if let Some(shadow) = state.slots.shadow() {
         let row = row.clone();
         state.shadow.submit(move || {
             let model = &shadow.model.0;
@@ -91,7 +91,7 @@ fn score(
 
 fn served_by(state: &AppState, version: String, variant: Variant) -> ServedBy {
     ServedBy {
-        model: state.deployment.model().to_string(),
+        model: state.slots.model().to_string(),
         version,
         variant: variant.as_str().to_owned(),
     }
@@ -153,7 +153,7 @@ async fn classify_batch(
     let mut routed = Vec::with_capacity(instances.len());
     for (index, instance) in instances.iter().enumerate() {
         let key = key_in_json(instance).unwrap_or_else(|| request_key.clone());
-        let (loaded, variant) = state.deployment.route(&key).ok_or(Error::NotReady)?;
+        let (loaded, variant) = state.slots.route(&key).ok_or(Error::NotReady)?;
         let (row, _) = row_from_json(instance, &loaded.model.0.feature_names)
             .map_err(|source| Error::BatchRow { index, source })?;
         routed.push((loaded, variant, row));
@@ -179,13 +179,13 @@ async fn classify_batch(
     let versions: BTreeSet<String> = predictions.iter().map(|(v, _, _)| v.to_string()).collect();
     let variants: BTreeSet<&str> = predictions.iter().map(|(_, v, _)| v.as_str()).collect();
     ServedBy {
-        model: state.deployment.model().to_string(),
+        model: state.slots.model().to_string(),
         version: versions.into_iter().collect::<Vec<_>>().join(","),
         variant: variants.into_iter().collect::<Vec<_>>().join(","),
     }
     .record(&req);
     Ok(HttpResponse::Ok().json(BatchResponse {
-        model: state.deployment.model().to_string(),
+        model: state.slots.model().to_string(),
         predictions: predictions
             .into_iter()
             .map(|(version, variant, s)| Prediction {

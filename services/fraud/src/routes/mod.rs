@@ -7,13 +7,13 @@ pub const OPENAPI_JSON: &str = include_str!("../../openapi.json");
 
 use std::sync::Arc;
 
-use shared_lib::serving::{Deployment, ShadowRunner};
+use shared_lib::serving::{ModelSlots, ShadowRunner};
 
 use crate::model::Classifier;
 
 /// What the handlers share.
 pub struct AppState {
-    pub deployment: Arc<Deployment<Classifier>>,
+    pub slots: Arc<ModelSlots<Classifier>>,
     pub shadow: ShadowRunner,
     pub max_batch_rows: usize,
 }

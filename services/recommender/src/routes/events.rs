@@ -46,7 +46,7 @@ async fn record_events(
             "events must have 1 to {MAX_EVENTS} entries"
         )));
     }
-    let (loaded, _) = state.deployment.route(&user_id).ok_or(Error::NotReady)?;
+    let (loaded, _) = state.slots.route(&user_id).ok_or(Error::NotReady)?;
     let mut unknown = Vec::new();
     for e in &events {
         check_id("item_id", &e.item_id)?;

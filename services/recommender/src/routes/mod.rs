@@ -9,7 +9,7 @@ use std::sync::Arc;
 use actix_web::{HttpMessage, HttpRequest};
 use serde::Deserialize;
 use shared_lib::http::RequestId;
-use shared_lib::serving::{Deployment, ShadowRunner};
+use shared_lib::serving::{ModelSlots, ShadowRunner};
 
 use crate::clicks::ClickStore;
 use crate::drift::DriftGauges;
@@ -28,7 +28,7 @@ const MAX_LIST: usize = 1000;
 
 /// What the handlers share.
 pub struct AppState {
-    pub deployment: Arc<Deployment<Recommender>>,
+    pub slots: Arc<ModelSlots<Recommender>>,
     pub clicks: ClickStore,
     pub shadow: ShadowRunner,
     pub max_n: usize,

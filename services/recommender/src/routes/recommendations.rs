@@ -65,7 +65,7 @@ async fn answers(
     let mut clicks: Vec<Option<Vec<Click>>> = recent.clicks.into_iter().map(Some).collect();
     let mut groups: Vec<(Arc<Loaded<Recommender>>, Variant, Vec<usize>)> = Vec::new();
     for (pos, user_id) in users.iter().enumerate() {
-        let (loaded, variant) = state.deployment.route(user_id).ok_or(Error::NotReady)?;
+        let (loaded, variant) = state.slots.route(user_id).ok_or(Error::NotReady)?;
         match groups
             .iter_mut()
             .find(|(l, v, _)| Arc::ptr_eq(l, &loaded) && *v == variant)
@@ -86,7 +86,7 @@ async fn answers(
             .collect();
         let (recommendations, group) = score_in_chunks(state, &loaded, group, &options).await?;
         record_drift(state, &loaded, variant, &recommendations);
-        if let Some(shadow) = state.deployment.shadow() {
+        if let Some(shadow) = state.slots.shadow() {
             let ours: Vec<Option<String>> = recommendations.iter().map(top_item).collect();
             let options = options.clone();
             state.shadow.submit(move || {
@@ -96,7 +96,7 @@ async fn answers(
         }
         for (pos, recommendations) in positions.into_iter().zip(recommendations) {
             answers[pos] = Some(Answer {
-                model: state.deployment.model().to_string(),
+                model: state.slots.model().to_string(),
                 version: loaded.manifest.version.get(),
                 variant,
                 clicks_available: recent.available,
@@ -168,13 +168,11 @@ fn record_drift(
     let observed = loaded.model.3.observe(recommendations);
     let version = loaded.manifest.version.to_string();
     let labels = (
-        state.deployment.model().as_str(),
+        state.slots.model().as_str(),
         version.as_str(),
         variant.as_str(),
     );
-    state
-        .drift
-        .record(state.deployment.metrics(), labels, &observed);
+    state.drift.record(state.slots.metrics(), labels, &observed);
 }
 
 fn top_item(recommendations: &Recommendations) -> Option<String> {
@@ -185,7 +183,7 @@ fn record_served(req: &HttpRequest, state: &AppState, answers: &[&Answer]) {
     let versions: BTreeSet<String> = answers.iter().map(|a| a.version.to_string()).collect();
     let variants: BTreeSet<&str> = answers.iter().map(|a| a.variant.as_str()).collect();
     ServedBy {
-        model: state.deployment.model().to_string(),
+        model: state.slots.model().to_string(),
         version: versions.into_iter().collect::<Vec<_>>().join(","),
         variant: variants.into_iter().collect::<Vec<_>>().join(","),
     }
@@ -264,7 +262,7 @@ async fn for_users(
     let answers = answers(&state, body.users, options).await?;
     record_served(&req, &state, &answers.iter().collect::<Vec<_>>());
     Ok(HttpResponse::Ok().json(SubsetAnswer {
-        model: state.deployment.model().to_string(),
+        model: state.slots.model().to_string(),
         results: answers,
     }))
 }

@@ -31,7 +31,7 @@ async fn similar_items(
     check_id("item_id", &item_id)?;
     let options = query.options(state.max_n)?;
     let key = query.user_id.clone().unwrap_or_else(|| request_id(&req));
-    let (loaded, variant) = state.deployment.route(&key).ok_or(Error::NotReady)?;
+    let (loaded, variant) = state.slots.route(&key).ok_or(Error::NotReady)?;
     let scoring = loaded.clone();
     let item = item_id.clone();
     let permit = state.scoring.acquire().await?;
@@ -40,13 +40,13 @@ async fn similar_items(
         .map_err(|e| Error::Scoring(e.to_string()))??;
     drop(permit);
     ServedBy {
-        model: state.deployment.model().to_string(),
+        model: state.slots.model().to_string(),
         version: loaded.manifest.version.to_string(),
         variant: variant.as_str().to_owned(),
     }
     .record(&req);
     Ok(HttpResponse::Ok().json(SimilarAnswer {
-        model: state.deployment.model().to_string(),
+        model: state.slots.model().to_string(),
         version: loaded.manifest.version.get(),
         variant,
         item_id,

@@ -1,22 +1,22 @@
-//! The start of every model server: metrics, readiness, the deployment following the selected
+//! The start of every model server: metrics, readiness, the model slots following the selected
 //! versions (loading in the background), and the shadow runner.
 
 use std::sync::Arc;
 
 use actix_web::web;
 
-use super::{Deployment, ServableModel, ServingMetrics, ServingSettings, ShadowRunner};
+use super::{ModelSlots, ServableModel, ServingMetrics, ServingSettings, ShadowRunner};
 use crate::Error;
+use crate::application::{Application, CommonSettings};
 use crate::http::{Metrics, Readiness};
 use crate::registry::Registry;
-use crate::service::{Application, CommonSettings};
 use crate::store::ObjectStore;
 
 /// A model server's moving parts, ready to be given routes.
 pub struct ModelServer<M> {
     pub metrics: Metrics,
     pub readiness: Readiness,
-    pub deployment: Arc<Deployment<M>>,
+    pub slots: Arc<ModelSlots<M>>,
     pub shadow: ShadowRunner,
     /// The background loop that loads and follows the versions; abort it at shutdown.
     pub reconciler: tokio::task::JoinHandle<()>,
@@ -42,14 +42,14 @@ impl<M: ServableModel> ModelServer<M> {
         let serving_metrics = ServingMetrics::register(&metrics)?;
         let config = config(&metrics)?;
         let readiness = Readiness::default();
-        let deployment = Deployment::new(
+        let slots = ModelSlots::new(
             serving,
             Registry::new(store),
             serving_metrics.clone(),
             readiness.clone(),
             config,
         );
-        let reconciler = deployment.spawn();
+        let reconciler = slots.spawn();
         let shadow = ShadowRunner::new(
             serving.model.as_str(),
             serving_metrics,
@@ -58,7 +58,7 @@ impl<M: ServableModel> ModelServer<M> {
         Ok(Self {
             metrics,
             readiness,
-            deployment,
+            slots,
             shadow,
             reconciler,
         })
@@ -79,10 +79,10 @@ impl<M: ServableModel> ModelServer<M> {
     where
         F: Fn(&mut web::ServiceConfig) + Send + Clone + 'static,
     {
-        let deployment = self.deployment;
+        let slots = self.slots;
         let app = Application::build(common, self.metrics, self.readiness, move |cfg| {
             routes(cfg);
-            super::configure_models(cfg, deployment.clone());
+            super::configure_models(cfg, slots.clone());
             crate::http::configure_openapi(cfg, openapi_json);
         })?;
         Ok(app.with_background_task(self.reconciler))

@@ -1,6 +1,6 @@
 //! The models a server holds, kept in line with what its settings select.
 //!
-//! A [`Deployment`] has a slot per role (primary `a`, experiment `b`, `shadow`). A background
+//! A [`ModelSlots`] has a slot per role (primary `a`, experiment `b`, `shadow`). A background
 //! loop resolves each slot's selector (a pinned number, or an alias re-read every poll
 //! interval), and when the wanted version differs from the loaded one it loads the new one
 //! *fully* (fetch, size and sha256 check, decode, validate against the manifest, warm up) and
@@ -100,7 +100,7 @@ pub struct SlotStatus {
     pub details: Option<serde_json::Value>,
 }
 
-pub struct Deployment<M> {
+pub struct ModelSlots<M> {
     model: ModelName,
     registry: Registry,
     slots: Vec<Slot<M>>,
@@ -117,7 +117,7 @@ type Loader<M> = dyn Fn(&Manifest, &[u8]) -> Result<M, Error> + Send + Sync;
 
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
-impl<M: ServableModel> Deployment<M> {
+impl<M: ServableModel> ModelSlots<M> {
     pub fn new(
         settings: &ServingSettings,
         registry: Registry,

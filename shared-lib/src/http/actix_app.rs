@@ -1,4 +1,6 @@
-//! The HTTP server every service runs: shared middleware and routes around its own.
+//! The actix-web `App` and `HttpServer` every service runs: shared middleware and routes around
+//! its own (the HTTP layer; `serving::model_server` starts a model server on top of it, and
+//! `application` is what every binary reads and starts).
 
 use std::net::TcpListener;
 use std::time::Duration;
