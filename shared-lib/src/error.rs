@@ -61,6 +61,10 @@ pub enum Error {
     },
     #[error("corrupt artifact: {reason}")]
     CorruptArtifact { reason: String },
+    /// A sound model that cannot be served as this service is configured (ann search of a
+    /// model without an index).
+    #[error("the model cannot be served as configured: {reason}")]
+    NotServable { reason: String },
     #[error("invalid sha256 digest {value:?}: expected 64 lowercase hex characters")]
     InvalidDigest { value: String },
 

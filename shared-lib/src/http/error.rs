@@ -155,7 +155,8 @@ impl From<&Error> for ApiError {
             | Error::SizeMismatch { .. }
             | Error::UnsupportedFormat { .. }
             | Error::WrongModelKind { .. }
-            | Error::CorruptArtifact { .. } => (S::UNPROCESSABLE_ENTITY, ErrorCode::InvalidRequest),
+            | Error::CorruptArtifact { .. }
+            | Error::NotServable { .. } => (S::UNPROCESSABLE_ENTITY, ErrorCode::InvalidRequest),
             Error::ObjectNotFound { .. }
             | Error::UnknownModel { .. }
             | Error::UnknownVersion { .. }

@@ -20,9 +20,12 @@ use serde::{Deserialize, Serialize};
 use crate::Error;
 
 mod batch;
+mod ivf;
 mod search;
 mod select;
 
+use ivf::AnnLists;
+pub use ivf::{AnnBuild, IvfIndex, IvfParams, MAX_LISTS, build_ivf, with_ann_index};
 use search::{Int8Items, count_bytes};
 pub use search::{Search, take_bytes_read};
 use select::Candidates;
@@ -73,6 +76,10 @@ pub struct AlsModel {
     pub seen_items: Vec<u32>,
     /// Training interactions per item, for cold start ("popular items").
     pub item_popularity: Vec<u32>,
+    /// The approximate-search index over the item factors (the `ivf` module), when the trainer
+    /// built one; absent in artifacts written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<IvfIndex>,
 }
 
 /// One recommended item.
@@ -217,6 +224,9 @@ impl AlsModel {
                 return Err(fail(format!("{what} id {:?} appears twice", w[0])));
             }
         }
+        if let Some(index) = &self.index {
+            index.validate(items, k)?;
+        }
         Ok(())
     }
 
@@ -254,6 +264,7 @@ impl AlsModel {
             gram,
             search: Search::Exact,
             int8: None,
+            ann: None,
         })
     }
 }
@@ -275,6 +286,8 @@ pub struct ServingAls {
     search: Search,
     /// The int8 codes of the item factors, in int8 mode.
     int8: Option<Int8Items>,
+    /// The IVF lists with their codes, in ann mode.
+    ann: Option<AnnLists>,
 }
 
 impl ServingAls {
@@ -697,6 +710,7 @@ mod tests {
             seen_offsets: vec![0, 1, 3, 3],
             seen_items: vec![0, 2, 3],
             item_popularity: vec![5, 1, 9, 9, 0],
+            index: None,
         }
     }
 

@@ -21,8 +21,10 @@ use std::cell::Cell;
 
 use serde::Serialize;
 
+use super::ivf::AnnLists;
 use super::select::Candidates;
 use super::{Scored, ServingAls, TopN, dot};
+use crate::Error;
 
 /// How [`ServingAls::recommend_vector`] scans the whole catalogue. Allow-lists, similar items and
 /// cold start are the same in every mode (they read few items, or need the exact cosine).
@@ -34,6 +36,10 @@ pub enum Search {
     Exact,
     /// Candidates from the int8 codes, `n × oversample` of them, rescored in f32.
     Int8 { oversample: usize },
+    /// Candidates from the int8 codes of the `probe` lists of the model's IVF index nearest to
+    /// the user (the `ivf` module), `n × oversample` of them, rescored in f32. `probe` 0 asks for
+    /// the index's own, recorded by the trainer.
+    Ann { probe: usize, oversample: usize },
 }
 
 impl Search {
@@ -41,6 +47,7 @@ impl Search {
         match self {
             Self::Exact => "exact",
             Self::Int8 { .. } => "int8",
+            Self::Ann { .. } => "ann",
         }
     }
 }
@@ -48,12 +55,12 @@ impl Search {
 /// Item factors as int8 codes, `rank` per item, and one scale per item: `y ≈ scale · code`.
 #[derive(Debug, Clone)]
 pub(super) struct Int8Items {
-    codes: Vec<i8>,
-    scales: Vec<f32>,
+    pub(super) codes: Vec<i8>,
+    pub(super) scales: Vec<f32>,
 }
 
 /// Codes of `values` with scale `max |v| / 127`; a zero vector gets scale 0 and zero codes.
-fn quantise_row(values: &[f32], codes: &mut [i8]) -> f32 {
+pub(super) fn quantise_row(values: &[f32], codes: &mut [i8]) -> f32 {
     let max = values.iter().fold(0.0f32, |m, v| m.max(v.abs()));
     if max == 0.0 || !max.is_finite() {
         codes.fill(0);
@@ -78,6 +85,17 @@ impl Int8Items {
         Self { codes, scales }
     }
 
+    /// The codes of the rows of `factors` listed in `order`, in that order.
+    pub(super) fn quantise_in_order(factors: &[f32], k: usize, order: &[u32]) -> Self {
+        let mut codes = vec![0i8; order.len() * k];
+        let scales = order
+            .iter()
+            .zip(codes.chunks_exact_mut(k))
+            .map(|(&i, c)| quantise_row(&factors[i as usize * k..(i as usize + 1) * k], c))
+            .collect();
+        Self { codes, scales }
+    }
+
     /// Bytes held: codes plus scales.
     pub(super) fn bytes(&self) -> usize {
         self.codes.len() + 4 * self.scales.len()
@@ -90,7 +108,7 @@ impl Int8Items {
 /// micro-benchmark of 1M rank-64 rows on the development machine (x86-64 baseline, no
 /// `target-cpu`).
 #[inline]
-fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
+pub(super) fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
     const LANES: usize = 16;
     let mut acc = [0i32; LANES];
     let (ac, bc) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
@@ -125,19 +143,41 @@ pub fn take_bytes_read() -> u64 {
 }
 
 impl ServingAls {
-    /// The same model searched with `search`; building the int8 codes takes one pass over the
-    /// item factors and `rank + 4` bytes an item.
-    #[must_use]
-    pub fn with_search(mut self, search: Search) -> Self {
-        self.int8 = match search {
-            Search::Exact => None,
-            Search::Int8 { .. } => Some(Int8Items::quantise(
-                &self.model.item_factors,
-                self.model.k(),
-            )),
+    /// The same model searched with `search`. Int8 builds the codes (one pass over the item
+    /// factors, `rank + 4` bytes an item); ann lays out the model's IVF index (the codes in list
+    /// order, 8 bytes an item more), and a `probe` of 0 becomes the index's own, one beyond the
+    /// lists all of them.
+    ///
+    /// # Errors
+    /// [`Error::NotServable`] for ann mode on a model without an index.
+    pub fn with_search(mut self, search: Search) -> Result<Self, Error> {
+        let k = self.model.k();
+        self.int8 = None;
+        self.ann = None;
+        self.search = match search {
+            Search::Exact => search,
+            Search::Int8 { .. } => {
+                self.int8 = Some(Int8Items::quantise(&self.model.item_factors, k));
+                search
+            }
+            Search::Ann { probe, oversample } => {
+                let Some(index) = &self.model.index else {
+                    return Err(Error::NotServable {
+                        reason: "ann search needs an index and the model has no ann index \
+                                 (train with --ann-index)"
+                            .into(),
+                    });
+                };
+                let ann = AnnLists::new(index, &self.model.item_factors, k);
+                let probe = match probe {
+                    0 => ann.default_probe,
+                    p => p.min(ann.lists()),
+                };
+                self.ann = Some(ann);
+                Search::Ann { probe, oversample }
+            }
         };
-        self.search = search;
-        self
+        Ok(self)
     }
 
     pub fn search(&self) -> Search {
@@ -145,16 +185,21 @@ impl ServingAls {
     }
 
     /// Bytes of item factors held for searching: the f32 factors, plus the int8 codes and
-    /// scales in int8 mode.
+    /// scales in int8 mode, plus the lists in ann mode.
     pub fn item_factor_bytes(&self) -> usize {
-        4 * self.model.item_factors.len() + self.int8.as_ref().map_or(0, Int8Items::bytes)
+        4 * self.model.item_factors.len()
+            + self.int8.as_ref().map_or(0, Int8Items::bytes)
+            + self.ann.as_ref().map_or(0, AnnLists::bytes)
     }
 
     /// The whole catalogue for one user vector in the configured mode; `excluded` is sorted.
     pub(super) fn scan(&self, user_vector: &[f32], n: usize, excluded: &[u32]) -> Vec<Scored> {
-        match (self.search, &self.int8) {
-            (Search::Int8 { oversample }, Some(int8)) => {
+        match (self.search, &self.int8, &self.ann) {
+            (Search::Int8 { oversample }, Some(int8), _) => {
                 self.scan_int8(int8, user_vector, n, oversample, excluded)
+            }
+            (Search::Ann { probe, oversample }, _, Some(ann)) => {
+                self.scan_ann(ann, user_vector, n, probe, oversample, excluded)
             }
             _ => self.scan_all(user_vector, n, excluded),
         }
@@ -205,20 +250,38 @@ impl ServingAls {
     /// # Panics
     /// If a user index is out of range.
     pub fn recall_at(&self, users: &[u32], n: usize) -> f64 {
+        self.recall_against(&self.exact_answers(users, n))
+    }
+
+    /// The exact scan's top `n` for each of `users` (training items excluded), for
+    /// [`ServingAls::recall_against`]: computed once when many settings are compared.
+    pub(super) fn exact_answers(&self, users: &[u32], n: usize) -> Vec<(u32, Vec<u32>)> {
+        let answers = users
+            .iter()
+            .map(|&u| {
+                let x = self.model.user_factors(u);
+                let exact = self.scan_all(x, n, self.model.seen(u));
+                (u, exact.iter().map(|s| s.item).collect())
+            })
+            .collect();
+        take_bytes_read();
+        answers
+    }
+
+    /// Recall of this mode's answers against `exact` (from [`ServingAls::exact_answers`]).
+    pub(super) fn recall_against(&self, exact: &[(u32, Vec<u32>)]) -> f64 {
         let mut sum = 0.0;
         let mut counted = 0usize;
-        for &u in users {
-            let x = self.model.user_factors(u);
-            let seen = self.model.seen(u);
-            let exact = self.scan_all(x, n, seen);
+        for (u, exact) in exact {
             if exact.is_empty() {
                 continue;
             }
-            let got = self.scan(x, n, seen);
-            let hits = got
-                .iter()
-                .filter(|g| exact.iter().any(|e| e.item == g.item))
-                .count();
+            let got = self.scan(
+                self.model.user_factors(*u),
+                exact.len(),
+                self.model.seen(*u),
+            );
+            let hits = got.iter().filter(|g| exact.contains(&g.item)).count();
             sum += hits as f64 / exact.len() as f64;
             counted += 1;
         }
@@ -289,7 +352,10 @@ mod tests {
     #[test]
     fn int8_answers_match_the_exact_ones_with_recall_of_at_least_0_99() {
         let exact = shape(200, 20_000, 32).prepare().unwrap();
-        let int8 = exact.clone().with_search(Search::Int8 { oversample: 10 });
+        let int8 = exact
+            .clone()
+            .with_search(Search::Int8 { oversample: 10 })
+            .unwrap();
         let users: Vec<u32> = (0..200).collect();
         let recall = int8.recall_at(&users, 10);
         assert!(recall >= 0.99, "recall {recall}");
@@ -313,7 +379,7 @@ mod tests {
     fn without_oversampling_the_codes_alone_choose_and_recall_drops() {
         // Guards the measurement: it must be able to report less than 1.
         let exact = shape(100, 20_000, 32).prepare().unwrap();
-        let int8 = exact.with_search(Search::Int8 { oversample: 1 });
+        let int8 = exact.with_search(Search::Int8 { oversample: 1 }).unwrap();
         let users: Vec<u32> = (0..100).collect();
         assert!(int8.recall_at(&users, 10) < 0.99);
     }
@@ -323,7 +389,8 @@ mod tests {
         let m = shape(50, 5_000, 16)
             .prepare()
             .unwrap()
-            .with_search(Search::Int8 { oversample: 4 });
+            .with_search(Search::Int8 { oversample: 4 })
+            .unwrap();
         for u in 0..50u32 {
             let best = items(&m.recommend(u, 5, Filter::default()));
             // Excluding the best five moves on to others.
@@ -362,7 +429,10 @@ mod tests {
     fn the_scans_count_the_bytes_they_read() {
         let (items_n, k) = (3_000usize, 16usize);
         let exact = shape(5, items_n, k).prepare().unwrap();
-        let int8 = exact.clone().with_search(Search::Int8 { oversample: 2 });
+        let int8 = exact
+            .clone()
+            .with_search(Search::Int8 { oversample: 2 })
+            .unwrap();
         take_bytes_read();
         exact.recommend(0, 10, Filter::default());
         assert_eq!(take_bytes_read(), (items_n * k * 4) as u64);

@@ -17,7 +17,7 @@ pub struct Shape {
 }
 
 /// SplitMix64: small, seeded, good enough for benchmark data and no extra dependency.
-pub(crate) struct Rng(u64);
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
     pub(crate) fn next_u64(&mut self) -> u64 {
@@ -88,5 +88,31 @@ pub fn random_model(a: &Shape) -> AlsModel {
         seen_offsets,
         seen_items,
         item_popularity,
+        index: None,
+    }
+}
+
+/// Replaces `model`'s user and item factors with factors planted around `topics` random
+/// centres, as trained factors cluster by taste: every user and item picks a centre uniformly
+/// and adds noise of `noise` times the centres' spread. Norm skew and seen items are left alone.
+/// Search indexes need this structure: on uniform random factors no partition beats a scan.
+///
+/// # Panics
+/// If `topics` is zero.
+pub fn plant_topics(model: &mut AlsModel, topics: usize, noise: f64, seed: u64) {
+    assert!(topics > 0, "at least one topic");
+    let k = model.k();
+    let mut rng = Rng(seed);
+    let scale = 1.0 / (k as f64).sqrt();
+    let centres: Vec<f64> = (0..topics * k)
+        .map(|_| (rng.unit() * 2.0 - 1.0) * scale)
+        .collect();
+    for factors in [&mut model.user_factors, &mut model.item_factors] {
+        for row in factors.chunks_exact_mut(k) {
+            let t = (rng.next_u64() % topics as u64) as usize;
+            for (v, c) in row.iter_mut().zip(&centres[t * k..(t + 1) * k]) {
+                *v = (c + noise * (rng.unit() * 2.0 - 1.0) * scale) as f32;
+            }
+        }
     }
 }
