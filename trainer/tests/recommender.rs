@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use shared_lib::artifact::ModelKind;
 use shared_lib::model_id::{AliasName, ModelName, ModelVersion};
-use shared_lib::models::als::{AlsModel, Filter, ServingAls};
+use shared_lib::models::als::{AlsModel, Filter, Search, ServingAls};
 use shared_lib::models::drift::DRIFT_BINS;
 use shared_lib::registry::Registry;
 use shared_lib::registry::manifest::{GateOutcome, HeldOutRule};
@@ -74,6 +74,7 @@ fn train_args(ratings: &Path, feedback: FeedbackArg) -> TrainArgs {
         skip_bad_rows: false,
         format: RatingFormat::Auto,
         columns: Default::default(),
+        ann: Default::default(),
     }
 }
 
@@ -597,4 +598,63 @@ async fn the_manifest_carries_the_top_item_score_profile_of_the_held_out_users()
         served.model().n_users()
     );
     assert!(psi < 0.05, "PSI {psi}");
+}
+
+#[tokio::test]
+async fn with_ann_index_the_artifact_carries_an_ivf_index_tuned_to_the_target_recall() {
+    // Arrange
+    let dir = tempfile::tempdir().unwrap();
+    let data = generate(dir.path(), "implicit.tsv", true, 6);
+    let ctx = context(dir.path()).await;
+    let mut args = train_args(&data, FeedbackArg::Implicit);
+    args.ann.ann_index = true;
+    args.ann.ann_target_recall = 0.97;
+
+    // Act
+    let report = recommender::train(&ctx, &args).await.unwrap();
+
+    // Assert: the manifest records how the index was built and what it measured.
+    let publication = report.publication.unwrap();
+    let store = ctx.registry.as_store().unwrap();
+    let manifest = store
+        .manifest(&publication.model, publication.version)
+        .await
+        .unwrap();
+    let p = &manifest.parameters;
+    assert_eq!(p["ann_index"], "ivf");
+    let lists = p["ann_lists"].as_u64().unwrap();
+    assert_eq!(lists, (report.items as f64).sqrt().round() as u64);
+    let probe = p["ann_probe"].as_u64().unwrap();
+    assert!((1..=lists).contains(&probe), "probe {probe} of {lists}");
+    let recall = manifest.metrics["ann_recall_at_10"];
+    assert!(recall >= 0.97, "recorded recall {recall}");
+    assert_eq!(manifest.metrics["ann_recall_users"], 200.0);
+    // The served model: the index and its probe are in the artifact, and searching with it
+    // on the same users measures the recorded recall again.
+    let model: AlsModel = store
+        .load_model(&manifest, ModelKind::RecommenderAls)
+        .await
+        .unwrap();
+    let index = model.index.as_ref().expect("an index in the artifact");
+    assert_eq!(u64::from(index.probe), probe);
+    assert_eq!(index.lists() as u64, lists);
+    let served = model
+        .prepare()
+        .unwrap()
+        .with_search(Search::Ann {
+            probe: 0,
+            oversample: 10,
+        })
+        .unwrap();
+    let users = served.recall_sample(200);
+    let again = served.recall_at(&users, 10);
+    assert!((again - recall).abs() < 1e-9, "{again} against {recall}");
+    // Without the flag there is no index.
+    args.ann.ann_index = false;
+    args.no_publish = true;
+    let plain = recommender::train(&ctx, &args).await.unwrap();
+    assert!(!plain.metrics.contains_key("ann_recall_at_10"));
+    args.ann.ann_target_recall = 1.5;
+    let err = recommender::train(&ctx, &args).await.unwrap_err();
+    assert!(err.to_string().contains("--ann-target-recall"), "{err}");
 }

@@ -59,7 +59,8 @@ pub struct SearchReport {
     pub recall_at_10: f64,
     /// Users the recall was measured on (0 in exact mode, where it is 1 by definition).
     pub recall_users: usize,
-    /// Bytes of item factors held for searching (f32, plus int8 codes in int8 mode).
+    /// Bytes of item factors held for searching (f32, plus int8 codes in int8 mode, plus the
+    /// lists' codes and orders in ann mode).
     pub item_factor_bytes: usize,
 }
 
@@ -104,7 +105,7 @@ impl ServableModel for Recommender {
             &manifest.artifact.sha256,
             ModelKind::RecommenderAls,
         )?;
-        let serving = model.prepare()?.with_search(config.search);
+        let serving = model.prepare()?.with_search(config.search)?;
         // Warm-up: one scan of the catalogue, so a model that loads but cannot score is refused.
         if serving.model().n_users() > 0 {
             let top = serving.recommend(0, 1, Filter::default());
@@ -146,7 +147,7 @@ pub(crate) fn measure_search(serving: &ServingAls) -> SearchReport {
     let search = serving.search();
     let (recall_at_10, recall_users) = match search {
         Search::Exact => (1.0, 0),
-        Search::Int8 { .. } => {
+        Search::Int8 { .. } | Search::Ann { .. } => {
             let users = serving.recall_sample(RECALL_SAMPLE_USERS);
             (serving.recall_at(&users, RECALL_N), users.len())
         }

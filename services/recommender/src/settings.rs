@@ -13,8 +13,9 @@
 //! | `MAX_CLICK_WEIGHT` | 100 | largest click `weight`; more is refused (400) |
 //! | `EVENTS_TOKEN` | unset: open | bearer token `POST /v1/users/{id}/events` requires, ≥ 16 characters (from a Secret) |
 //! | `MAX_CONCURRENT_SCORING` | 2 × cores | fold-ins and catalogue scans running at once; more wait, then get 503 |
-//! | `RECOMMEND_SEARCH` | `exact` | how a catalogue is scanned: `exact` (f32, today's answers) or `int8` (int8 codes pick candidates, rescored in f32; a quarter of the bytes read, recall measured at load) |
-//! | `RECOMMEND_OVERSAMPLE` | 10 | int8 mode: candidates rescored in f32 per item asked for (`n × oversample`) |
+//! | `RECOMMEND_SEARCH` | `exact` | how a catalogue is scanned: `exact` (f32, today's answers), `int8` (int8 codes pick candidates, rescored in f32; a quarter of the bytes read) or `ann` (the IVF index the trainer stored with `--ann-index`: only the nearest lists' codes are scanned); recall measured at load |
+//! | `RECOMMEND_OVERSAMPLE` | 10 | int8 and ann modes: candidates rescored in f32 per item asked for (`n × oversample`) |
+//! | `RECOMMEND_PROBE` | 0 | ann mode: lists scanned per request; 0 takes the probe the trainer tuned to its target recall |
 //! | `SCORING_WAIT_MS` | 100 | longest wait for a scoring slot, for at most 32 × `MAX_CONCURRENT_SCORING` waiting requests; then 503 with `Retry-After`; 0 refuses at once |
 //!
 //! plus the shared `MODEL_NAME` (default `recommender`), `MODEL_VERSION`, `SHADOW_CONCURRENCY`, `MAX_BODY_BYTES`, `MODEL_VERSION_B`,
@@ -25,7 +26,7 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 use shared_lib::application::CommonSettings;
-use shared_lib::models::als::Search;
+use shared_lib::models::als::{MAX_LISTS, Search};
 use shared_lib::serving::ServingSettings;
 use shared_lib::settings::Env;
 
@@ -58,7 +59,7 @@ pub struct Settings {
     pub max_click_weight: f32,
     pub events_token: Option<SecretString>,
     pub scoring: ScoringLimits,
-    /// `RECOMMEND_SEARCH` and `RECOMMEND_OVERSAMPLE`.
+    /// `RECOMMEND_SEARCH`, `RECOMMEND_OVERSAMPLE` and `RECOMMEND_PROBE`.
     pub search: Search,
 }
 
@@ -129,19 +130,27 @@ impl Settings {
     }
 }
 
-/// `RECOMMEND_SEARCH` and, for int8, `RECOMMEND_OVERSAMPLE`.
+/// `RECOMMEND_SEARCH` and, for int8 and ann, `RECOMMEND_OVERSAMPLE`; for ann `RECOMMEND_PROBE`.
 fn read_search(env: &mut Env) -> Search {
     let oversample = env.parse_or("RECOMMEND_OVERSAMPLE", DEFAULT_OVERSAMPLE);
     if !(1..=1000).contains(&oversample) {
         env.problem("RECOMMEND_OVERSAMPLE", "must be from 1 to 1000");
     }
+    let oversample = oversample.clamp(1, 1000);
+    // 0: the probe the trainer recorded in the index.
+    let probe = env.parse_or("RECOMMEND_PROBE", 0usize);
+    if probe > MAX_LISTS {
+        env.problem("RECOMMEND_PROBE", format!("must be from 0 to {MAX_LISTS}"));
+    }
     match env.string_or("RECOMMEND_SEARCH", "exact").as_str() {
         "exact" => Search::Exact,
-        "int8" => Search::Int8 {
-            oversample: oversample.clamp(1, 1000),
+        "int8" => Search::Int8 { oversample },
+        "ann" => Search::Ann {
+            probe: probe.min(MAX_LISTS),
+            oversample,
         },
         _ => {
-            env.problem("RECOMMEND_SEARCH", "must be exact or int8");
+            env.problem("RECOMMEND_SEARCH", "must be exact, int8 or ann");
             Search::Exact
         }
     }
@@ -192,16 +201,37 @@ mod tests {
     }
 
     #[test]
-    fn recommend_search_selects_int8_with_its_oversampling_and_refuses_others() {
+    fn recommend_search_selects_int8_or_ann_with_their_knobs_and_refuses_others() {
         let s = settings(&[("RECOMMEND_SEARCH", "int8")]).unwrap();
         assert_eq!(s.search, Search::Int8 { oversample: 10 });
         let s = settings(&[("RECOMMEND_SEARCH", "int8"), ("RECOMMEND_OVERSAMPLE", "3")]).unwrap();
         assert_eq!(s.search, Search::Int8 { oversample: 3 });
-        let err = settings(&[("RECOMMEND_SEARCH", "ann"), ("RECOMMEND_OVERSAMPLE", "0")])
-            .unwrap_err()
-            .to_string();
+        let s = settings(&[("RECOMMEND_SEARCH", "ann")]).unwrap();
+        assert_eq!(
+            s.search,
+            Search::Ann {
+                probe: 0,
+                oversample: 10
+            }
+        );
+        let s = settings(&[("RECOMMEND_SEARCH", "ann"), ("RECOMMEND_PROBE", "24")]).unwrap();
+        assert_eq!(
+            s.search,
+            Search::Ann {
+                probe: 24,
+                oversample: 10
+            }
+        );
+        let err = settings(&[
+            ("RECOMMEND_SEARCH", "hnsw"),
+            ("RECOMMEND_OVERSAMPLE", "0"),
+            ("RECOMMEND_PROBE", "70000"),
+        ])
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("RECOMMEND_SEARCH"), "{err}");
         assert!(err.contains("RECOMMEND_OVERSAMPLE"), "{err}");
+        assert!(err.contains("RECOMMEND_PROBE"), "{err}");
     }
 
     #[test]

@@ -390,6 +390,7 @@ pub fn to_served(
         seen_offsets,
         seen_items,
         item_popularity: popularity,
+        index: None,
     };
     (model, unmatched)
 }

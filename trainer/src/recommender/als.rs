@@ -172,6 +172,7 @@ pub fn train(data: &Ratings, params: &AlsParams, mut on_iteration: impl FnMut(us
         seen_offsets: by_user.indptr.iter().map(|&o| o as u32).collect(),
         seen_items: by_user.indices,
         item_popularity,
+        index: None,
     }
 }
 

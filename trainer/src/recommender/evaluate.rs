@@ -258,6 +258,7 @@ mod tests {
             seen_offsets: vec![0, 3, 3],
             seen_items: vec![0, 1, 2],
             item_popularity: vec![1, 5, 3],
+            index: None,
         }
         .prepare()
         .unwrap()

@@ -27,7 +27,9 @@ use std::sync::Arc;
 use serde::Serialize;
 use shared_lib::artifact::{ModelKind, encode_artifact};
 use shared_lib::model_id::ModelName;
-use shared_lib::models::als::{AlsModel, Feedback, MAX_RANK, ServingAls};
+use shared_lib::models::als::{
+    AlsModel, AnnBuild, Feedback, IvfParams, MAX_RANK, ServingAls, with_ann_index,
+};
 use shared_lib::models::drift::{Binned, DRIFT_BINS, DriftProfile};
 use shared_lib::registry::manifest::{HeldOutRule, Manifest, NewVersion};
 
@@ -140,6 +142,85 @@ pub struct TrainArgs {
     pub format: RatingFormat,
     #[command(flatten)]
     pub columns: RatingColumnArgs,
+    #[command(flatten)]
+    pub ann: AnnArgs,
+}
+
+/// The approximate-search index stored with the model, for `RECOMMEND_SEARCH=ann`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AnnArgs {
+    /// Build an IVF index over the item factors and store it in the artifact.
+    #[arg(long)]
+    pub ann_index: bool,
+    /// Lists of the index [default: √items].
+    #[arg(long)]
+    pub ann_lists: Option<usize>,
+    /// The index's probe is the smallest whose recall@10 against the exact scan reaches this.
+    #[arg(long, default_value_t = 0.95)]
+    pub ann_target_recall: f64,
+    /// Candidates per item asked for, as the service's RECOMMEND_OVERSAMPLE (recall depends on it).
+    #[arg(long, default_value_t = 10)]
+    pub ann_oversample: usize,
+}
+
+impl Default for AnnArgs {
+    fn default() -> Self {
+        Self {
+            ann_index: false,
+            ann_lists: None,
+            ann_target_recall: 0.95,
+            ann_oversample: 10,
+        }
+    }
+}
+
+/// Users the index's recall is tuned and measured on.
+const ANN_RECALL_USERS: usize = 200;
+
+impl AnnArgs {
+    fn check(&self) -> Result<(), Error> {
+        let usage = |m: &str| Err(Error::Usage(m.into()));
+        if !(self.ann_target_recall > 0.0 && self.ann_target_recall <= 1.0) {
+            return usage("--ann-target-recall must be in (0, 1]");
+        }
+        if !(1..=1000).contains(&self.ann_oversample) {
+            return usage("--ann-oversample must be from 1 to 1000");
+        }
+        if self
+            .ann_lists
+            .is_some_and(|l| l == 0 || l > shared_lib::models::als::MAX_LISTS)
+        {
+            return usage("--ann-lists must be from 1 to 65536");
+        }
+        Ok(())
+    }
+
+    /// `model` with its index when asked for one, and what building it did.
+    fn index(&self, model: AlsModel) -> Result<(AlsModel, Option<AnnBuild>), Error> {
+        if !self.ann_index {
+            return Ok((model, None));
+        }
+        let mut params = IvfParams::for_items(model.n_items());
+        if let Some(lists) = self.ann_lists {
+            params.lists = lists;
+            params.train_items = lists.saturating_mul(64);
+        }
+        let (model, build) = with_ann_index(
+            model,
+            &params,
+            self.ann_target_recall,
+            self.ann_oversample,
+            ANN_RECALL_USERS,
+        )?;
+        tracing::info!(
+            lists = build.params.lists,
+            probe = build.probe,
+            recall_at_10 = build.recall_at_10,
+            seconds = build.build_seconds,
+            "Built the ann index."
+        );
+        Ok((model, Some(build)))
+    }
 }
 
 /// Parquet rating columns by name (text rating files are positional).
@@ -269,6 +350,7 @@ fn check_args(args: &TrainArgs) -> Result<(ModelName, SplitRule), Error> {
     if args.split.split_key.is_some() {
         return usage("--split-key is for tables; a rating row's key is its content");
     }
+    args.ann.check()?;
     let rule = args.split.rule()?;
     let model = ModelName::parse(&args.model).map_err(|e| Error::Usage(e.to_string()))?;
     Ok((model, rule))
@@ -340,11 +422,13 @@ pub async fn train(ctx: &Context, args: &TrainArgs) -> Result<Report, Error> {
     let k = args.k;
     let bar = ctx.progress.bar(args.iterations as u64, "ALS iterations");
     let progress = bar.clone();
-    let (serving, holdout, mut metrics, baseline, default_floor, drift) =
+    let ann = args.ann.clone();
+    let (serving, holdout, mut metrics, baseline, default_floor, drift, ann_build) =
         tokio::task::spawn_blocking(move || {
             let started = Instant::now();
             let model = als::train(&train_set, &params, |it| progress.set_position(it as u64));
             let train_seconds = started.elapsed().as_secs_f64();
+            let (model, ann_build) = ann.index(model)?;
             let serving = model.prepare()?;
             let holdout = Holdout::new(train_set, test_set);
             let mut metrics = BTreeMap::new();
@@ -372,7 +456,18 @@ pub async fn train(ctx: &Context, args: &TrainArgs) -> Result<Report, Error> {
                 }
             };
             let drift = drift_profile(&holdout, &serving, &mut metrics);
-            Ok::<_, Error>((serving, holdout, metrics, baseline, default_floor, drift))
+            if let Some(build) = &ann_build {
+                metrics.extend(build.manifest_metrics());
+            }
+            Ok::<_, Error>((
+                serving,
+                holdout,
+                metrics,
+                baseline,
+                default_floor,
+                drift,
+                ann_build,
+            ))
         })
         .await
         .map_err(|e| Error::Training(format!("the training task failed: {e}")))??;
@@ -421,7 +516,7 @@ pub async fn train(ctx: &Context, args: &TrainArgs) -> Result<Report, Error> {
     }
 
     let artifact = encode_artifact(ModelKind::RecommenderAls, serving.model())?;
-    let parameters = BTreeMap::from([
+    let mut parameters = BTreeMap::from([
         ("feedback".to_owned(), serde_json::json!(feedback.as_str())),
         ("rank".to_owned(), serde_json::json!(params.rank)),
         (
@@ -434,6 +529,9 @@ pub async fn train(ctx: &Context, args: &TrainArgs) -> Result<Report, Error> {
         ("seed".to_owned(), serde_json::json!(params.seed)),
         ("k".to_owned(), serde_json::json!(k)),
     ]);
+    if let Some(build) = &ann_build {
+        parameters.extend(build.manifest_parameters());
+    }
     let draft = NewVersion {
         model: model_name,
         run_id: uuid::Uuid::now_v7(),

@@ -31,6 +31,7 @@ pub fn two_cluster_model() -> AlsModel {
         seen_offsets: vec![0, 1, 2],
         seen_items: vec![0, 4],
         item_popularity: vec![5, 4, 3, 2, 6, 9, 1, 0],
+        index: None,
     }
 }
 

@@ -1,9 +1,9 @@
-//! `RECOMMEND_SEARCH`: the int8 scan behind every endpoint, its recall in `/v1/models` and the
-//! metrics, and the bytes the scans read.
+//! `RECOMMEND_SEARCH`: the int8 scan and the ann index behind every endpoint, their recall in
+//! `/v1/models` and the metrics, and the bytes the scans read.
 
 use serde_json::json;
-use shared_lib::models::als::AlsModel;
-use shared_lib::models::als::synthetic::{Shape, random_model};
+use shared_lib::models::als::synthetic::{Shape, plant_topics, random_model};
+use shared_lib::models::als::{AlsModel, IvfParams, with_ann_index};
 
 use crate::helpers::{TestApp, item_ids, spawn_app};
 
@@ -19,6 +19,21 @@ fn model() -> AlsModel {
         seen_min: 1,
         seen_max: 30,
     })
+}
+
+/// Lists of [`indexed_model`]'s index.
+const LISTS: usize = 40;
+
+/// [`model`] with factors clustered around topics (as trained factors are) and an IVF index
+/// tuned to recall@10 of 0.95 on its 60 users.
+fn indexed_model() -> AlsModel {
+    let mut m = model();
+    plant_topics(&mut m, 20, 0.5, 4);
+    let params = IvfParams {
+        lists: LISTS,
+        ..IvfParams::for_items(ITEMS)
+    };
+    with_ann_index(m, &params, 0.95, 10, 60).unwrap().0
 }
 
 /// The value of the metric line that starts with `prefix` in the `/metrics` text.
@@ -61,10 +76,24 @@ async fn each_mode_reports_its_recall_in_models_and_as_a_gauge() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn int8_mode_keeps_filters_cold_start_clicks_and_the_subset_call() {
+    keeps_filters_cold_start_clicks_and_the_subset_call(model(), "int8", 54).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ann_mode_keeps_filters_cold_start_clicks_and_the_subset_call() {
+    keeps_filters_cold_start_clicks_and_the_subset_call(indexed_model(), "ann", 45).await;
+}
+
+/// Every endpoint in `mode` against the exact scan of `m`: at least `min_same` of 60 users get
+/// the exact list.
+async fn keeps_filters_cold_start_clicks_and_the_subset_call(
+    m: AlsModel,
+    mode: &str,
+    min_same: usize,
+) {
     // Arrange
-    let exact = spawn_app(&[model()], &[]).await;
-    let app = spawn_app(&[model()], &[("RECOMMEND_SEARCH", "int8")]).await;
-    let m = model();
+    let exact = spawn_app(std::slice::from_ref(&m), &[]).await;
+    let app = spawn_app(std::slice::from_ref(&m), &[("RECOMMEND_SEARCH", mode)]).await;
     let seen_of = |u: usize| -> Vec<String> {
         m.seen_items[m.seen_offsets[u] as usize..m.seen_offsets[u + 1] as usize]
             .iter()
@@ -81,7 +110,7 @@ async fn int8_mode_keeps_filters_cold_start_clicks_and_the_subset_call() {
         }
         assert!(got.iter().all(|i| !seen_of(u).contains(i)), "u{u}: {got:?}");
     }
-    assert!(same >= 54, "{same} of 60 users got the exact list");
+    assert!(same >= min_same, "{same} of 60 users got the exact list");
     // Exclusions and allow-lists.
     let best = item_ids(&app.get_json("/v1/users/u1/recommendations?n=3").await);
     let next = app
@@ -153,4 +182,42 @@ async fn the_bytes_counter_shows_int8_reading_about_a_third_of_exact() {
         int8_bytes >= codes && int8_bytes < codes + (200 * RANK * 4) as f64,
         "{int8_bytes}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ann_mode_reports_the_probe_and_recall_and_reads_a_fraction_of_the_codes() {
+    // Arrange
+    let m = indexed_model();
+    let recorded = m.index.as_ref().unwrap().probe as usize;
+    let app = spawn_app(std::slice::from_ref(&m), &[("RECOMMEND_SEARCH", "ann")]).await;
+    let wide = spawn_app(
+        &[m],
+        &[("RECOMMEND_SEARCH", "ann"), ("RECOMMEND_PROBE", "1000")],
+    )
+    .await;
+    // Act
+    let details = app.get_json("/v1/models").await["slots"][0]["details"].clone();
+    let wide_details = wide.get_json("/v1/models").await["slots"][0]["details"].clone();
+    app.get_json("/v1/users/u4/recommendations?n=10").await;
+    // Assert: the trainer's probe by default, all lists at most.
+    assert_eq!(details["mode"], "ann");
+    assert_eq!(details["probe"], recorded);
+    assert!(recorded < LISTS / 2, "probe {recorded} of {LISTS}");
+    assert_eq!(wide_details["probe"], LISTS);
+    let recall = details["recall_at_10"].as_f64().unwrap();
+    assert!((0.95..=1.0).contains(&recall), "{recall}");
+    let wide_recall = wide_details["recall_at_10"].as_f64().unwrap();
+    assert!(wide_recall >= recall, "{wide_recall} < {recall}");
+    let gauge = metric(&app, "recommender_search_recall_at_10{")
+        .await
+        .unwrap();
+    assert_eq!(gauge, recall);
+    assert!(app.metrics().await.contains(r#"mode="ann""#));
+    // Bytes: the probed lists' codes and the centroids, well under the int8 scan's.
+    let read = metric(&app, "recommender_factor_bytes_read_total")
+        .await
+        .unwrap();
+    let all_codes = (ITEMS * (RANK + 4)) as f64;
+    assert!(read < all_codes * 0.6, "{read} of {all_codes}");
+    assert!(read > 0.0);
 }
