@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
-# The search-mode benchmark (issue #16): the exact f32 scan against the int8 scan on one large
-# generated catalogue, through the service over loopback. See README.md ("Search modes").
+# The search-mode benchmark (issue #16): the exact f32 scan, the int8 scan and the ann (IVF)
+# index on one large generated catalogue, through the service over loopback. See README.md
+# ("Search modes").
 #
 #   bench/recommender/search.sh      # about 10 minutes at 1M items once built
 #
 # Steps: build; generate and publish one model (bench/harness/src/bin/bench_model.rs, item norms skewed by
-# popularity); then for each mode: start the service with RECOMMEND_SEARCH=mode, read its
+# popularity, factors planted around TOPICS centres, with an IVF index when MODES has ann); then for each mode: start the service with RECOMMEND_SEARCH=mode, read its
 # /v1/models (recall@10 measured at load, bytes of factors held), RSS; REPEATS runs of
 # wrk -t1 -c1 (requests/s and p99 at c=1, bytes read per request from the service's own counter
 # recommender_factor_bytes_read_total); one wrk -t2 -c32 run; stop it. Summary: medians per
 # mode, int8/exact ratios, and the issue's targets.
 #
 # Knobs (environment): USERS (20000), ITEMS (1000000), RANK (64), SEED (7), NORM_SKEW (0.1),
-# N (10), OVERSAMPLE (10), REPEATS (3), DURATION (10), CONC_DURATION (10), CONNECTIONS (32),
-# THREADS (2), PORT (18720), MODES ("exact int8"), SCORING_WAIT_MS (10000), OUT (bench/recommender/last-search),
+# TOPICS (1000; 0 = uniform factors), TOPIC_NOISE (0.5), ANN_LISTS (1 = √items),
+# ANN_TARGET_RECALL (0.95), N (10), OVERSAMPLE (10), REPEATS (3), DURATION (10), CONC_DURATION (10), CONNECTIONS (32),
+# THREADS (2), PORT (18720), MODES ("exact int8 ann"), SCORING_WAIT_MS (10000), OUT (bench/recommender/last-search),
 # BUILD (1; 0 uses the release binaries already in target/).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -25,6 +27,10 @@ ITEMS=${ITEMS:-1000000}
 RANK=${RANK:-64}
 SEED=${SEED:-7}
 NORM_SKEW=${NORM_SKEW:-0.1}
+TOPICS=${TOPICS:-1000}
+TOPIC_NOISE=${TOPIC_NOISE:-0.5}
+ANN_LISTS=${ANN_LISTS:-1}
+ANN_TARGET_RECALL=${ANN_TARGET_RECALL:-0.95}
 N=${N:-10}
 OVERSAMPLE=${OVERSAMPLE:-10}
 REPEATS=${REPEATS:-3}
@@ -33,7 +39,7 @@ CONC_DURATION=${CONC_DURATION:-10}
 CONNECTIONS=${CONNECTIONS:-32}
 THREADS=${THREADS:-2}
 PORT=${PORT:-18720}
-MODES=${MODES:-exact int8}
+MODES=${MODES:-exact int8 ann}
 # A scan of 1M items takes tens of milliseconds: at c=32 requests queue for a scoring permit
 # longer than the default 100 ms, and would be refused with 503 rather than measured.
 SCORING_WAIT_MS=${SCORING_WAIT_MS:-10000}
@@ -53,7 +59,8 @@ if [[ ${BUILD:-1} != 0 ]]; then
 fi
 service_bin=$target_dir/release/recommender
 model_bin=$target_dir/release/bench_model
-for bin in "$service_bin" "$model_bin"; do [[ -x $bin ]] || die "$bin is missing"; done
+floor_bin=$target_dir/release/http_floor
+for bin in "$service_bin" "$model_bin" "$floor_bin"; do [[ -x $bin ]] || die "$bin is missing"; done
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/recommender-search.XXXXXX")
 mkdir -p "$OUT" && rm -f "$OUT"/*.txt "$OUT"/*.json "$OUT"/*.log "$OUT"/*.tsv
@@ -81,14 +88,20 @@ wrk_errors() { awk '/Non-2xx|Socket errors/ {print}' "$1"; }
 
 # ---------------------------------------------------------------- model -----------------------
 store=$work/store
-log "Generating and publishing: $USERS users x $ITEMS items, rank $RANK, norm skew $NORM_SKEW (seed $SEED)."
+ann_args=(--ann-lists 0)
+[[ " $MODES " == *" ann "* ]] && ann_args=(--ann-lists "$ANN_LISTS" --ann-target-recall "$ANN_TARGET_RECALL" --ann-oversample "$OVERSAMPLE")
+log "Generating and publishing: $USERS users x $ITEMS items, rank $RANK, norm skew $NORM_SKEW, $TOPICS topics (seed $SEED)${ann_args[1]:+, ann lists ${ann_args[1]}}."
 t0=$SECONDS
 "$model_bin" --store "$store" --out "$work/factors" --users "$USERS" --items "$ITEMS" --rank "$RANK" \
-    --seed "$SEED" --norm-skew "$NORM_SKEW" >"$OUT/model.json" 2>"$OUT/model.log" \
+    --seed "$SEED" --norm-skew "$NORM_SKEW" --topics "$TOPICS" --topic-noise "$TOPIC_NOISE" "${ann_args[@]}" \
+    >"$OUT/model.json" 2>"$OUT/model.log" \
     || { cat "$OUT/model.log" >&2; die "bench_model failed"; }
-rm -rf "$work/factors"
+[[ ${PEER:-faiss} == faiss ]] || rm -rf "$work/factors" # kept for section "peer: faiss-cpu"
 version=$(json "$OUT/model.json" version)
 log "Published version $version in $((SECONDS - t0))s."
+if [[ " $MODES " == *" ann "* ]]; then
+    log "ann index: $(json "$OUT/model.json" ann.params.lists) lists, probe $(json "$OUT/model.json" ann.probe), recall@10 $(json "$OUT/model.json" ann.recall_at_10), built in $(json "$OUT/model.json" ann.build_seconds)s."
+fi
 
 base=http://127.0.0.1:$PORT
 printf 'mode\tready_s\trss_mib\tfactor_mib\trecall_at_10\trecall_users\trun\treq_s_c1\tp99_ms_c1\tbytes_per_req\n' >"$OUT/runs.tsv"
@@ -140,6 +153,64 @@ for mode in $MODES; do
     stop_pid "$pid"
 done
 
+# ---------------------------------------------------------------- peer: faiss-cpu -------------
+# faiss_peer.py on the same factors and the same query users (the sample the service measures
+# recall on), THREADS threads, the same N: faiss HNSW (inner product) and IVF (IndexIVFFlat,
+# inner product) swept over efSearch and nprobe; recall@N against the exact answer and queries/s
+# one query per call on 1 thread and the whole sample per call on THREADS threads. Writes
+# $OUT/faiss.json and $OUT/faiss.txt (its table); its summary lines go to summary.txt after the
+# summary. Knobs: PEER (faiss; none skips), PEER_QUERIES (1000), PEER_MATCH (recalls to match,
+# "0.95 0.99"), PEER_ARGS (more flags for faiss_peer.py, e.g. --skip-hnsw; see its --help).
+# The HNSW build takes minutes at 1M items and hours at 10M on 2 threads (README.md).
+PEER=${PEER:-faiss}
+if [[ $PEER == faiss ]]; then
+    peer_venv=$root/bench/.venv-faiss
+    if [[ ! -x $peer_venv/bin/python ]]; then
+        log "[faiss] Creating $peer_venv."
+        python3 -m venv "$peer_venv"
+    fi
+    if ! "$peer_venv/bin/python" -c 'import faiss, numpy' 2>/dev/null; then
+        log "[faiss] Installing faiss-cpu into $peer_venv."
+        timeout 600 "$peer_venv/bin/pip" install -q --disable-pip-version-check \
+            -r "$here/requirements-faiss.txt"
+    fi
+    match_args=()
+    peer_match=${PEER_MATCH:-0.95 0.99}
+    # The recall the service's ann mode measured, so the summary compares at the same recall.
+    if [[ -s $OUT/models-ann.json ]]; then
+        peer_match+=" $(json "$OUT/models-ann.json" slots.0.details.recall_at_10)"
+    fi
+    for r in $peer_match; do match_args+=(--match-recall "$r"); done
+    log "[faiss] faiss_peer.py on $ITEMS items, $THREADS threads (progress in $OUT/faiss.log)."
+    # shellcheck disable=SC2086 # PEER_ARGS is a list of flags
+    "$peer_venv/bin/python" "$here/faiss_peer.py" --factors "$work/factors" --n "$N" \
+        --threads "$THREADS" --queries "${PEER_QUERIES:-1000}" "${match_args[@]}" ${PEER_ARGS:-} \
+        --json-out "$OUT/faiss.json" --summary-out "$work/faiss-summary.txt" \
+        >"$OUT/faiss.txt" 2>"$OUT/faiss.log" || { tail -20 "$OUT/faiss.log" >&2; die "faiss_peer.py failed"; }
+    rm -rf "$work/factors"
+    log "[faiss] Done: $OUT/faiss.txt, $OUT/faiss.json."
+elif [[ $PEER != none ]]; then
+    die "PEER=$PEER: faiss or none"
+fi
+
+# ---------------------------------------------------------------- HTTP floor ------------------
+# The ann target's yardstick: p99 at c=1 of the HTTP floor (actix-web, parse a query, answer a
+# constant; bench/harness/src/bin/http_floor.rs), on this machine in this run.
+log "[floor] p99 at c=1 of the HTTP floor."
+PORT="$PORT" "$floor_bin" >"$OUT/floor.log" 2>&1 &
+pid=$!
+pids+=("$pid")
+wait_ok "$base/healthz" 30 || die "the HTTP floor did not start (see $OUT/floor.log)"
+floor_url="$base/classify?f1=1&f2=2&f3=3"
+timeout 40 wrk -t1 -c1 -d3s "$floor_url" >/dev/null
+for run in $(seq 1 "$REPEATS"); do
+    timeout $((DURATION + 30)) wrk -t1 -c1 -d"${DURATION}s" --latency "$floor_url" >"$OUT/wrk-floor-c1-$run.txt"
+    wrk_p99 "$OUT/wrk-floor-c1-$run.txt" >>"$OUT/floor-p99.txt"
+done
+stop_pid "$pid"
+floor_p99=$(median <"$OUT/floor-p99.txt")
+log "[floor] p99 at c=1: $floor_p99 ms (median of $REPEATS)."
+
 # ---------------------------------------------------------------- summary ---------------------
 col() { awk -F'\t' -v m="$1" -v c="$2" 'NR > 1 && $1 == m {print $c}' "$OUT/runs.tsv"; }
 {
@@ -164,5 +235,38 @@ col() { awk -F'\t' -v m="$1" -v c="$2" 'NR > 1 && $1 == m {print $c}' "$OUT/runs
         echo "int8 / exact: req/s at c=1 $(ratio "$i_rps" "$e_rps")x (target >= 3), bytes per request $(ratio "$i_bytes" "$e_bytes") (target <= 0.3), recall@10 $recall (target >= 0.99)"
         echo "targets: recall $(verdict "$recall" ">=" 0.99), bytes $(verdict "$(ratio "$i_bytes" "$e_bytes")" "<=" 0.3), req/s $(verdict "$(ratio "$i_rps" "$e_rps")" ">=" 3)"
     fi
+    if [[ " $MODES " == *" exact "* && " $MODES " == *" ann "* ]]; then
+        e_rps=$(col exact 8 | median); a_rps=$(col ann 8 | median)
+        e_bytes=$(col exact 10 | median); a_bytes=$(col ann 10 | median)
+        echo
+        a_p99=$(col ann 9 | median)
+        echo "ann / exact: req/s at c=1 $(ratio "$a_rps" "$e_rps")x, bytes per request $(ratio "$a_bytes" "$e_bytes"), recall@10 $(col ann 5 | head -1) (target >= 0.95: $(verdict "$(col ann 5 | head -1)" ">=" 0.95))"
+        echo "ann p99 at c=1: $a_p99 ms, HTTP floor's $floor_p99 ms: $(ratio "$a_p99" "$floor_p99")x (target <= 50: $(verdict "$(ratio "$a_p99" "$floor_p99")" "<=" 50))"
+        if [[ -s $OUT/faiss.json ]]; then
+            a_recall=$(col ann 5 | head -1)
+            a_conc=$(awk -F'\t' '$1 == "ann" {print $2}' "$OUT/concurrent.tsv")
+            "$py" - "$OUT/faiss.json" "$a_recall" "$a_rps" "$a_conc" "$THREADS" <<'PY'
+import json, sys
+peer, recall, c1, conc, threads = json.load(open(sys.argv[1])), float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
+for name in ("hnsw", "ivf"):
+    if name not in peer:
+        continue
+    m = [x for x in peer[name]["matched"] if abs(x["recall_at_least"] - recall) < 1e-9]
+    one = m[0]["best_qps_1thread_single_query"] if m else None
+    many = m[0]["best_qps_threads_batch"] if m else None
+    if not one:
+        print(f"faiss {name.upper()} does not reach recall {recall:.4f} in its sweep")
+        continue
+    verdict = lambda ours, theirs: "met" if ours >= theirs else "MISSED"
+    print(f"ann / faiss {name.upper()} at recall >= {recall:.4f}: c=1 {c1:.1f} / {one['qps']:.1f} q/s "
+          f"(1 thread, one query per call) = {c1 / one['qps']:.2f}x; c=32 {conc:.1f} / {many['qps']:.1f} q/s "
+          f"({threads} threads, batched) = {conc / many['qps']:.2f}x"
+          + (f" (target >= 1: {verdict(conc, many['qps'])})" if name == "hnsw" else ""))
+PY
+        fi
+        echo "ann index: $(json "$OUT/model.json" ann.params.lists) lists, probe $(json "$OUT/model.json" ann.probe), trainer's recall@10 $(json "$OUT/model.json" ann.recall_at_10), build $(json "$OUT/model.json" ann.build_seconds) s (k-means, assignment, probe tuning)"
+    fi
     echo "loadavg at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 } | tee "$OUT/summary.txt"
+# The faiss peer's lines (section "peer: faiss-cpu") after the summary.
+if [[ -s $work/faiss-summary.txt ]]; then echo; cat "$work/faiss-summary.txt"; fi | tee -a "$OUT/summary.txt"

@@ -9,8 +9,15 @@
 //! cargo build --release -p bench-harness
 //! target/release/bench_model --store /tmp/store --out /tmp/factors \
 //!     [--users 50000] [--items 100000] [--rank 64] [--seed 7] [--seen-min 5] [--seen-max 30] \
-//!     [--norm-skew 0]
+//!     [--norm-skew 0] [--topics 0] [--topic-noise 0.5] \
+//!     [--ann-lists 0] [--ann-target-recall 0.95] [--ann-oversample 10]
 //! ```
+//!
+//! `--topics N` plants the factors around N random centres (`synthetic::plant_topics`), as
+//! trained factors cluster by taste; 0 keeps them uniform. `--ann-lists L` stores an IVF index
+//! of L lists in the artifact, its probe tuned to the target recall (1 = √items lists), as
+//! `trainer train recommender --ann-index` does; what the build measured goes to the report and
+//! the manifest.
 //!
 //! Files in `--out`: `user_factors.f32` (users × rank), `item_factors.f32` (items × rank),
 //! `seen_offsets.u32` (users + 1), `seen_items.u32` (CSR of each user's seen items, sorted) and
@@ -24,7 +31,8 @@ use std::time::Instant;
 use anyhow::{Context as _, bail};
 use shared_lib::artifact::{ModelKind, encode_artifact};
 use shared_lib::model_id::ModelName;
-use shared_lib::models::als::synthetic::{Shape, random_model};
+use shared_lib::models::als::synthetic::{Shape, plant_topics, random_model};
+use shared_lib::models::als::{IvfParams, with_ann_index};
 use shared_lib::registry::Registry;
 use shared_lib::registry::manifest::NewVersion;
 use shared_lib::store::{ObjectStore, StoreLocation};
@@ -37,6 +45,12 @@ struct Args {
     /// `(1 + items / (i + 1))^norm_skew`, so the popular head (low indices, as the seen items
     /// are drawn) has larger norms, as trained ALS factors do. 0 (the default) leaves them alone.
     norm_skew: f64,
+    topics: usize,
+    topic_noise: f64,
+    /// 0: no index; 1: √items lists; more: that many.
+    ann_lists: usize,
+    ann_target_recall: f64,
+    ann_oversample: usize,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -57,6 +71,11 @@ fn parse_args() -> anyhow::Result<Args> {
             s.parse().with_context(|| format!("--{name} {s:?}"))
         })
     };
+    let real = |v: Option<String>, default: f64, name: &str| -> anyhow::Result<f64> {
+        v.map_or(Ok(default), |s| {
+            s.parse().with_context(|| format!("--{name} {s:?}"))
+        })
+    };
     let parsed = Args {
         store: take("store").context("--store DIR is required")?.into(),
         out: take("out").context("--out DIR is required")?.into(),
@@ -68,10 +87,12 @@ fn parse_args() -> anyhow::Result<Args> {
             seen_min: num(take("seen-min"), 5, "seen-min")?,
             seen_max: num(take("seen-max"), 30, "seen-max")?,
         },
-        norm_skew: take("norm-skew").map_or(Ok(0.0), |s| {
-            s.parse::<f64>()
-                .with_context(|| format!("--norm-skew {s:?}"))
-        })?,
+        norm_skew: real(take("norm-skew"), 0.0, "norm-skew")?,
+        topics: num(take("topics"), 0, "topics")?,
+        topic_noise: real(take("topic-noise"), 0.5, "topic-noise")?,
+        ann_lists: num(take("ann-lists"), 0, "ann-lists")?,
+        ann_target_recall: real(take("ann-target-recall"), 0.95, "ann-target-recall")?,
+        ann_oversample: num(take("ann-oversample"), 10, "ann-oversample")?,
     };
     if let Some(unknown) = values.keys().next() {
         bail!("unknown option --{unknown}");
@@ -97,6 +118,9 @@ async fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
     let started = Instant::now();
     let mut model = random_model(&args.shape);
+    if args.topics > 0 {
+        plant_topics(&mut model, args.topics, args.topic_noise, args.shape.seed);
+    }
     if args.norm_skew != 0.0 {
         let (items, k) = (args.shape.items as f64, args.shape.rank);
         for (i, y) in model.item_factors.chunks_exact_mut(k).enumerate() {
@@ -114,7 +138,7 @@ async fn main() -> anyhow::Result<()> {
     let meta = serde_json::json!({
         "users": args.shape.users, "items": args.shape.items, "rank": args.shape.rank, "seed": args.shape.seed,
         "seen_min": args.shape.seen_min, "seen_max": args.shape.seen_max, "nnz": model.seen_items.len(),
-        "norm_skew": args.norm_skew,
+        "norm_skew": args.norm_skew, "topics": args.topics, "topic_noise": args.topic_noise,
         "dtype": "little-endian f32 / u32, row-major",
     });
     std::fs::write(
@@ -123,6 +147,32 @@ async fn main() -> anyhow::Result<()> {
     )?;
 
     model.validate()?;
+    let mut parameters = BTreeMap::from([
+        ("rank".to_owned(), serde_json::json!(args.shape.rank)),
+        ("seed".to_owned(), serde_json::json!(args.shape.seed)),
+        ("generator".to_owned(), serde_json::json!("bench_model")),
+        ("topics".to_owned(), serde_json::json!(args.topics)),
+    ]);
+    let mut metrics = BTreeMap::new();
+    let mut ann = serde_json::Value::Null;
+    if args.ann_lists > 0 {
+        let mut params = IvfParams::for_items(args.shape.items);
+        if args.ann_lists > 1 {
+            params.lists = args.ann_lists;
+            params.train_items = args.ann_lists.saturating_mul(64);
+        }
+        let (indexed, build) = with_ann_index(
+            model,
+            &params,
+            args.ann_target_recall,
+            args.ann_oversample,
+            200,
+        )?;
+        model = indexed;
+        parameters.extend(build.manifest_parameters());
+        metrics.extend(build.manifest_metrics());
+        ann = serde_json::to_value(&build)?;
+    }
     let encoded = encode_artifact(ModelKind::RecommenderAls, &model)?;
     let artifact_bytes = encoded.size();
     let store = ObjectStore::open(&StoreLocation::Local(args.store.clone())).await?;
@@ -131,14 +181,10 @@ async fn main() -> anyhow::Result<()> {
         model: ModelName::parse("recommender")?,
         run_id: uuid::Uuid::now_v7(),
         algorithm: "als-implicit".to_owned(),
-        parameters: BTreeMap::from([
-            ("rank".to_owned(), serde_json::json!(args.shape.rank)),
-            ("seed".to_owned(), serde_json::json!(args.shape.seed)),
-            ("generator".to_owned(), serde_json::json!("bench_model")),
-        ]),
+        parameters,
         feature_schema: Default::default(),
         training_data: Default::default(),
-        metrics: BTreeMap::new(),
+        metrics,
         trainer_version: env!("CARGO_PKG_VERSION").to_owned(),
         created_by: "bench-recommender".to_owned(),
         gate: None,
@@ -158,6 +204,7 @@ async fn main() -> anyhow::Result<()> {
         "users": args.shape.users, "items": args.shape.items, "rank": args.shape.rank,
         "seen_items": model.seen_items.len(),
         "artifact_bytes": artifact_bytes,
+        "ann": ann,
         "generate_seconds": generated,
         "total_seconds": started.elapsed().as_secs_f64(),
     });
