@@ -152,8 +152,9 @@ mod tests {
 
     use super::*;
     use crate::clicks::Click;
+    use crate::ids::{IdList, UserId};
     use crate::model::{ItemKeys, Recommender};
-    use crate::recommend::{Options, recommend_many};
+    use crate::recommend::{ColdStart, Options, TopN, recommend_many};
 
     const USERS: usize = 40_000;
 
@@ -178,11 +179,14 @@ mod tests {
         recommender: &Recommender,
         users: impl Iterator<Item = usize>,
     ) -> Vec<Recommendations> {
-        let users: Vec<(String, Vec<Click>)> =
-            users.map(|u| (format!("u{u}"), Vec::new())).collect();
+        let users: Vec<(UserId, Vec<Click>)> = users
+            .map(|u| (format!("u{u}").parse().unwrap(), Vec::new()))
+            .collect();
         let opts = Options {
-            n: 5,
-            ..Options::default()
+            n: TopN::new(Some(5), 5).unwrap(),
+            exclude: IdList::default(),
+            allow: None,
+            cold_start: ColdStart::default(),
         };
         recommend_many(recommender, &users, &opts)
     }

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod clicks;
 pub mod drift;
 pub mod error;
+pub mod ids;
 pub mod model;
 pub mod recommend;
 pub mod routes;

@@ -5,6 +5,7 @@ use shared_lib::models::als::{Feedback, Filter, Scored, ServingAls};
 
 use crate::clicks::Click;
 use crate::error::Error;
+use crate::ids::{Allow, Exclude, IdList, ItemId, UserId};
 use crate::model::{ItemKeys, Recommender};
 
 /// What to do for a user the model has never seen and who has no recent clicks.
@@ -22,14 +23,42 @@ pub enum ColdStart {
 const DEFAULT_EXPLICIT_CLICK: f32 = 5.0;
 const DEFAULT_IMPLICIT_CLICK: f32 = 1.0;
 
+/// How many items to answer with: 1 to the service's `MAX_N`, 10 when the request does not say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TopN(usize);
+
+impl TopN {
+    /// What a request without `n` gets.
+    const DEFAULT: usize = 10;
+
+    /// The request's `n` (or the default), bounded by `max_n`: a setting, so `n` is parsed here
+    /// rather than by the deserializer.
+    ///
+    /// # Errors
+    /// [`Error::InvalidRequest`] when `n` is outside `1..=max_n`.
+    pub fn new(requested: Option<usize>, max_n: usize) -> Result<Self, Error> {
+        let n = requested.unwrap_or(Self::DEFAULT);
+        if n == 0 || n > max_n {
+            return Err(Error::InvalidRequest(format!(
+                "n must be from 1 to {max_n}, not {n}"
+            )));
+        }
+        Ok(Self(n))
+    }
+
+    pub fn get(self) -> usize {
+        self.0
+    }
+}
+
 /// The request's options, in ids as the storefront knows them.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Options {
-    pub n: usize,
+    pub n: TopN,
     /// Never recommend these (out of stock, in the basket). Unknown ids are ignored.
-    pub exclude: Vec<String>,
+    pub exclude: IdList<Exclude>,
     /// Recommend only among these, when given. Unknown ids are ignored.
-    pub allow: Option<Vec<String>>,
+    pub allow: Option<IdList<Allow>>,
     pub cold_start: ColdStart,
 }
 
@@ -55,14 +84,16 @@ pub struct Item {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Recommendations {
-    pub user_id: String,
+    pub user_id: UserId,
     pub strategy: Strategy,
     pub cold_start: bool,
     pub items: Vec<Item>,
 }
 
-fn indices(model: &ServingAls, ids: &[String]) -> Vec<u32> {
-    ids.iter().filter_map(|id| model.item_index(id)).collect()
+fn indices(model: &ServingAls, ids: &[ItemId]) -> Vec<u32> {
+    ids.iter()
+        .filter_map(|id| model.item_index(id.as_str()))
+        .collect()
 }
 
 fn items(model: &ServingAls, scored: Vec<Scored>) -> Vec<Item> {
@@ -84,8 +115,8 @@ struct Filters {
 impl Filters {
     fn new(model: &ServingAls, opts: &Options) -> Self {
         Self {
-            exclude: indices(model, &opts.exclude),
-            allow: opts.allow.as_ref().map(|a| indices(model, a)),
+            exclude: indices(model, opts.exclude.as_slice()),
+            allow: opts.allow.as_ref().map(|a| indices(model, a.as_slice())),
         }
     }
 
@@ -99,12 +130,12 @@ impl Filters {
 
 fn answer(
     model: &ServingAls,
-    user_id: &str,
+    user_id: &UserId,
     strategy: Strategy,
     scored: Vec<Scored>,
 ) -> Recommendations {
     Recommendations {
-        user_id: user_id.to_owned(),
+        user_id: user_id.clone(),
         cold_start: matches!(strategy, Strategy::Popular | Strategy::None),
         strategy,
         items: items(model, scored),
@@ -116,7 +147,7 @@ fn answer(
 /// together by the batched scan ([`ServingAls::recommend_many`]), the rest one by one.
 pub fn recommend_many(
     recommender: &Recommender,
-    users: &[(String, Vec<Click>)],
+    users: &[(UserId, Vec<Click>)],
     opts: &Options,
 ) -> Vec<Recommendations> {
     let Recommender(model, keys, ..) = recommender;
@@ -125,10 +156,10 @@ pub fn recommend_many(
         .iter()
         .enumerate()
         .filter(|(_, (_, clicks))| clicks.is_empty())
-        .filter_map(|(pos, (id, _))| Some((pos, model.user_index(id)?)))
+        .filter_map(|(pos, (id, _))| Some((pos, model.user_index(id.as_str())?)))
         .unzip();
     let mut batched = model
-        .recommend_many(&known, opts.n, filters.filter())
+        .recommend_many(&known, opts.n.get(), filters.filter())
         .into_iter();
     let mut positions = positions.into_iter().peekable();
     users
@@ -147,7 +178,7 @@ pub fn recommend_many(
 fn recommend_one(
     model: &ServingAls,
     keys: &ItemKeys,
-    user_id: &str,
+    user_id: &UserId,
     clicks: &[Click],
     opts: &Options,
     filters: &Filters,
@@ -162,9 +193,9 @@ fn recommend_one(
         .iter()
         .filter_map(|c| Some((keys.index(c.item)?, c.weight.unwrap_or(default_weight))))
         .collect();
-    let user = model.user_index(user_id);
+    let user = model.user_index(user_id.as_str());
     let (strategy, scored) = match (user, clicked.is_empty()) {
-        (Some(u), true) => (Strategy::Als, model.recommend(u, opts.n, filter)),
+        (Some(u), true) => (Strategy::Als, model.recommend(u, opts.n.get(), filter)),
         (user, false) => {
             // Training items are re-weighted from the model (their ratings are not stored), then
             // the clicks are added and the user's factors solved against the fixed items.
@@ -182,11 +213,11 @@ fn recommend_one(
             excluded.extend(clicked.iter().map(|(i, _)| *i));
             (
                 Strategy::FoldIn,
-                model.recommend_vector(&vector, opts.n, &excluded, filter),
+                model.recommend_vector(&vector, opts.n.get(), &excluded, filter),
             )
         }
         (None, true) => match opts.cold_start {
-            ColdStart::Popular => (Strategy::Popular, model.popular(opts.n, &[], filter)),
+            ColdStart::Popular => (Strategy::Popular, model.popular(opts.n.get(), &[], filter)),
             ColdStart::Drop => (Strategy::None, Vec::new()),
         },
     };
@@ -197,13 +228,35 @@ fn recommend_one(
 ///
 /// # Errors
 /// [`Error::UnknownItem`].
-pub fn similar(model: &ServingAls, item_id: &str, opts: &Options) -> Result<Vec<Item>, Error> {
+pub fn similar(model: &ServingAls, item_id: &ItemId, opts: &Options) -> Result<Vec<Item>, Error> {
     let item = model
-        .item_index(item_id)
-        .ok_or_else(|| Error::UnknownItem(item_id.to_owned()))?;
+        .item_index(item_id.as_str())
+        .ok_or_else(|| Error::UnknownItem(item_id.to_string()))?;
     let filters = Filters::new(model, opts);
     Ok(items(
         model,
-        model.similar_items(item, opts.n, filters.filter()),
+        model.similar_items(item, opts.n.get(), filters.filter()),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn n_is_from_1_to_max_n_and_10_when_not_given() {
+        assert_eq!(TopN::new(None, 100).unwrap().get(), 10);
+        assert_eq!(TopN::new(Some(1), 100).unwrap().get(), 1);
+        assert_eq!(TopN::new(Some(100), 100).unwrap().get(), 100);
+        let refused = [
+            (Some(0), 100, "n must be from 1 to 100, not 0"),
+            (Some(101), 100, "n must be from 1 to 100, not 101"),
+            // The default is bounded too: a service with MAX_N below 10 needs an explicit n.
+            (None, 5, "n must be from 1 to 5, not 10"),
+        ];
+        for (requested, max_n, message) in refused {
+            let error = TopN::new(requested, max_n).unwrap_err();
+            assert_eq!(error.to_string(), message, "{requested:?} of {max_n}");
+        }
+    }
 }

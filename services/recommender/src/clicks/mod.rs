@@ -22,6 +22,7 @@ pub use self::memory::{MAX_SHARDS, MemoryClicks, USERS_PER_SHARD};
 pub use self::redis::{RedisClicks, RedisSettings};
 
 use crate::error::Error;
+use crate::ids::{ItemId, UserId};
 
 #[derive(Debug, Clone)]
 pub struct ClickLimits {
@@ -56,7 +57,7 @@ pub struct Click {
 /// A click as the events endpoint accepted it: a known item id and a checked weight.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewClick {
-    pub item_id: String,
+    pub item_id: ItemId,
     pub weight: Option<f32>,
 }
 
@@ -128,17 +129,17 @@ impl ClickStore {
     ///
     /// # Errors
     /// [`Error::ClicksUnavailable`] when Redis fails or does not answer in time.
-    pub async fn record(&self, user: &str, clicks: &[NewClick]) -> Result<(), Error> {
+    pub async fn record(&self, user: &UserId, clicks: &[NewClick]) -> Result<(), Error> {
         match &self.backend {
             Backend::Memory(store) => {
                 let keyed = clicks
                     .iter()
                     .map(|c| Click {
-                        item: ItemKey::of(&c.item_id),
+                        item: ItemKey::of(c.item_id.as_str()),
                         weight: c.weight,
                     })
                     .collect();
-                store.record(user, keyed);
+                store.record(user.as_str(), keyed);
                 Ok(())
             }
             Backend::Redis(store) => store.record(user, clicks).await.map_err(|e| {
@@ -150,10 +151,10 @@ impl ClickStore {
     }
 
     /// The unexpired clicks of each of `users`: one Redis round trip however many users.
-    pub async fn recent(&self, users: &[String]) -> Recent {
+    pub async fn recent(&self, users: &[UserId]) -> Recent {
         match &self.backend {
             Backend::Memory(store) => Recent {
-                clicks: users.iter().map(|u| store.recent(u)).collect(),
+                clicks: users.iter().map(|u| store.recent(u.as_str())).collect(),
                 available: true,
             },
             Backend::Redis(store) => match store.recent(users).await {

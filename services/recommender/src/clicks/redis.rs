@@ -23,6 +23,7 @@ use secrecy::{ExposeSecret, SecretString};
 use shared_lib::http::register_metric;
 
 use super::{Click, ClickLimits, ItemKey, NewClick};
+use crate::ids::UserId;
 
 pub const DEFAULT_KEY_PREFIX: &str = "recommender:clicks:";
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(50);
@@ -152,8 +153,8 @@ impl RedisClicks {
     ///
     /// # Errors
     /// When Redis fails or does not answer within the timeout.
-    pub async fn record(&self, user: &str, clicks: &[NewClick]) -> Result<(), RedisFailure> {
-        let key = self.key(user);
+    pub async fn record(&self, user: &UserId, clicks: &[NewClick]) -> Result<(), RedisFailure> {
+        let key = self.key(user.as_str());
         let now = unix_seconds();
         // LPUSH puts each value at the head in turn: the newest click ends up first.
         let entries: Vec<String> = clicks
@@ -180,14 +181,14 @@ impl RedisClicks {
     ///
     /// # Errors
     /// When Redis fails or does not answer within the timeout.
-    pub async fn recent(&self, users: &[String]) -> Result<Vec<Vec<Click>>, RedisFailure> {
+    pub async fn recent(&self, users: &[UserId]) -> Result<Vec<Vec<Click>>, RedisFailure> {
         if users.is_empty() {
             return Ok(Vec::new());
         }
         let last = isize::try_from(self.limits.per_user).unwrap_or(isize::MAX) - 1;
         let mut pipe = redis::pipe();
         for user in users {
-            pipe.lrange(self.key(user), 0, last);
+            pipe.lrange(self.key(user.as_str()), 0, last);
         }
         let lists: Vec<Vec<Vec<u8>>> = self.query("read", &pipe).await?;
         let now = unix_seconds();

@@ -4,10 +4,11 @@ use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{AppState, check_id};
+use super::AppState;
 use crate::auth::EventsAuth;
 use crate::clicks::NewClick;
 use crate::error::Error;
+use crate::ids::{ItemId, UserId};
 
 /// Most events in one request.
 const MAX_EVENTS: usize = 100;
@@ -19,7 +20,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Event {
-    item_id: String,
+    item_id: ItemId,
     /// A rating (explicit models) or an interaction strength (implicit); default: a top rating
     /// or one interaction.
     weight: Option<f32>,
@@ -34,25 +35,23 @@ struct EventsRequest {
 /// `EventsAuth` comes first: it refuses a request without the token before the body is read.
 async fn record_events(
     _auth: EventsAuth,
-    path: web::Path<String>,
+    path: web::Path<UserId>,
     body: web::Json<EventsRequest>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, Error> {
     let user_id = path.into_inner();
-    check_id("user_id", &user_id)?;
     let events = body.into_inner().events;
     if events.is_empty() || events.len() > MAX_EVENTS {
         return Err(Error::InvalidRequest(format!(
             "events must have 1 to {MAX_EVENTS} entries"
         )));
     }
-    let (loaded, _) = state.slots.route(&user_id).ok_or(Error::NotReady)?;
+    let (loaded, _) = state.slots.route(user_id.as_str()).ok_or(Error::NotReady)?;
     let mut unknown = Vec::new();
     for e in &events {
-        check_id("item_id", &e.item_id)?;
         check_weight(e, state.max_click_weight)?;
-        if loaded.model.0.item_index(&e.item_id).is_none() {
-            unknown.push(e.item_id.clone());
+        if loaded.model.0.item_index(e.item_id.as_str()).is_none() {
+            unknown.push(e.item_id.to_string());
         }
     }
     if !unknown.is_empty() {

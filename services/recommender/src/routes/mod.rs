@@ -14,17 +14,13 @@ use shared_lib::serving::{ModelSlots, ShadowRunner};
 use crate::clicks::ClickStore;
 use crate::drift::DriftGauges;
 use crate::error::Error;
+use crate::ids::{Allow, Exclude, IdList, UserId, comma_separated};
 use crate::model::Recommender;
-use crate::recommend::{ColdStart, Options};
+use crate::recommend::{ColdStart, Options, TopN};
 use crate::scoring::ScoringLimiter;
 
 /// The OpenAPI document, `services/recommender/openapi.json`.
 pub const OPENAPI_JSON: &str = include_str!("../../openapi.json");
-
-/// Longest user or item id accepted, in bytes; it bounds the click store's memory.
-pub const MAX_ID_LEN: usize = 128;
-/// Most ids in an `exclude` or `allow` list.
-const MAX_LIST: usize = 1000;
 
 /// What the handlers share.
 pub struct AppState {
@@ -43,75 +39,31 @@ pub struct AppState {
     pub drift: DriftGauges,
 }
 
-/// Checks a user or item id from a path or body.
-///
-/// # Errors
-/// [`Error::InvalidRequest`] for empty, overlong or control-character ids.
-pub fn check_id(kind: &str, id: &str) -> Result<(), Error> {
-    if id.is_empty() || id.len() > MAX_ID_LEN || id.chars().any(char::is_control) {
-        return Err(Error::InvalidRequest(format!(
-            "{kind} must have 1-{MAX_ID_LEN} printable characters"
-        )));
-    }
-    Ok(())
-}
-
 /// The query of the GET endpoints: `n`, comma-separated `exclude` and `allow`, `cold_start`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     pub n: Option<usize>,
-    pub exclude: Option<String>,
-    pub allow: Option<String>,
+    #[serde(default, deserialize_with = "comma_separated")]
+    pub exclude: Option<IdList<Exclude>>,
+    #[serde(default, deserialize_with = "comma_separated")]
+    pub allow: Option<IdList<Allow>>,
     pub cold_start: Option<ColdStart>,
     /// Only for A/B routing of item-based endpoints.
-    pub user_id: Option<String>,
-}
-
-fn split_ids(name: &str, raw: Option<&str>) -> Result<Option<Vec<String>>, Error> {
-    let Some(raw) = raw else { return Ok(None) };
-    let ids: Vec<String> = raw
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect();
-    check_list(name, &ids)?;
-    Ok(Some(ids))
-}
-
-/// # Errors
-/// [`Error::InvalidRequest`] for too many or malformed ids.
-pub fn check_list(name: &str, ids: &[String]) -> Result<(), Error> {
-    if ids.len() > MAX_LIST {
-        return Err(Error::InvalidRequest(format!(
-            "{name} has {} ids; the limit is {MAX_LIST}",
-            ids.len()
-        )));
-    }
-    ids.iter().try_for_each(|id| check_id(name, id))
-}
-
-/// # Errors
-/// [`Error::InvalidRequest`] when `n` is outside `1..=max_n`.
-pub fn check_n(n: Option<usize>, max_n: usize) -> Result<usize, Error> {
-    let n = n.unwrap_or(10);
-    if n == 0 || n > max_n {
-        return Err(Error::InvalidRequest(format!(
-            "n must be from 1 to {max_n}, not {n}"
-        )));
-    }
-    Ok(n)
+    pub user_id: Option<UserId>,
 }
 
 impl ListQuery {
+    /// The options of the request; the ids are already checked, `n` is checked here against
+    /// the service's `MAX_N`.
+    ///
     /// # Errors
-    /// [`Error::InvalidRequest`] naming the bad parameter.
-    pub fn options(&self, max_n: usize) -> Result<Options, Error> {
+    /// [`Error::InvalidRequest`] when `n` is out of range.
+    pub fn options(self, max_n: usize) -> Result<Options, Error> {
         Ok(Options {
-            n: check_n(self.n, max_n)?,
-            exclude: split_ids("exclude", self.exclude.as_deref())?.unwrap_or_default(),
-            allow: split_ids("allow", self.allow.as_deref())?,
+            n: TopN::new(self.n, max_n)?,
+            exclude: self.exclude.unwrap_or_default(),
+            allow: self.allow,
             cold_start: self.cold_start.unwrap_or_default(),
         })
     }
@@ -123,4 +75,61 @@ pub fn request_id(req: &HttpRequest) -> String {
         .get::<RequestId>()
         .map(|id| id.0.clone())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::web::Query;
+
+    use super::*;
+    use crate::ids::ItemId;
+
+    fn ids<F>(list: &IdList<F>) -> Vec<&str> {
+        list.as_slice().iter().map(ItemId::as_str).collect()
+    }
+
+    #[test]
+    fn the_query_parses_its_ids_and_lists_once() {
+        let query = Query::<ListQuery>::from_query("n=3&exclude=a1,,%20a2&allow=&user_id=bob")
+            .unwrap()
+            .into_inner();
+        assert_eq!(query.user_id.as_ref().map(UserId::as_str), Some("bob"));
+        let options = query.options(100).unwrap();
+        assert_eq!(options.n.get(), 3);
+        assert_eq!(ids(&options.exclude), ["a1", "a2"]);
+        assert_eq!(
+            options.allow.as_ref().map(ids),
+            Some(vec![]),
+            "an empty allow list"
+        );
+        let options = Query::<ListQuery>::from_query("")
+            .unwrap()
+            .into_inner()
+            .options(100)
+            .unwrap();
+        assert_eq!(options.n.get(), 10);
+        assert!(options.exclude.as_slice().is_empty() && options.allow.is_none());
+    }
+
+    #[test]
+    fn a_bad_query_is_refused_naming_the_parameter() {
+        let refused = [
+            (
+                "exclude=a1,%01",
+                "exclude must have 1-128 printable characters",
+            ),
+            ("allow=%7F", "allow must have 1-128 printable characters"),
+            ("user_id=", "user_id must have 1-128 printable characters"),
+        ];
+        for (query, message) in refused {
+            let error = Query::<ListQuery>::from_query(query).unwrap_err();
+            assert!(error.to_string().contains(message), "{query}: {error}");
+        }
+        let error = Query::<ListQuery>::from_query("n=0")
+            .unwrap()
+            .into_inner()
+            .options(100)
+            .unwrap_err();
+        assert_eq!(error.to_string(), "n must be from 1 to 100, not 0");
+    }
 }

@@ -9,11 +9,12 @@ use shared_lib::http::ServedBy;
 use shared_lib::models::als::take_bytes_read;
 use shared_lib::serving::{Loaded, Variant};
 
-use super::{AppState, ListQuery, check_id, check_list, check_n};
+use super::{AppState, ListQuery};
 use crate::clicks::Click;
 use crate::error::Error;
+use crate::ids::{Allow, Exclude, IdList, UserId};
 use crate::model::Recommender;
-use crate::recommend::{ColdStart, Options, Recommendations, recommend_many};
+use crate::recommend::{ColdStart, Options, Recommendations, TopN, recommend_many};
 
 pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
     cfg.route(
@@ -46,7 +47,7 @@ const CHUNK_SCANS: usize = 16;
 const CHUNK_USERS: usize = 256;
 
 /// A variant's users: who they are, and their recent clicks.
-type Group = Vec<(String, Vec<Click>)>;
+type Group = Vec<(UserId, Vec<Click>)>;
 
 /// Routes each user (A/B is per user), then scores each variant's users on the blocking pool in
 /// chunks of at most [`CHUNK_USERS`] users, of whom at most [`CHUNK_SCANS`] need a scan of their
@@ -57,7 +58,7 @@ type Group = Vec<(String, Vec<Click>)>;
 /// path, and counts one comparison per group: agree when every user's top item is the same.
 async fn answers(
     state: &web::Data<AppState>,
-    users: Vec<String>,
+    users: Vec<UserId>,
     options: Options,
 ) -> Result<Vec<Answer>, Error> {
     // Every user's clicks in one read (one Redis round trip), before any routing or scoring.
@@ -65,7 +66,7 @@ async fn answers(
     let mut clicks: Vec<Option<Vec<Click>>> = recent.clicks.into_iter().map(Some).collect();
     let mut groups: Vec<(Arc<Loaded<Recommender>>, Variant, Vec<usize>)> = Vec::new();
     for (pos, user_id) in users.iter().enumerate() {
-        let (loaded, variant) = state.slots.route(user_id).ok_or(Error::NotReady)?;
+        let (loaded, variant) = state.slots.route(user_id.as_str()).ok_or(Error::NotReady)?;
         match groups
             .iter_mut()
             .find(|(l, v, _)| Arc::ptr_eq(l, &loaded) && *v == variant)
@@ -192,18 +193,17 @@ fn record_served(req: &HttpRequest, state: &AppState, answers: &[&Answer]) {
 
 async fn for_user(
     req: HttpRequest,
-    path: web::Path<String>,
+    path: web::Path<UserId>,
     query: web::Query<ListQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, Error> {
     let user_id = path.into_inner();
-    check_id("user_id", &user_id)?;
     if query.user_id.is_some() {
         return Err(Error::InvalidRequest(
             "user_id is the path, not a query parameter".into(),
         ));
     }
-    let options = query.options(state.max_n)?;
+    let options = query.into_inner().options(state.max_n)?;
     let answer = answers(&state, vec![user_id], options)
         .await?
         .pop()
@@ -223,11 +223,11 @@ struct SubsetAnswer {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SubsetRequest {
-    users: Vec<String>,
+    users: Vec<UserId>,
     n: Option<usize>,
     #[serde(default)]
-    exclude: Vec<String>,
-    allow: Option<Vec<String>>,
+    exclude: IdList<Exclude>,
+    allow: Option<IdList<Allow>>,
     #[serde(default)]
     cold_start: ColdStart,
 }
@@ -248,13 +248,8 @@ async fn for_users(
             limit: state.max_batch_users,
         });
     }
-    body.users.iter().try_for_each(|u| check_id("user_id", u))?;
-    check_list("exclude", &body.exclude)?;
-    if let Some(allow) = &body.allow {
-        check_list("allow", allow)?;
-    }
     let options = Options {
-        n: check_n(body.n, state.max_n)?,
+        n: TopN::new(body.n, state.max_n)?,
         exclude: body.exclude,
         allow: body.allow,
         cold_start: body.cold_start,
@@ -283,7 +278,7 @@ mod tests {
                 } else {
                     Vec::new()
                 };
-                (format!("u{i}"), clicks)
+                (format!("u{i}").parse().unwrap(), clicks)
             })
             .collect()
     }
@@ -300,7 +295,11 @@ mod tests {
         // Unclicked users ride along until the scan budget or the user budget is spent.
         let mixed = chunks(group(300, |i| i % 10 == 0));
         assert_eq!(sizes(&mixed), [160, 140]);
-        let users: Vec<String> = mixed.into_iter().flatten().map(|(u, _)| u).collect();
+        let users: Vec<String> = mixed
+            .into_iter()
+            .flatten()
+            .map(|(u, _)| u.to_string())
+            .collect();
         let expected: Vec<String> = (0..300).map(|i| format!("u{i}")).collect();
         assert_eq!(users, expected, "order is kept");
     }

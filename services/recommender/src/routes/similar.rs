@@ -4,8 +4,9 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Serialize;
 use shared_lib::http::ServedBy;
 
-use super::{AppState, ListQuery, check_id, request_id};
+use super::{AppState, ListQuery, request_id};
 use crate::error::Error;
+use crate::ids::ItemId;
 use crate::recommend::{Item, similar};
 
 #[derive(Debug, Serialize)]
@@ -13,7 +14,7 @@ struct SimilarAnswer {
     model: String,
     version: u32,
     variant: shared_lib::serving::Variant,
-    item_id: String,
+    item_id: ItemId,
     items: Vec<Item>,
 }
 
@@ -23,14 +24,17 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 async fn similar_items(
     req: HttpRequest,
-    path: web::Path<String>,
+    path: web::Path<ItemId>,
     query: web::Query<ListQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, Error> {
     let item_id = path.into_inner();
-    check_id("item_id", &item_id)?;
+    let query = query.into_inner();
+    let key = query
+        .user_id
+        .as_ref()
+        .map_or_else(|| request_id(&req), ToString::to_string);
     let options = query.options(state.max_n)?;
-    let key = query.user_id.clone().unwrap_or_else(|| request_id(&req));
     let (loaded, variant) = state.slots.route(&key).ok_or(Error::NotReady)?;
     let scoring = loaded.clone();
     let item = item_id.clone();

@@ -301,6 +301,34 @@ async fn bad_input_gets_a_4xx_naming_the_problem(clicks: Clicks) {
             "user_id must have",
         ),
         ("/v1/items/a1/similar?n=-1".to_owned(), 400, "query"),
+        (
+            format!("/v1/items/{long_id}/similar"),
+            400,
+            "item_id must have",
+        ),
+        (
+            format!("/v1/items/a1/similar?exclude=a2,{long_id}"),
+            400,
+            "exclude must have",
+        ),
+        (
+            "/v1/users/alice/recommendations?allow=a1,b%01".to_owned(),
+            400,
+            "allow must have",
+        ),
+        (
+            format!(
+                "/v1/users/alice/recommendations?exclude={}",
+                ["a1"; 1001].join(",")
+            ),
+            400,
+            "exclude has 1001 ids; the limit is 1000",
+        ),
+        (
+            "/v1/items/a1/similar?user_id=".to_owned(),
+            400,
+            "user_id must have",
+        ),
     ];
     for (path, status, needle) in gets {
         let res = app.get(&path).await;
@@ -335,6 +363,30 @@ async fn bad_input_gets_a_4xx_naming_the_problem(clicks: Clicks) {
             json!({"user": ["alice"]}),
             400,
             "user",
+        ),
+        (
+            "/v1/recommendations",
+            json!({"users": ["alice", ""]}),
+            400,
+            "user_id must have",
+        ),
+        (
+            "/v1/recommendations",
+            json!({"users": ["alice"], "exclude": ["a1", long_id]}),
+            400,
+            "exclude must have",
+        ),
+        (
+            "/v1/recommendations",
+            json!({"users": ["alice"], "allow": ["a\u{1}"]}),
+            400,
+            "allow must have",
+        ),
+        (
+            "/v1/users/alice/events",
+            json!({"events": [{"item_id": ""}]}),
+            400,
+            "item_id must have",
         ),
         (
             "/v1/users/alice/events",
