@@ -643,7 +643,24 @@ async fn sigterm_lets_in_flight_requests_finish_and_exits_zero() {
             ))
         })
         .collect();
-    tokio::time::sleep(one_batch / 5).await;
+    // In flight means received by the service: its gauge counts the four and this scrape.
+    eventually(
+        "the four batches in flight",
+        Duration::from_secs(10),
+        || async {
+            let Ok(res) = recommender
+                .client
+                .get(format!("{}/metrics", recommender.url))
+                .send()
+                .await
+            else {
+                return false;
+            };
+            let text = res.text().await.unwrap_or_default();
+            shared_lib::testing::metric_sum(&text, "http_requests_in_flight", &[]) >= 5.0
+        },
+    )
+    .await;
     recommender.proc.signal("TERM");
     let sigterm = Instant::now();
     let exit = recommender.proc.wait(Duration::from_secs(60)).await;

@@ -9,8 +9,8 @@ use std::time::Duration;
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use prometheus::{
-    Encoder as _, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts,
-    Registry, TextEncoder,
+    Encoder as _, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    Opts, Registry, TextEncoder,
 };
 
 use super::request_context::ServedBy;
@@ -141,12 +141,24 @@ impl<M: Clone> LabelCache<M> {
     }
 }
 
-/// Request duration and count by `{route, model, version, variant, outcome}`.
+/// Request duration and count by `{route, model, version, variant, outcome}`, and the requests
+/// in flight.
 #[derive(Clone)]
 pub struct HttpMetrics {
     duration: HistogramVec,
     requests: IntCounterVec,
+    in_flight: IntGauge,
     handles: LabelCache<(Histogram, IntCounter)>,
+}
+
+/// One request in flight: counted from [`HttpMetrics::enter`] until dropped, so a request whose
+/// client goes away is uncounted too.
+pub(crate) struct InFlight(IntGauge);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 const LABELS: &[&str] = &["route", "model", "version", "variant", "outcome"];
@@ -168,11 +180,25 @@ impl HttpMetrics {
                 LABELS,
             ),
         )?;
+        let in_flight = register_metric(
+            registry,
+            IntGauge::new(
+                "http_requests_in_flight",
+                "Requests received and not yet answered (a scrape counts itself).",
+            ),
+        )?;
         Ok(Self {
             duration,
             requests,
+            in_flight,
             handles: LabelCache::default(),
         })
+    }
+
+    /// Counts a request in flight until the guard drops.
+    pub(crate) fn enter(&self) -> InFlight {
+        self.in_flight.inc();
+        InFlight(self.in_flight.clone())
     }
 
     pub(crate) fn observe(

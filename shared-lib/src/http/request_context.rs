@@ -106,6 +106,7 @@ pub async fn request_context(
         .unwrap_or_else(|| "unmatched".to_owned());
     let method = req.method().clone();
     let metrics = req.app_data::<web::Data<Metrics>>().cloned();
+    let _in_flight = metrics.as_ref().map(|m| m.http.enter());
 
     let span = tracing::info_span!(
         REQUEST_SPAN,
@@ -243,5 +244,34 @@ mod tests {
             fresh != caller_trace && fresh != "00000000000000000000000000000000",
             "{fresh}"
         );
+    }
+
+    #[actix_web::test]
+    async fn requests_count_as_in_flight_until_they_are_answered() {
+        use actix_web::{App, test};
+
+        // Arrange: a handler that reports the gauge while it runs.
+        let metrics = Metrics::new("test").unwrap();
+        fn gauge(m: &Metrics) -> f64 {
+            crate::testing::metric_sum(&m.render(), "http_requests_in_flight", &[])
+        }
+        let inside = |m: web::Data<Metrics>| async move { gauge(&m).to_string() };
+        let app = test::init_service(
+            App::new()
+                .app_data(web::Data::new(metrics.clone()))
+                .wrap(actix_web::middleware::from_fn(request_context))
+                .route("/inside", web::get().to(inside)),
+        )
+        .await;
+        assert_eq!(gauge(&metrics), 0.0);
+
+        // Act
+        let body =
+            test::call_and_read_body(&app, test::TestRequest::get().uri("/inside").to_request())
+                .await;
+
+        // Assert: one in flight while answering, none after.
+        assert_eq!(std::str::from_utf8(&body).unwrap(), "1");
+        assert_eq!(gauge(&metrics), 0.0);
     }
 }
