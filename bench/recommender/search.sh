@@ -13,7 +13,7 @@
 # mode, int8/exact ratios, and the issue's targets.
 #
 # Knobs (environment): USERS (20000), ITEMS (1000000), RANK (64), SEED (7), NORM_SKEW (0.1),
-# TOPICS (1000; 0 = uniform factors), TOPIC_NOISE (0.5), ANN_LISTS (1 = √items),
+# TOPICS (1000; 0 = uniform factors), TOPIC_NOISE (1.0), ANN_LISTS (1 = √items),
 # ANN_TARGET_RECALL (0.95), N (10), OVERSAMPLE (10), REPEATS (3), DURATION (10), CONC_DURATION (10), CONNECTIONS (32),
 # THREADS (2), PORT (18720), MODES ("exact int8 ann"), SCORING_WAIT_MS (10000), OUT (bench/recommender/last-search),
 # BUILD (1; 0 uses the release binaries already in target/).
@@ -28,7 +28,7 @@ RANK=${RANK:-64}
 SEED=${SEED:-7}
 NORM_SKEW=${NORM_SKEW:-0.1}
 TOPICS=${TOPICS:-1000}
-TOPIC_NOISE=${TOPIC_NOISE:-0.5}
+TOPIC_NOISE=${TOPIC_NOISE:-1.0}
 ANN_LISTS=${ANN_LISTS:-1}
 ANN_TARGET_RECALL=${ANN_TARGET_RECALL:-0.95}
 N=${N:-10}
@@ -205,7 +205,7 @@ floor_url="$base/classify?f1=1&f2=2&f3=3"
 timeout 40 wrk -t1 -c1 -d3s "$floor_url" >/dev/null
 for run in $(seq 1 "$REPEATS"); do
     timeout $((DURATION + 30)) wrk -t1 -c1 -d"${DURATION}s" --latency "$floor_url" >"$OUT/wrk-floor-c1-$run.txt"
-    wrk_p99 "$OUT/wrk-floor-c1-$run.txt" >>"$OUT/floor-p99.txt"
+    echo "$(wrk_p99 "$OUT/wrk-floor-c1-$run.txt")" >>"$OUT/floor-p99.txt"
 done
 stop_pid "$pid"
 floor_p99=$(median <"$OUT/floor-p99.txt")
