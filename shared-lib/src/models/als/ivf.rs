@@ -13,8 +13,10 @@
 //! **Why IVF, not HNSW.** A 10M-item HNSW graph takes hours to build on two cores and its random
 //! walk reads scattered rows; IVF builds in minutes (one assignment pass, parallel over threads),
 //! costs 8 bytes an item beside the codes, and a probed list is a contiguous run of int8 codes
-//! (the `search` module's), read at streaming speed. No crate is used: the well-kept Rust HNSW
-//! crates (`hnsw_rs`, `instant-distance`) build graphs only, and faiss is C++.
+//! (the `search` module's), read at streaming speed. No crate is used: IVF is k-means and a
+//! scan, a few hundred lines; a Rust HNSW crate would bring the graph's build time with it, and
+//! faiss is C++ behind FFI. The price is speed at matched recall: faiss's HNSW answers several
+//! times faster (`bench/recommender/README.md`).
 //!
 //! **Serving.** [`AnnLists`] keeps the item codes in list order; a query scores the centroids,
 //! scans the codes of the best `probe` lists for `n × oversample` candidates and rescores those in
