@@ -8,7 +8,7 @@ use shared_lib::model_id::{AliasName, ModelName, ModelVersion};
 use shared_lib::models::als::{AlsModel, Filter, Search, ServingAls};
 use shared_lib::models::drift::DRIFT_BINS;
 use shared_lib::registry::Registry;
-use shared_lib::registry::manifest::{GateOutcome, HeldOutRule};
+use shared_lib::registry::manifest::{GateOutcome, HeldOutRule, Manifest};
 use shared_lib::store::{ObjectStore, StoreLocation};
 use trainer::Error;
 use trainer::data::ratings::{RatingFormat, parse_ratings};
@@ -27,6 +27,21 @@ async fn context(dir: &Path) -> Context {
         actor: "test@recommender".into(),
         progress: Progress::hidden(),
     }
+}
+
+/// The manifest and the model of the version `report` published.
+async fn published(ctx: &Context, report: recommender::Report) -> (Manifest, AlsModel) {
+    let publication = report.publication.unwrap();
+    let store = ctx.registry.as_store().unwrap();
+    let manifest = store
+        .manifest(&publication.model, publication.version)
+        .await
+        .unwrap();
+    let model = store
+        .load_model(&manifest, ModelKind::RecommenderAls)
+        .await
+        .unwrap();
+    (manifest, model)
 }
 
 fn generate(dir: &Path, name: &str, implicit: bool, seed: u64) -> PathBuf {
@@ -561,12 +576,7 @@ async fn the_manifest_carries_the_top_item_score_profile_of_the_held_out_users()
     let report = recommender::train(&ctx, &args).await.unwrap();
 
     // Assert: deciles of the top item's score, no feature distributions.
-    let publication = report.publication.unwrap();
-    let store = ctx.registry.as_store().unwrap();
-    let manifest = store
-        .manifest(&publication.model, publication.version)
-        .await
-        .unwrap();
+    let (manifest, served) = published(&ctx, report).await;
     let drift = manifest.drift.as_ref().expect("a drift profile");
     drift.validate().unwrap();
     assert_eq!(drift.score.shares.len(), DRIFT_BINS, "{:?}", drift.score);
@@ -581,10 +591,6 @@ async fn the_manifest_carries_the_top_item_score_profile_of_the_held_out_users()
     assert!(drift.rows > 100, "{} held-out users", drift.rows);
     // The profile is of the score the served model gives its #1 item: every user's top score,
     // as the service computes it, is distributed like it (the held-out users are most users).
-    let served: AlsModel = store
-        .load_model(&manifest, ModelKind::RecommenderAls)
-        .await
-        .unwrap();
     let served = served.prepare().unwrap();
     let mut counts = vec![0u32; drift.score.shares.len()];
     for u in 0..served.model().n_users() as u32 {
@@ -614,16 +620,12 @@ async fn with_ann_index_the_artifact_carries_an_ivf_index_tuned_to_the_target_re
     let report = recommender::train(&ctx, &args).await.unwrap();
 
     // Assert: the manifest records how the index was built and what it measured.
-    let publication = report.publication.unwrap();
-    let store = ctx.registry.as_store().unwrap();
-    let manifest = store
-        .manifest(&publication.model, publication.version)
-        .await
-        .unwrap();
+    let items = report.items;
+    let (manifest, model) = published(&ctx, report).await;
     let p = &manifest.parameters;
     assert_eq!(p["ann_index"], "ivf");
     let lists = p["ann_lists"].as_u64().unwrap();
-    assert_eq!(lists, (report.items as f64).sqrt().round() as u64);
+    assert_eq!(lists, (items as f64).sqrt().round() as u64);
     let probe = p["ann_probe"].as_u64().unwrap();
     assert!((1..=lists).contains(&probe), "probe {probe} of {lists}");
     let recall = manifest.metrics["ann_recall_at_10"];
@@ -631,10 +633,6 @@ async fn with_ann_index_the_artifact_carries_an_ivf_index_tuned_to_the_target_re
     assert_eq!(manifest.metrics["ann_recall_users"], 200.0);
     // The served model: the index and its probe are in the artifact, and searching with it
     // on the same users measures the recorded recall again.
-    let model: AlsModel = store
-        .load_model(&manifest, ModelKind::RecommenderAls)
-        .await
-        .unwrap();
     let index = model.index.as_ref().expect("an index in the artifact");
     assert_eq!(u64::from(index.probe), probe);
     assert_eq!(index.lists() as u64, lists);
