@@ -29,6 +29,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context as _, bail};
+use bench_harness::Flags;
 use shared_lib::artifact::{ModelKind, encode_artifact};
 use shared_lib::model_id::ModelName;
 use shared_lib::models::als::synthetic::{Shape, plant_topics, random_model};
@@ -54,49 +55,29 @@ struct Args {
 }
 
 fn parse_args() -> anyhow::Result<Args> {
-    let mut values: BTreeMap<String, String> = BTreeMap::new();
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let Some(name) = flag.strip_prefix("--") else {
-            bail!("unexpected argument {flag:?}");
-        };
-        let value = args
-            .next()
-            .with_context(|| format!("{flag} needs a value"))?;
-        values.insert(name.to_owned(), value);
-    }
-    let mut take = |name: &str| values.remove(name);
-    let num = |v: Option<String>, default: usize, name: &str| -> anyhow::Result<usize> {
-        v.map_or(Ok(default), |s| {
-            s.parse().with_context(|| format!("--{name} {s:?}"))
-        })
-    };
-    let real = |v: Option<String>, default: f64, name: &str| -> anyhow::Result<f64> {
-        v.map_or(Ok(default), |s| {
-            s.parse().with_context(|| format!("--{name} {s:?}"))
-        })
-    };
+    let mut flags = Flags::from_args()?;
     let parsed = Args {
-        store: take("store").context("--store DIR is required")?.into(),
-        out: take("out").context("--out DIR is required")?.into(),
+        store: flags
+            .take("store")
+            .context("--store DIR is required")?
+            .into(),
+        out: flags.take("out").context("--out DIR is required")?.into(),
         shape: Shape {
-            users: num(take("users"), 50_000, "users")?,
-            items: num(take("items"), 100_000, "items")?,
-            rank: num(take("rank"), 64, "rank")?,
-            seed: num(take("seed"), 7, "seed")? as u64,
-            seen_min: num(take("seen-min"), 5, "seen-min")?,
-            seen_max: num(take("seen-max"), 30, "seen-max")?,
+            users: flags.parse_or("users", 50_000)?,
+            items: flags.parse_or("items", 100_000)?,
+            rank: flags.parse_or("rank", 64)?,
+            seed: flags.parse_or("seed", 7)?,
+            seen_min: flags.parse_or("seen-min", 5)?,
+            seen_max: flags.parse_or("seen-max", 30)?,
         },
-        norm_skew: real(take("norm-skew"), 0.0, "norm-skew")?,
-        topics: num(take("topics"), 0, "topics")?,
-        topic_noise: real(take("topic-noise"), 0.5, "topic-noise")?,
-        ann_lists: num(take("ann-lists"), 0, "ann-lists")?,
-        ann_target_recall: real(take("ann-target-recall"), 0.95, "ann-target-recall")?,
-        ann_oversample: num(take("ann-oversample"), 10, "ann-oversample")?,
+        norm_skew: flags.parse_or("norm-skew", 0.0)?,
+        topics: flags.parse_or("topics", 0)?,
+        topic_noise: flags.parse_or("topic-noise", 0.5)?,
+        ann_lists: flags.parse_or("ann-lists", 0)?,
+        ann_target_recall: flags.parse_or("ann-target-recall", 0.95)?,
+        ann_oversample: flags.parse_or("ann-oversample", 10)?,
     };
-    if let Some(unknown) = values.keys().next() {
-        bail!("unknown option --{unknown}");
-    }
+    flags.finish()?;
     if parsed.shape.seen_min > parsed.shape.seen_max || parsed.shape.seen_max > parsed.shape.items {
         bail!("need seen-min <= seen-max <= items");
     }

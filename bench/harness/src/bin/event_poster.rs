@@ -13,12 +13,12 @@
 //! than queued. Prints one JSON line: sent, accepted (202), other statuses, errors, skipped and
 //! the accepted rate per second.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
+use bench_harness::Flags;
 use tokio::sync::Semaphore;
 
 #[derive(Default)]
@@ -40,29 +40,14 @@ struct Args {
 }
 
 fn parse_args() -> anyhow::Result<Args> {
-    let mut values: BTreeMap<String, String> = BTreeMap::new();
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let Some(name) = flag.strip_prefix("--") else {
-            bail!("unexpected argument {flag:?}");
-        };
-        let value = args
-            .next()
-            .with_context(|| format!("{flag} needs a value"))?;
-        values.insert(name.to_owned(), value);
-    }
-    let num = |name: &str, default: u64| -> anyhow::Result<u64> {
-        values.get(name).map_or(Ok(default), |s| {
-            s.parse().with_context(|| format!("--{name} {s:?}"))
-        })
-    };
+    let mut flags = Flags::from_args()?;
     Ok(Args {
-        url: values.get("url").context("--url is required")?.clone(),
-        rate: num("rate", 5000)?,
-        seconds: num("seconds", 20)?,
-        items: num("items", 20_000)?.max(1),
-        in_flight: usize::try_from(num("in-flight", 64)?)?.max(1),
-        token: values.get("token").cloned(),
+        url: flags.take("url").context("--url is required")?,
+        rate: flags.parse_or("rate", 5000)?,
+        seconds: flags.parse_or("seconds", 20)?,
+        items: flags.parse_or("items", 20_000u64)?.max(1),
+        in_flight: flags.parse_or("in-flight", 64usize)?.max(1),
+        token: flags.take("token"),
     })
 }
 

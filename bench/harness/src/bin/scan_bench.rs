@@ -23,14 +23,14 @@
 //!
 //! Prints one JSON object on stdout.
 
-use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
+use bench_harness::Flags;
 use shared_lib::artifact::ModelKind;
 use shared_lib::model_id::{ModelName, ModelVersion};
 use shared_lib::models::als::{AlsModel, Filter, ServingAls, dot};
@@ -49,36 +49,23 @@ struct Args {
 }
 
 fn parse_args() -> anyhow::Result<Args> {
-    let mut values: BTreeMap<String, String> = BTreeMap::new();
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let Some(name) = flag.strip_prefix("--") else {
-            bail!("unexpected argument {flag:?}");
-        };
-        let value = args
-            .next()
-            .with_context(|| format!("{flag} needs a value"))?;
-        values.insert(name.to_owned(), value);
-    }
-    let mut take = |name: &str| values.remove(name);
-    let num = |v: Option<String>, default: usize, name: &str| -> anyhow::Result<usize> {
-        v.map_or(Ok(default), |s| {
-            s.parse().with_context(|| format!("--{name} {s:?}"))
-        })
-    };
+    let mut flags = Flags::from_args()?;
     let parsed = Args {
-        store: take("store").context("--store DIR is required")?.into(),
-        version: num(take("version"), 1, "version")? as u32,
-        requests: num(take("requests"), 2000, "requests")?.max(1),
-        passes: num(take("passes"), 10, "passes")?.max(1),
-        threads: num(take("threads"), 2, "threads")?.max(1),
-        n: num(take("n"), 10, "n")?.max(1),
-        top_out: take("top-out").map(PathBuf::from),
-        skip_all: take("skip-all").is_some_and(|v| v == "true" || v == "1"),
+        store: flags
+            .take("store")
+            .context("--store DIR is required")?
+            .into(),
+        version: flags.parse_or("version", 1usize)? as u32,
+        requests: flags.parse_or("requests", 2000usize)?.max(1),
+        passes: flags.parse_or("passes", 10usize)?.max(1),
+        threads: flags.parse_or("threads", 2usize)?.max(1),
+        n: flags.parse_or("n", 10usize)?.max(1),
+        top_out: flags.take("top-out").map(PathBuf::from),
+        skip_all: flags
+            .take("skip-all")
+            .is_some_and(|v| v == "true" || v == "1"),
     };
-    if let Some(unknown) = values.keys().next() {
-        bail!("unknown option --{unknown}");
-    }
+    flags.finish()?;
     Ok(parsed)
 }
 
