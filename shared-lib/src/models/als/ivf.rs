@@ -26,7 +26,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::search::{Int8Items, count_bytes, dot_i8, quantise_row};
+use super::search::{Int8Items, count_bytes, quantise_row, score_codes};
 use super::select::Candidates;
 use super::synthetic::Rng;
 use super::{Scored, Search, ServingAls, TopN, dot};
@@ -452,9 +452,7 @@ impl ServingAls {
                 let row = &mut row[..last - first];
                 let codes = &ann.codes.codes[first * k..last * k];
                 let scales = &ann.codes.scales[first..last];
-                for ((score, c), &s) in row.iter_mut().zip(codes.chunks_exact(k)).zip(scales) {
-                    *score = dot_i8(&query, c) as f32 * s;
-                }
+                score_codes(&query, codes, scales, row);
                 found.scan(row, first as u32, &[&excluded_positions]);
             }
         }

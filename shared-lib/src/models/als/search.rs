@@ -126,6 +126,20 @@ pub(super) fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
     acc.iter().sum::<i32>() + tail
 }
 
+/// The approximate score of each row of `codes` (`query.len()` codes and one scale a row) for
+/// the query's codes, into `row`: the integer dot product times the row's scale (the query's
+/// own scale is left out: it multiplies every score alike).
+#[inline]
+pub(super) fn score_codes(query: &[i8], codes: &[i8], scales: &[f32], row: &mut [f32]) {
+    for ((score, c), &s) in row
+        .iter_mut()
+        .zip(codes.chunks_exact(query.len()))
+        .zip(scales)
+    {
+        *score = dot_i8(query, c) as f32 * s;
+    }
+}
+
 thread_local! {
     static BYTES_READ: Cell<u64> = const { Cell::new(0) };
 }
@@ -228,9 +242,7 @@ impl ServingAls {
             .enumerate()
         {
             let row = &mut row[..scales.len()];
-            for ((score, c), &s) in row.iter_mut().zip(codes.chunks_exact(k)).zip(scales) {
-                *score = dot_i8(&query, c) as f32 * s;
-            }
+            score_codes(&query, codes, scales, row);
             found.scan(row, (r * ROW_ITEMS) as u32, &[excluded]);
         }
         count_bytes(int8.bytes());
