@@ -25,8 +25,9 @@
 #    targets, compose, the manifests and the docs agree; the Dockerfile builds with -p
 #    exactly what scripts/up.sh builds (scripts/check_images.py)
 # 8. where cargo is installed: the Dockerfile's package selection does not enable
-#    shared-lib's `testing` feature (cargo tree, normal and build edges as a release build), and
-#    adding the benchmarks' package (bench-harness) changes no other package's features
+#    shared-lib's `testing` feature or suite-telemetry's, which it turns on (cargo tree, normal
+#    and build edges as a release build), and adding the benchmarks' package (bench-harness)
+#    changes no other package's features
 #
 # What it cannot do: build the images. No container engine runs on the machine this was
 # written on (`docker` there is only the client), so the Dockerfile is linted and parsed, not
@@ -251,11 +252,13 @@ if command -v cargo >/dev/null; then
     else
         # Normal and build edges only: dev-dependencies never reach a release binary.
         # shellcheck disable=SC2068
-        if ! tree=$(timeout 120 cargo tree --locked --offline -e normal,build,features -i shared-lib ${pkgs[@]} 2>&1); then
+        # Inverted on suite-telemetry, which holds the marker: shared-lib's `testing` turns on
+        # its `testing`, and the trainer depends on suite-telemetry without shared-lib.
+        if ! tree=$(timeout 120 cargo tree --locked --offline -e normal,build,features -i suite-telemetry ${pkgs[@]} 2>&1); then
             fail "cargo tree ${pkgs[*]}: $tree"
-        elif grep -q 'shared-lib feature "testing"' <<<"$tree"; then
+        elif grep -q 'suite-telemetry feature "testing"' <<<"$tree"; then
             fail "docker/Dockerfile's build (${pkgs[*]}) enables shared-lib's testing feature:"
-            grep -A4 'shared-lib feature "testing"' <<<"$tree" >&2
+            grep -A4 'suite-telemetry feature "testing"' <<<"$tree" >&2
         else
             echo "cargo build --release ${pkgs[*]}: shared-lib's testing feature stays off"
         fi

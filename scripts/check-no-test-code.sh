@@ -1,6 +1,7 @@
 #!/bin/sh
 # Fails when a binary carries shared-lib's `testing` feature (an in-process S3 server and other
-# test helpers): shared-lib then compiles in a start-up warning holding the marker below.
+# test helpers): it turns on suite-telemetry's `testing` feature, which compiles in a start-up
+# warning holding the marker below.
 #
 #   scripts/check-no-test-code.sh target/release/fraud target/release/registry ...
 #

@@ -22,8 +22,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use super::metrics::Metrics;
 
-/// The name of the per-request root span (exported as a trace; not formatted into logs).
-pub const REQUEST_SPAN: &str = "http_request";
+pub use crate::telemetry::REQUEST_SPAN;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub const MODEL_VERSION: HeaderName = HeaderName::from_static("x-model-version");

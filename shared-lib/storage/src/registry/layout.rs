@@ -16,9 +16,10 @@
 //! append-only event log; `head.json` is only a hint a reader checks by probing forward.
 //! Numbers are zero-padded so that key order is numeric order.
 
+use suite_models::artifact::ArtifactDigest;
+use suite_models::model_id::{AliasName, ModelName, ModelVersion};
+
 use crate::Error;
-use crate::artifact::ArtifactDigest;
-use crate::model_id::{AliasName, ModelName, ModelVersion};
 use crate::store::ObjectKey;
 
 pub(crate) const CLAIM: &str = "claim.json";

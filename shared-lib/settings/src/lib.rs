@@ -14,7 +14,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::fmt::Display;
 use std::str::FromStr;
 
-use crate::Error;
+use suite_models::Error;
 
 /// A snapshot of the environment that collects problems.
 #[derive(Debug)]

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::model_id::{AliasName, ModelName, ModelVersion};
+use suite_models::model_id::{AliasName, ModelName, ModelVersion};
 
 /// Written to take a version number, before the artifact's manifest is written.
 ///

@@ -18,7 +18,7 @@
 //! guarantee, which is why the trainer may publish straight into a local directory.
 
 pub mod layout;
-pub mod manifest;
+pub use suite_models::manifest;
 pub mod records;
 pub mod retention;
 pub mod rollback;
@@ -30,10 +30,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use suite_models::artifact::{self, ArtifactDigest, ModelKind};
+use suite_models::model_id::{AliasName, ModelName, ModelVersion};
 
 use crate::Error;
-use crate::artifact::{self, ArtifactDigest, ModelKind};
-use crate::model_id::{AliasName, ModelName, ModelVersion};
 use crate::store::{ObjectStore, PutMode};
 use manifest::{ArtifactRef, GateDecision, Manifest, NewVersion, check_actor, check_reason};
 use records::{

@@ -22,9 +22,9 @@ use std::num::NonZeroU32;
 
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
+use suite_models::model_id::{AliasName, ModelName, ModelVersion};
 
 use super::records::AliasRecord;
-use crate::model_id::{AliasName, ModelName, ModelVersion};
 
 /// The largest `retain_days` a service should accept (a century); larger values only mean
 /// "keep everything by age", and windows before year 1 cannot be written as RFC 3339.

@@ -8,8 +8,8 @@ use std::pin::Pin;
 
 use bytes::Bytes;
 use futures_util::Stream;
+use suite_models::artifact::{ArtifactDigest, ArtifactHasher};
 
-use crate::artifact::{ArtifactDigest, ArtifactHasher};
 use crate::{BoxError, Error};
 
 /// An object's bytes, arriving in chunks. Read errors end it (e.g. the store connection broke).

@@ -1,4 +1,4 @@
-//! The one error type of `shared-lib`.
+//! The one error type of the library layers (`suite-models` up to `shared-lib`).
 //!
 //! It never names HTTP: each service maps it to a status code once, in its own `error.rs`.
 //! Variants are nouns for what went wrong; their messages name the thing involved so that a
@@ -147,7 +147,7 @@ fn show_version(v: &Option<ModelVersion>) -> String {
 }
 
 impl Error {
-    pub(crate) fn store(
+    pub fn store(
         operation: &'static str,
         key: impl Into<String>,
         source: impl Into<BoxError>,
@@ -159,7 +159,7 @@ impl Error {
         }
     }
 
-    pub(crate) fn corrupt_record(key: impl Into<String>, reason: impl ToString) -> Self {
+    pub fn corrupt_record(key: impl Into<String>, reason: impl ToString) -> Self {
         Self::CorruptRecord {
             key: key.into(),
             reason: reason.to_string(),

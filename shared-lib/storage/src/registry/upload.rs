@@ -11,11 +11,11 @@ use std::pin::{Pin, pin};
 
 use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
+use suite_models::artifact::{self, ARTIFACT_HEAD_BYTES, ArtifactDigest, ArtifactHasher};
+use suite_models::model_id::ModelName;
 
 use super::manifest::{ArtifactRef, Manifest, NewVersion};
 use super::{Registry, layout};
-use crate::artifact::{self, ARTIFACT_HEAD_BYTES, ArtifactDigest, ArtifactHasher};
-use crate::model_id::ModelName;
 use crate::store::{ObjectKey, ObjectRead, ObjectStream};
 use crate::{BoxError, Error};
 

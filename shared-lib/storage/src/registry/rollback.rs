@@ -11,9 +11,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
+use suite_models::model_id::ModelVersion;
 
 use super::records::{AliasRecord, VersionState};
-use crate::model_id::ModelVersion;
 
 /// Why a rollback passed over a version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -110,8 +110,8 @@ mod tests {
     use chrono::Utc;
 
     use super::*;
-    use crate::model_id::{AliasName, ModelName};
     use crate::registry::records::Provenance;
+    use suite_models::model_id::{AliasName, ModelName};
 
     fn v(n: u32) -> ModelVersion {
         ModelVersion::new(n).unwrap()

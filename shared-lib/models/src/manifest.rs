@@ -12,9 +12,9 @@ use uuid::Uuid;
 
 use crate::Error;
 use crate::artifact::{ARTIFACT_FORMAT_VERSION, ArtifactDigest, ModelKind};
+use crate::drift::DriftProfile;
 use crate::model_id::{ModelName, ModelVersion};
-use crate::models::drift::DriftProfile;
-use crate::store::ObjectKey;
+use crate::object_key::ObjectKey;
 
 /// The type of one input feature.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -258,7 +258,9 @@ pub struct Manifest {
 }
 
 impl Manifest {
-    pub(crate) fn new(draft: NewVersion, version: ModelVersion, artifact: ArtifactRef) -> Self {
+    /// The manifest a registry writes for `draft`, once it has given it `version` and stored its
+    /// artifact.
+    pub fn new(draft: NewVersion, version: ModelVersion, artifact: ArtifactRef) -> Self {
         Self {
             model: draft.model,
             version,
@@ -290,12 +292,12 @@ fn check_text(field: &str, value: &str) -> Result<(), String> {
 }
 
 /// Checks a "who" field: 1-128 printable characters.
-pub(crate) fn check_actor(actor: &str) -> Result<(), String> {
+pub fn check_actor(actor: &str) -> Result<(), String> {
     check_text("actor", actor).map(|_| ())
 }
 
 /// Checks a "why" field: at most 1000 printable characters (newlines allowed).
-pub(crate) fn check_reason(reason: &str) -> Result<(), String> {
+pub fn check_reason(reason: &str) -> Result<(), String> {
     if reason.len() > 1000 || reason.chars().any(|c| c.is_control() && c != '\n') {
         Err("reason must have at most 1000 printable characters".to_owned())
     } else {

@@ -9,6 +9,8 @@ use opentelemetry_otlp::WithExportConfig as _;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
+use suite_models::Error;
+use suite_settings::Env;
 use tracing::Subscriber;
 use tracing_subscriber::Layer as _;
 use tracing_subscriber::fmt::MakeWriter;
@@ -16,8 +18,9 @@ use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{EnvFilter, Registry};
 
-use crate::Error;
-use crate::settings::Env;
+/// The name of the per-request root span (exported as a trace; not formatted into logs).
+/// Defined here, where logs are filtered by it; the HTTP layer opens spans with this name.
+pub const REQUEST_SPAN: &str = "http_request";
 
 /// What to log and where to send traces.
 #[derive(Debug, Clone)]
@@ -102,7 +105,7 @@ where
         .with_span_list(false)
         .with_writer(sink)
         .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
-            !(meta.is_span() && meta.name() == crate::http::REQUEST_SPAN)
+            !(meta.is_span() && meta.name() == REQUEST_SPAN)
         }));
     let provider = match &settings.otlp_endpoint {
         Some(endpoint) => Some(build_tracer_provider(&settings.service, endpoint)?),

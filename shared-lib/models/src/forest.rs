@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
-use crate::registry::manifest::FeatureSchema;
+use crate::manifest::FeatureSchema;
 
 /// Marks a leaf in [`FlatTree::feature`].
 pub const LEAF: u32 = u32::MAX;
@@ -246,7 +246,7 @@ pub(crate) mod tests {
 
     #[test]
     fn feature_names_must_match_the_manifest_schema() {
-        use crate::registry::manifest::{FeatureSpec, FeatureType};
+        use crate::manifest::{FeatureSpec, FeatureType};
         let spec = |name: &str| FeatureSpec {
             name: name.into(),
             dtype: FeatureType::Float,

@@ -3,10 +3,10 @@
 use std::path::PathBuf;
 
 use secrecy::SecretString;
+use suite_settings::Env;
 
 use super::ObjectKey;
 use crate::Error;
-use crate::settings::Env;
 
 /// The store location: a local directory or an S3 bucket and prefix.
 #[derive(Debug, Clone)]
