@@ -7,8 +7,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use serde::Serialize;
-use shared_lib::settings::Env;
-use shared_lib::telemetry::TelemetrySettings;
+use suite_settings::Env;
+use suite_telemetry::TelemetrySettings;
 
 use crate::import::ImportCommand;
 use crate::pipeline::Context;
@@ -61,7 +61,7 @@ pub enum TrainCommand {
 pub async fn run(cli: Cli) -> ExitCode {
     let mut env = Env::from_process();
     let telemetry = TelemetrySettings::from_env(&mut env, "trainer");
-    let _guard = match shared_lib::telemetry::init_with_writer(&telemetry, std::io::stderr) {
+    let _guard = match suite_telemetry::init_with_writer(&telemetry, std::io::stderr) {
         Ok(guard) => Some(guard),
         Err(e) => {
             eprintln!("trainer: {e}");
@@ -74,8 +74,8 @@ pub async fn run(cli: Cli) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            tracing::error!(error = %shared_lib::error_chain(&e), "Trainer run failed.");
-            eprintln!("trainer: {}", shared_lib::error_chain(&e));
+            tracing::error!(error = %suite_models::error_chain(&e), "Trainer run failed.");
+            eprintln!("trainer: {}", suite_models::error_chain(&e));
             ExitCode::from(e.exit_code())
         }
     }
@@ -124,8 +124,8 @@ fn emit(report: &serde_json::Value) {
 
 #[cfg(test)]
 mod tests {
-    use shared_lib::settings::{Env, NameRecorder};
-    use shared_lib::telemetry::TelemetrySettings;
+    use suite_settings::{Env, NameRecorder};
+    use suite_telemetry::TelemetrySettings;
 
     use crate::pipeline::Context;
     use crate::schedule::{Jobs, ScheduleArgs};

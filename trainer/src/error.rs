@@ -33,7 +33,7 @@ pub enum Error {
     #[error("training failed: {0}")]
     Training(String),
     #[error(transparent)]
-    Library(#[from] shared_lib::Error),
+    Library(#[from] suite_models::Error),
     /// The registry service refused a request or could not be reached.
     #[error("registry: {message}")]
     Registry {
@@ -47,8 +47,8 @@ pub enum Error {
          failed closed: {reason}"
     )]
     GateFailedClosed {
-        model: shared_lib::model_id::ModelName,
-        version: shared_lib::model_id::ModelVersion,
+        model: suite_models::model_id::ModelName,
+        version: suite_models::model_id::ModelVersion,
         reason: String,
     },
 }
@@ -61,7 +61,7 @@ impl Error {
         match self {
             Self::Usage(_) => 2,
             Self::BadRow { .. } | Self::Input { .. } => 3,
-            Self::Library(shared_lib::Error::Settings { .. }) => 2,
+            Self::Library(suite_models::Error::Settings { .. }) => 2,
             Self::Library(_) | Self::Registry { .. } => 4,
             Self::GateFailedClosed { .. } => 5,
             Self::Output { .. } | Self::Training(_) => 1,

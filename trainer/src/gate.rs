@@ -7,8 +7,8 @@
 //! ([`crate::Error::GateFailedClosed`], exit code 5). Only "this model has no `production`
 //! alias" lets a first model through, and only above the floor.
 
-use shared_lib::model_id::ModelVersion;
-use shared_lib::registry::manifest::{GateDecision, GateOutcome};
+use suite_models::model_id::ModelVersion;
+use suite_storage::registry::manifest::{GateDecision, GateOutcome};
 
 /// The metric a gate decides on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

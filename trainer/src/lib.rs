@@ -3,7 +3,7 @@
 //! - [`data`]: synthetic generators with known structure, and readers (CSV tables, MovieLens
 //!   rating files, Parquet) from a local path or `s3://`;
 //! - [`fraud`]: random forest and decision tree classifiers, converted to the served
-//!   [`shared_lib::models::forest::FraudModel`];
+//!   [`suite_models::forest::FraudModel`];
 //! - [`recommender`]: ALS for explicit ratings and implicit feedback;
 //! - [`import`]: models trained elsewhere (Spark ALS, scikit-learn forests via ONNX);
 //! - [`split`]: which rows are held out, as a pure function of each row;

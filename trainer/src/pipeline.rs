@@ -13,14 +13,14 @@ use std::sync::Arc;
 use secrecy::SecretString;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use shared_lib::artifact::{EncodedArtifact, ModelKind};
-use shared_lib::model_id::{AliasName, ModelName, ModelVersion};
-use shared_lib::registry::manifest::{
+use suite_models::artifact::{EncodedArtifact, ModelKind};
+use suite_models::model_id::{AliasName, ModelName, ModelVersion};
+use suite_settings::Env;
+use suite_storage::registry::manifest::{
     GateDecision, GateOutcome, HeldOutRule, Manifest, NewVersion,
 };
-use shared_lib::registry::{Change, Registry};
-use shared_lib::settings::Env;
-use shared_lib::store::{ConditionalWrites, ObjectStore, StoreLocation};
+use suite_storage::registry::{Change, Registry};
+use suite_storage::store::{ConditionalWrites, ObjectStore, StoreLocation};
 
 use crate::Error;
 use crate::gate::{ChampionScore, GatePolicy};
@@ -273,7 +273,7 @@ async fn score_champion<C: Challenger>(
             tracing::info!(%model, "No production model yet; the challenger is the first.");
             return (None, ChampionScore::None);
         }
-        Err(e) => return (None, unavailable(None, shared_lib::error_chain(&e))),
+        Err(e) => return (None, unavailable(None, suite_models::error_chain(&e))),
     };
     let fail = |reason: String| (Some(version), unavailable(Some(version), reason));
     let (manifest, champion) = match registry
@@ -281,7 +281,7 @@ async fn score_champion<C: Challenger>(
         .await
     {
         Ok(loaded) => loaded,
-        Err(e) => return fail(shared_lib::error_chain(&e)),
+        Err(e) => return fail(suite_models::error_chain(&e)),
     };
     let shared = match HeldOutRows::between(held_out, manifest.held_out.as_ref()) {
         Ok(shared) => shared,

@@ -19,10 +19,10 @@ use bytes::{Bytes, BytesMut};
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 use serde_json::json;
-use shared_lib::artifact::{ArtifactHasher, EncodedArtifact, ModelKind, decode_artifact};
-use shared_lib::model_id::{AliasName, ModelName, ModelVersion};
-use shared_lib::registry::manifest::{Manifest, NewVersion};
-use shared_lib::registry::{Change, Registry};
+use suite_models::artifact::{ArtifactHasher, EncodedArtifact, ModelKind, decode_artifact};
+use suite_models::model_id::{AliasName, ModelName, ModelVersion};
+use suite_storage::registry::manifest::{Manifest, NewVersion};
+use suite_storage::registry::{Change, Registry};
 
 use crate::Error;
 
@@ -61,7 +61,8 @@ impl ModelRegistry {
             Self::Store(r) => match r.resolve_alias(model, alias).await {
                 Ok(v) => Ok(Some(v)),
                 Err(
-                    shared_lib::Error::UnknownAlias { .. } | shared_lib::Error::UnknownModel { .. },
+                    suite_models::Error::UnknownAlias { .. }
+                    | suite_models::Error::UnknownModel { .. },
                 ) => Ok(None),
                 Err(e) => Err(e.into()),
             },
@@ -73,7 +74,7 @@ impl ModelRegistry {
     /// one of `kinds`.
     ///
     /// # Errors
-    /// Store, registry or artifact errors; [`shared_lib::Error::WrongModelKind`] for other kinds.
+    /// Store, registry or artifact errors; [`suite_models::Error::WrongModelKind`] for other kinds.
     pub async fn load<T: DeserializeOwned>(
         &self,
         model: &ModelName,
@@ -86,7 +87,7 @@ impl ModelRegistry {
         };
         let kind = manifest.artifact.kind;
         if !kinds.contains(&kind) {
-            return Err(shared_lib::Error::WrongModelKind {
+            return Err(suite_models::Error::WrongModelKind {
                 expected: kinds.first().copied().unwrap_or(kind),
                 found: kind,
             }
@@ -140,7 +141,7 @@ impl ModelRegistry {
         match self {
             Self::Store(r) => match r.move_alias(model, alias, to, expected, change).await {
                 Ok(_) => Ok(MoveOutcome::Moved),
-                Err(e @ shared_lib::Error::AliasConflict { .. }) => {
+                Err(e @ suite_models::Error::AliasConflict { .. }) => {
                     Ok(MoveOutcome::Conflict(e.to_string()))
                 }
                 Err(e) => Err(e.into()),
@@ -195,7 +196,7 @@ impl RegistryClient {
                     return Ok(());
                 }
                 Ok(res) => format!("/readyz answered {}", res.status()),
-                Err(e) => shared_lib::error_chain(&e),
+                Err(e) => suite_models::error_chain(&e),
             };
             if started.elapsed() + std::time::Duration::from_secs(1) > within {
                 return Err(Error::Registry {
@@ -319,7 +320,7 @@ impl RegistryClient {
             bytes.extend_from_slice(&chunk);
         }
         if bytes.len() as u64 != expected.size {
-            return Err(shared_lib::Error::SizeMismatch {
+            return Err(suite_models::Error::SizeMismatch {
                 expected: expected.size,
                 actual: bytes.len() as u64,
             }
@@ -327,7 +328,7 @@ impl RegistryClient {
         }
         let actual = hasher.finish();
         if actual != expected.sha256 {
-            return Err(shared_lib::Error::DigestMismatch {
+            return Err(suite_models::Error::DigestMismatch {
                 expected: expected.sha256.clone(),
                 actual,
             }

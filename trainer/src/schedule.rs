@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use clap::Parser as _;
 use serde::Serialize;
-use shared_lib::settings::Env;
+use suite_settings::Env;
 use tokio_cron_scheduler::{Job, JobScheduler};
 
 use crate::Error;
@@ -118,7 +118,7 @@ where
         }
         Err(e) => {
             state.failed.fetch_add(1, Ordering::Relaxed);
-            tracing::error!(command, error = %shared_lib::error_chain(&e), "Scheduled run failed.");
+            tracing::error!(command, error = %suite_models::error_chain(&e), "Scheduled run failed.");
         }
     }
     state.running.store(false, Ordering::Release);

@@ -10,7 +10,7 @@
 //! finaliser and read as a fraction of 2^64; both are fixed here and named in the rule
 //! ([`HASH_NAME`]), so a change of function can never pass for the same rule.
 
-use shared_lib::registry::manifest::HeldOutRule;
+use suite_storage::registry::manifest::HeldOutRule;
 
 use crate::Error;
 

@@ -11,9 +11,9 @@
 
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
-use shared_lib::registry::manifest::DataFingerprint;
-use shared_lib::settings::Env;
-use shared_lib::store::{ObjectKey, ObjectStore, S3Settings, S3Store};
+use suite_settings::Env;
+use suite_storage::registry::manifest::DataFingerprint;
+use suite_storage::store::{ObjectKey, ObjectStore, S3Settings, S3Store};
 
 use crate::Error;
 
@@ -110,7 +110,7 @@ pub async fn read_dataset(location: &str) -> Result<Dataset, Error> {
             let keys = store
                 .list(&prefix)
                 .await
-                .map_err(|e| fail(location, shared_lib::error_chain(&e)))?;
+                .map_err(|e| fail(location, suite_models::error_chain(&e)))?;
             if keys.is_empty() {
                 return Ok(Dataset::from_input(read_input(location).await?));
             }
@@ -237,7 +237,7 @@ pub async fn read_input(location: &str) -> Result<Input, Error> {
             s3_store(location, bucket)?
                 .get_object(&key)
                 .await
-                .map_err(|e| fail(shared_lib::error_chain(&e)))?
+                .map_err(|e| fail(suite_models::error_chain(&e)))?
         }
         None => {
             let meta = tokio::fs::metadata(location)

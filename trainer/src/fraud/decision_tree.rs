@@ -1,5 +1,5 @@
 //! The decision-tree alternative: one CART tree fitted by linfa-trees, served as a one-tree
-//! [`FraudModel`](shared_lib::models::forest::FraudModel).
+//! [`FraudModel`](suite_models::forest::FraudModel).
 //!
 //! linfa's leaves store only a predicted label, not class counts, so after fitting the tree is
 //! flattened into a [`FlatTree`] and the (class-weighted) training rows are routed through it to
@@ -15,7 +15,7 @@
 use linfa::prelude::*;
 use linfa_trees::{DecisionTree, SplitQuality, TreeNode};
 use ndarray::{Array1, Array2};
-use shared_lib::models::forest::{FlatTree, LEAF};
+use suite_models::forest::{FlatTree, LEAF};
 
 use super::forest::ClassWeight;
 use crate::Error;
@@ -128,7 +128,7 @@ fn set_leaf_values(tree: &mut FlatTree, table: &Table, class_weight: [f64; 2]) {
 
 #[cfg(test)]
 mod tests {
-    use shared_lib::models::forest::FraudModel;
+    use suite_models::forest::FraudModel;
 
     use super::*;
 

@@ -26,7 +26,7 @@
 use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng as _};
 use rayon::prelude::*;
-use shared_lib::models::forest::{FlatTree, LEAF};
+use suite_models::forest::{FlatTree, LEAF};
 
 use super::binning::{BinnedColumns, Binner};
 use crate::Error;
@@ -383,7 +383,7 @@ fn splitmix64(x: u64) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use shared_lib::models::forest::FraudModel;
+    use suite_models::forest::FraudModel;
 
     use super::*;
 

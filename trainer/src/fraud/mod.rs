@@ -24,11 +24,11 @@ use std::time::Instant;
 
 use serde::Serialize;
 use serde_json::json;
-use shared_lib::artifact::{ModelKind, encode_artifact};
-use shared_lib::model_id::ModelName;
-use shared_lib::models::drift::{Binned, DRIFT_BINS, DriftProfile};
-use shared_lib::models::forest::FraudModel;
-use shared_lib::registry::manifest::{
+use suite_models::artifact::{ModelKind, encode_artifact};
+use suite_models::drift::{Binned, DRIFT_BINS, DriftProfile};
+use suite_models::forest::FraudModel;
+use suite_models::model_id::ModelName;
+use suite_storage::registry::manifest::{
     FeatureSchema, FeatureSpec, FeatureType, HeldOutRule, Manifest, NewVersion,
 };
 

@@ -14,9 +14,9 @@ pub mod onnx;
 pub mod spark;
 
 use serde::Serialize;
-use shared_lib::artifact::EncodedArtifact;
-use shared_lib::model_id::{AliasName, ModelName, ModelVersion};
-use shared_lib::registry::manifest::{GateDecision, NewVersion};
+use suite_models::artifact::EncodedArtifact;
+use suite_models::model_id::{AliasName, ModelName, ModelVersion};
+use suite_storage::registry::manifest::{GateDecision, NewVersion};
 
 use crate::Error;
 use crate::pipeline::{Context, Publication, move_production};

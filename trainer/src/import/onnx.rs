@@ -28,10 +28,10 @@ use std::sync::Arc;
 use prost::Message;
 use serde::Serialize;
 use serde_json::json;
-use shared_lib::artifact::{ModelKind, encode_artifact};
-use shared_lib::model_id::ModelName;
-use shared_lib::models::forest::{FlatTree, FraudModel, LEAF};
-use shared_lib::registry::manifest::{
+use suite_models::artifact::{ModelKind, encode_artifact};
+use suite_models::forest::{FlatTree, FraudModel, LEAF};
+use suite_models::model_id::ModelName;
+use suite_storage::registry::manifest::{
     DataFingerprint, FeatureSchema, FeatureSpec, FeatureType, HeldOutRule, NewVersion,
 };
 

@@ -23,10 +23,10 @@ use parquet::record::Field;
 use serde::Serialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use shared_lib::artifact::{ModelKind, encode_artifact};
-use shared_lib::model_id::ModelName;
-use shared_lib::models::als::{AlsModel, Feedback, MAX_RANK};
-use shared_lib::registry::manifest::{DataFingerprint, HeldOutRule, NewVersion};
+use suite_models::als::{AlsModel, Feedback, MAX_RANK};
+use suite_models::artifact::{ModelKind, encode_artifact};
+use suite_models::model_id::ModelName;
+use suite_storage::registry::manifest::{DataFingerprint, HeldOutRule, NewVersion};
 
 use crate::Error;
 use crate::data::parquet::{columns, for_each_row, open};
@@ -291,7 +291,7 @@ pub async fn read_model(path: &str) -> Result<SparkModel, Error> {
             path,
             format!(
                 "not an ALSModel.save directory: no readable {what} ({})",
-                shared_lib::error_chain(&e)
+                suite_models::error_chain(&e)
             ),
         )
     };

@@ -20,7 +20,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand_distr::{Distribution, StandardNormal, Uniform};
 use rayon::prelude::*;
-use shared_lib::models::als::{AlsModel, Feedback, cholesky_solve, dot, gram_lower, mirror_lower};
+use suite_models::als::{AlsModel, Feedback, cholesky_solve, dot, gram_lower, mirror_lower};
 
 use crate::data::ratings::Ratings;
 

@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 
 use rayon::prelude::*;
-use shared_lib::models::als::{Filter, ServingAls};
+use suite_models::als::{Filter, ServingAls};
 
 use crate::data::ratings::Ratings;
 use crate::evaluate::ranking::{RankingAccumulator, RankingMetrics, rmse};
@@ -236,7 +236,7 @@ impl Holdout {
 mod tests {
     use super::*;
     use crate::data::ratings::Builder;
-    use shared_lib::models::als::{AlsModel, Feedback};
+    use suite_models::als::{AlsModel, Feedback};
 
     fn ratings(rows: &[(&str, &str, f32)]) -> Ratings {
         let mut b = Builder::default();

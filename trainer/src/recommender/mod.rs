@@ -1,6 +1,6 @@
 //! ALS recommenders: generate planted data, train (explicit or implicit), hold out rows by the
 //! split rule, then hand a [`RecommenderChallenger`] to [`crate::pipeline`] to gate against the
-//! champion on rows neither trained on and publish a [`shared_lib::models::als::AlsModel`].
+//! champion on rows neither trained on and publish a [`suite_models::als::AlsModel`].
 //!
 //! The gate metric is `rmse` (lower is better) for explicit ratings and `ndcg_at_k` (higher is
 //! better) for implicit feedback; a champion with the other feedback type is not comparable.
@@ -25,13 +25,13 @@ use std::time::Instant;
 use std::sync::Arc;
 
 use serde::Serialize;
-use shared_lib::artifact::{ModelKind, encode_artifact};
-use shared_lib::model_id::ModelName;
-use shared_lib::models::als::{
+use suite_models::als::{
     AlsModel, AnnBuild, Feedback, IvfParams, MAX_RANK, ServingAls, with_ann_index,
 };
-use shared_lib::models::drift::{Binned, DRIFT_BINS, DriftProfile};
-use shared_lib::registry::manifest::{HeldOutRule, Manifest, NewVersion};
+use suite_models::artifact::{ModelKind, encode_artifact};
+use suite_models::drift::{Binned, DRIFT_BINS, DriftProfile};
+use suite_models::model_id::ModelName;
+use suite_storage::registry::manifest::{HeldOutRule, Manifest, NewVersion};
 
 use crate::Error;
 use crate::data::parquet::RatingColumns;
@@ -188,7 +188,7 @@ impl AnnArgs {
         }
         if self
             .ann_lists
-            .is_some_and(|l| l == 0 || l > shared_lib::models::als::MAX_LISTS)
+            .is_some_and(|l| l == 0 || l > suite_models::als::MAX_LISTS)
         {
             return usage("--ann-lists must be from 1 to 65536");
         }
