@@ -7,11 +7,11 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use shared_lib::artifact::{
+use suite_models::als::{AlsModel, Filter};
+use suite_models::artifact::{
     ArtifactDigest, ModelKind, decode_artifact, inspect_artifact, inspect_artifact_head,
 };
-use shared_lib::models::als::{AlsModel, Filter};
-use shared_lib::models::forest::FraudModel;
+use suite_models::forest::FraudModel;
 
 fuzz_target!(|bytes: &[u8]| {
     let _ = inspect_artifact_head(bytes);

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use shared_lib::registry::manifest::{Manifest, NewVersion};
+use suite_models::manifest::{Manifest, NewVersion};
 
 fuzz_target!(|bytes: &[u8]| {
     if let Ok(draft) = serde_json::from_slice::<NewVersion>(bytes) {

@@ -1,6 +1,6 @@
-//! The fraud service's request parsing: query-string pairs (`GET /classify`) and JSON rows
-//! (`POST /v1/classify`) against an arbitrary feature schema. A returned row must have exactly
-//! the schema's length and only finite values.
+//! The fraud service's request parsing (`suite_models::features`): query-string pairs
+//! (`GET /classify`) and JSON rows (`POST /v1/classify`) against an arbitrary feature schema.
+//! A returned row must have exactly the schema's length and only finite values.
 #![no_main]
 
 use libfuzzer_sys::{arbitrary, fuzz_target};
@@ -22,13 +22,13 @@ fuzz_target!(|input: Input| {
     } else {
         input.names
     };
-    let _ = fraud::features::key_in_query(&input.pairs);
-    if let Ok((row, key)) = fraud::features::row_from_query(&input.pairs, &names) {
+    let _ = suite_models::features::key_in_query(&input.pairs);
+    if let Ok((row, key)) = suite_models::features::row_from_query(&input.pairs, &names) {
         check(row.values(), &names, key.as_deref());
     }
     if let Ok(value) = serde_json::from_str::<serde_json::Value>(&input.json) {
-        let _ = fraud::features::key_in_json(&value);
-        if let Ok((row, key)) = fraud::features::row_from_json(&value, &names) {
+        let _ = suite_models::features::key_in_json(&value);
+        if let Ok((row, key)) = suite_models::features::row_from_json(&value, &names) {
             check(row.values(), &names, key.as_deref());
         }
     }

@@ -3,7 +3,7 @@
 //!
 //! The layers, each a crate in `shared-lib/` whose dependencies the compiler checks:
 //! 1. `suite-models` (`shared-lib/models`): [`model_id`], [`artifact`], [`models`] (forest,
-//!    ALS, drift) and [`Error`]; no I/O, no async runtime, no web;
+//!    ALS, drift, request features) and [`Error`]; no I/O, no async runtime, no web;
 //! 2. `suite-settings` (`shared-lib/settings`): [`settings`], environment variables in, every
 //!    problem reported by name;
 //! 3. `suite-storage` (`shared-lib/storage`): [`store`] (local directory or S3) and
@@ -35,5 +35,5 @@ pub use suite_telemetry as telemetry;
 /// The served model formats (fraud tree ensemble, ALS factors, drift profile) and their
 /// scoring, from `suite-models`.
 pub mod models {
-    pub use suite_models::{als, drift, forest};
+    pub use suite_models::{als, drift, features, forest};
 }

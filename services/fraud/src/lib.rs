@@ -6,7 +6,7 @@
 //! `shared_lib::serving`. The model is `shared_lib::models::forest::FraudModel`.
 
 pub mod error;
-pub mod features;
+pub use shared_lib::models::features;
 pub mod model;
 pub mod routes;
 pub mod settings;

@@ -9,6 +9,7 @@
 //!   schema, metrics, gate decision and artifact reference);
 //! - [`forest`], [`als`], [`drift`]: the fraud tree ensemble, the ALS recommender and the
 //!   drift profile, with their scoring;
+//! - [`features`]: request input (query pairs or JSON) turned into a forest's feature row;
 //! - [`Error`]: the one error type of every library layer above this one too.
 //!
 //! Layers above: `suite-settings`, `suite-storage` (object store and registry core),
@@ -18,6 +19,7 @@ pub mod als;
 pub mod artifact;
 pub mod drift;
 mod error;
+pub mod features;
 pub mod forest;
 pub mod manifest;
 pub mod model_id;
