@@ -12,7 +12,7 @@ use clap::Parser as _;
 use prost::Message as _;
 use shared_lib::artifact::ModelKind;
 use shared_lib::model_id::{AliasName, ModelName, ModelVersion};
-use shared_lib::models::als::{AlsModel, Filter};
+use shared_lib::models::als::{AlsModel, Filter, Search};
 use shared_lib::models::forest::FraudModel;
 use shared_lib::registry::Registry;
 use shared_lib::registry::manifest::GateOutcome;
@@ -198,6 +198,47 @@ async fn spark_scores_and_top_10_agree_with_spark() {
         "Spark recommendForUserSubset: {equal_lists}/200 top-10 lists equal, {tie_swaps} differ only by ties"
     );
     assert!(equal_lists >= 195, "{equal_lists} equal lists");
+}
+
+#[tokio::test]
+async fn spark_imports_can_carry_an_ann_index_with_its_measured_recall() {
+    let env = TestEnv::new().await;
+    let path = fixture("spark-als/model");
+    let err = env
+        .spark(&["--path", &path, "--ann-index", "--ann-target-recall", "0"])
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("--ann-target-recall"), "{err}");
+    assert_eq!(env.versions("recommender").await, 0, "nothing published");
+
+    let report = env
+        .spark(&["--path", &path, "--ann-index", "--ann-lists", "4"])
+        .await
+        .unwrap();
+    let version = report.publication.version;
+    let model: AlsModel = env
+        .load("recommender", version, ModelKind::RecommenderAls)
+        .await;
+    let index = model.index.as_ref().expect("the artifact holds the index");
+    assert_eq!(index.lists(), 4);
+    let manifest = env
+        .registry()
+        .manifest(&ModelName::parse("recommender").unwrap(), version)
+        .await
+        .unwrap();
+    assert_eq!(manifest.parameters["ann_lists"], 4);
+    assert_eq!(manifest.parameters["ann_probe"], u64::from(index.probe));
+    let recall = manifest.metrics["ann_recall_at_10"];
+    assert!((0.95..=1.0).contains(&recall), "recall {recall}");
+    let ann = model
+        .prepare()
+        .unwrap()
+        .with_search(Search::Ann {
+            probe: 0,
+            oversample: 10,
+        })
+        .unwrap();
+    assert_eq!(ann.recommend(0, 10, Filter::default()).len(), 10);
 }
 
 #[tokio::test]

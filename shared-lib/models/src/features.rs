@@ -7,6 +7,7 @@
 //!
 //! Beside features a request may carry `card_id` or `user_id`: the key that picks the A/B variant.
 
+use std::borrow::Cow;
 use std::collections::{BTreeSet, HashSet};
 use std::fmt;
 
@@ -72,13 +73,20 @@ impl fmt::Display for FeatureError {
 
 impl std::error::Error for FeatureError {}
 
+/// A query string's `name=value` pairs, percent-decoded. Each name and value borrows from the
+/// query unless it had something to decode, so the common request allocates once, for the
+/// list (a deserialising extractor allocated two strings a field).
+pub fn query_pairs(query: &str) -> Vec<(Cow<'_, str>, Cow<'_, str>)> {
+    form_urlencoded::parse(query.as_bytes()).collect()
+}
+
 /// The A/B key of a query, if any (`card_id` first, then `user_id`).
-pub fn key_in_query(pairs: &[(String, String)]) -> Option<&str> {
+pub fn key_in_query<K: AsRef<str>, V: AsRef<str>>(pairs: &[(K, V)]) -> Option<&str> {
     KEY_FIELDS.iter().find_map(|field| {
         pairs
             .iter()
-            .find(|(k, _)| k == field)
-            .map(|(_, v)| v.as_str())
+            .find(|(k, _)| k.as_ref() == *field)
+            .map(|(_, v)| v.as_ref())
     })
 }
 
@@ -96,8 +104,8 @@ pub fn key_in_json(row: &serde_json::Value) -> Option<String> {
 ///
 /// # Errors
 /// A [`FeatureError`] naming every missing or unknown field, or the first bad value.
-pub fn row_from_query(
-    pairs: &[(String, String)],
+pub fn row_from_query<K: AsRef<str>, V: AsRef<str>>(
+    pairs: &[(K, V)],
     names: &[String],
 ) -> Result<(FeatureRow, Option<String>), FeatureError> {
     if let Some(k) = first_duplicate(pairs) {
@@ -105,7 +113,7 @@ pub fn row_from_query(
     }
     let mut given: Given<'_, &str> = pairs
         .iter()
-        .map(|(k, v)| (k.as_str(), Some(v.as_str())))
+        .map(|(k, v)| (k.as_ref(), Some(v.as_ref())))
         .collect();
     let key = take_key(&mut given, |v| Some((*v).to_owned()))?;
     let row = assemble(given, names, |raw: &str| {
@@ -115,7 +123,7 @@ pub fn row_from_query(
 }
 
 /// The first field given again after an earlier one of the same name.
-fn first_duplicate(pairs: &[(String, String)]) -> Option<&str> {
+fn first_duplicate<K: AsRef<str>, V>(pairs: &[(K, V)]) -> Option<&str> {
     // A request has a handful of fields: comparing with the earlier ones beats hashing them.
     // Past a few dozen (a hostile query), a set keeps it linear.
     const SCAN_LIMIT: usize = 32;
@@ -123,14 +131,18 @@ fn first_duplicate(pairs: &[(String, String)]) -> Option<&str> {
         pairs
             .iter()
             .enumerate()
-            .find(|(i, (k, _))| pairs[..*i].iter().any(|(earlier, _)| earlier == k))
-            .map(|(_, (k, _))| k.as_str())
+            .find(|(i, (k, _))| {
+                pairs[..*i]
+                    .iter()
+                    .any(|(earlier, _)| earlier.as_ref() == k.as_ref())
+            })
+            .map(|(_, (k, _))| k.as_ref())
     } else {
         let mut seen = HashSet::with_capacity(pairs.len());
         pairs
             .iter()
-            .find(|(k, _)| !seen.insert(k.as_str()))
-            .map(|(k, _)| k.as_str())
+            .find(|(k, _)| !seen.insert(k.as_ref()))
+            .map(|(k, _)| k.as_ref())
     }
 }
 
@@ -295,14 +307,20 @@ mod tests {
             .to_vec()
     }
 
-    fn query(s: &str) -> Vec<(String, String)> {
-        s.split('&')
-            .filter(|p| !p.is_empty())
-            .map(|p| {
-                let (k, v) = p.split_once('=').unwrap_or((p, ""));
-                (k.to_owned(), v.to_owned())
-            })
-            .collect()
+    fn query(s: &str) -> Vec<(Cow<'_, str>, Cow<'_, str>)> {
+        query_pairs(s)
+    }
+
+    #[test]
+    fn query_pairs_are_decoded_and_borrowed_unless_decoding_changed_them() {
+        let pairs = query_pairs("f1=0.5&card%5Fid=a+b%21&&f2=&f3");
+        let got: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (&**k, &**v)).collect();
+        assert_eq!(
+            got,
+            [("f1", "0.5"), ("card_id", "a b!"), ("f2", ""), ("f3", "")]
+        );
+        assert!(matches!(pairs[0], (Cow::Borrowed(_), Cow::Borrowed(_))));
+        assert!(matches!(pairs[1], (Cow::Owned(_), Cow::Owned(_))));
     }
 
     #[test]
@@ -367,7 +385,8 @@ mod tests {
         let mut q = (0..100).map(|i| format!("x{i}=1")).collect::<Vec<_>>();
         q.push("x7=2".to_owned());
         q.push("x3=2".to_owned());
-        let long = query(&q.join("&"));
+        let text = q.join("&");
+        let long = query(&text);
         assert_eq!(first_duplicate(&long), Some("x7"));
         assert_eq!(first_duplicate(&long[90..]), None);
         let short = query("a=1&b=2&b=3&a=4");

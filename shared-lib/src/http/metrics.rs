@@ -213,9 +213,8 @@ impl HttpMetrics {
             400.. => "client_error",
             _ => "success",
         };
-        let (model, version, variant) = served.map_or(("", "", ""), |s| {
-            (s.model.as_str(), s.version.as_str(), s.variant.as_str())
-        });
+        let (model, version, variant) =
+            served.map_or(("", "", ""), |s| (&*s.model, &*s.version, &*s.variant));
         let labels = [route, model, version, variant, outcome];
         self.handles.with(
             &labels,

@@ -9,6 +9,8 @@
 //!   the `X-Model-Version` and `X-Variant` headers and into metric labels, so no handler can
 //!   forget either.
 
+use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::Instant;
 
 use actix_web::body::MessageBody;
@@ -30,25 +32,28 @@ pub const VARIANT: HeaderName = HeaderName::from_static("x-variant");
 const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
 tokio::task_local! {
-    static CURRENT_REQUEST_ID: String;
+    static CURRENT_REQUEST_ID: Arc<str>;
 }
 
 /// The id of the request being handled on this task, if any.
 pub fn current_request_id() -> Option<String> {
-    CURRENT_REQUEST_ID.try_with(Clone::clone).ok()
+    CURRENT_REQUEST_ID.try_with(|id| id.to_string()).ok()
 }
 
-/// The request id, also available to handlers as a request extension.
+/// The request id, also available to handlers as a request extension (shared, not copied:
+/// the span, the extension and the task-local hold the same string).
 #[derive(Debug, Clone)]
-pub struct RequestId(pub String);
+pub struct RequestId(pub Arc<str>);
 
-/// Which model answered a request; handlers record it with [`ServedBy::record`].
+/// Which model answered a request; handlers record it with [`ServedBy::record`]. The labels
+/// are shared strings the slots format once per loaded version ([`crate::serving::Loaded`]),
+/// so recording them costs no formatting or allocation on the request path.
 #[derive(Debug, Clone)]
 pub struct ServedBy {
-    pub model: String,
-    pub version: String,
-    /// `a`, `b`, `pinned`, … as the router named the variant.
-    pub variant: String,
+    pub model: Arc<str>,
+    pub version: Arc<str>,
+    /// `a`, `b`, … as the router named the variant (`a,b` for a batch served by both).
+    pub variant: Cow<'static, str>,
 }
 
 impl ServedBy {
@@ -59,13 +64,13 @@ impl ServedBy {
 
 /// Accepts a caller's id only if it is a short printable token, so logs stay clean: the id,
 /// and the header value to echo.
-fn accept_request_id(value: &HeaderValue) -> Option<(String, HeaderValue)> {
+fn accept_request_id(value: &HeaderValue) -> Option<(Arc<str>, HeaderValue)> {
     let s = value.to_str().ok()?;
     let ok = !s.is_empty()
         && s.len() <= 128
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
-    ok.then(|| (s.to_owned(), value.clone()))
+    ok.then(|| (Arc::from(s), value.clone()))
 }
 
 struct HeaderExtractor<'a>(&'a HeaderMap);
@@ -96,7 +101,7 @@ pub async fn request_context(
         None => {
             let mut buf = uuid::Uuid::encode_buffer();
             let id: &str = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf);
-            (id.to_owned(), HeaderValue::from_str(id).ok())
+            (Arc::from(id), HeaderValue::from_str(id).ok())
         }
     };
     req.extensions_mut().insert(RequestId(request_id.clone()));
@@ -153,10 +158,20 @@ pub async fn request_context(
         headers.insert(REQUEST_ID, v);
     }
     if let Some(served) = served {
-        for (name, value) in [(MODEL_VERSION, served.version), (VARIANT, served.variant)] {
-            if let Ok(v) = HeaderValue::try_from(value) {
-                headers.insert(name, v);
-            }
+        if let Ok(v) = HeaderValue::from_str(&served.version) {
+            headers.insert(MODEL_VERSION, v);
+        }
+        let variant = match served.variant {
+            // A static name is shared, not copied (checked first: `from_static` panics on
+            // bytes a header value cannot hold).
+            Cow::Borrowed(name) => name
+                .bytes()
+                .all(|b| b == b'\t' || (0x20..0x7f).contains(&b))
+                .then(|| HeaderValue::from_static(name)),
+            Cow::Owned(names) => HeaderValue::try_from(names).ok(),
+        };
+        if let Some(v) = variant {
+            headers.insert(VARIANT, v);
         }
     }
     // Successes are the bulk of traffic and are counted in metrics; log them only at debug.
@@ -180,7 +195,9 @@ mod tests {
 
     #[test]
     fn only_sane_request_ids_are_accepted() {
-        let ok = |s: &str| accept_request_id(&HeaderValue::from_str(s).unwrap()).map(|(id, _)| id);
+        let ok = |s: &str| {
+            accept_request_id(&HeaderValue::from_str(s).unwrap()).map(|(id, _)| id.to_string())
+        };
         assert_eq!(ok("abc-123_x.y:z").as_deref(), Some("abc-123_x.y:z"));
         assert_eq!(ok(""), None);
         assert_eq!(ok("has space"), None);

@@ -55,6 +55,9 @@ pub struct Loaded<M> {
     pub manifest: Manifest,
     pub model: M,
     pub loaded_at: DateTime<Utc>,
+    /// The version as text, formatted once: the label and header every request served by it
+    /// carries ([`crate::http::ServedBy`]).
+    pub version_label: Arc<str>,
 }
 
 /// A slot's role.
@@ -102,6 +105,7 @@ pub struct SlotStatus {
 
 pub struct ModelSlots<M> {
     model: ModelName,
+    model_label: Arc<str>,
     registry: Registry,
     slots: Vec<Slot<M>>,
     percent_b: Option<Percent>,
@@ -147,6 +151,7 @@ impl<M: ServableModel> ModelSlots<M> {
         }
         Arc::new(Self {
             model: settings.model.clone(),
+            model_label: Arc::from(settings.model.as_str()),
             registry,
             slots,
             percent_b: settings.experiment.as_ref().map(|x| x.percent_b),
@@ -165,6 +170,11 @@ impl<M: ServableModel> ModelSlots<M> {
 
     pub fn model(&self) -> &ModelName {
         &self.model
+    }
+
+    /// The model's name as a shared label, for [`crate::http::ServedBy`].
+    pub fn model_label(&self) -> Arc<str> {
+        Arc::clone(&self.model_label)
     }
 
     /// Starts the background loop that loads and follows the selected versions.
@@ -286,6 +296,7 @@ impl<M: ServableModel> ModelSlots<M> {
             manifest: manifest.clone(),
             model: loaded,
             loaded_at: Utc::now(),
+            version_label: Arc::from(version.to_string()),
         })));
         if let Some(previous) = previous {
             let _ = self.metrics.model_info.remove_label_values(&[

@@ -36,7 +36,9 @@ use crate::gate::{GateMetric, GatePolicy};
 use crate::import::{ImportPublication, publish_without_gate};
 use crate::pipeline::{Candidate, Context, gate_and_publish};
 use crate::recommender::evaluate::Holdout;
-use crate::recommender::{FeedbackArg, RatingColumnArgs, RecommenderChallenger, read_ratings};
+use crate::recommender::{
+    AnnArgs, FeedbackArg, RatingColumnArgs, RecommenderChallenger, read_ratings,
+};
 
 /// The most users, and the most items, an imported model may have.
 pub const MAX_ENTITIES: usize = 100_000_000;
@@ -86,6 +88,8 @@ pub struct SparkArgs {
     pub format: RatingFormat,
     #[command(flatten)]
     pub columns: RatingColumnArgs,
+    #[command(flatten)]
+    pub ann: AnnArgs,
 }
 
 /// What `import spark-als` did.
@@ -409,6 +413,7 @@ fn check_args(args: &SparkArgs) -> Result<ModelName, Error> {
     if !(args.min_improvement.is_finite() && args.min_improvement >= 0.0) {
         return usage("--min-improvement must be >= 0");
     }
+    args.ann.check()?;
     ModelName::parse(&args.model).map_err(|e| Error::Usage(format!("--model: {e}")))
 }
 
@@ -449,10 +454,16 @@ pub async fn import(ctx: &Context, args: &SparkArgs) -> Result<Report, Error> {
         args.alpha as f32,
         train.as_ref(),
     );
-    let serving = model
-        .prepare()
+    // Checked before the index is built on it, so a bad model fails fast and named.
+    model
+        .validate()
         .map_err(|e| input_error(&args.path, format!("the model is not servable: {e}")))?;
     let read_seconds = started.elapsed().as_secs_f64();
+    let ann = args.ann.clone();
+    let (model, ann_build) = tokio::task::spawn_blocking(move || ann.index(model))
+        .await
+        .map_err(|e| Error::Training(format!("building the ann index failed: {e}")))??;
+    let serving = model.prepare()?;
     let (users, items) = (serving.model().n_users(), serving.model().n_items());
     tracing::info!(path = %args.path, users, items, rank, read_seconds, "Read the Spark ALS model.");
     let publish_started = std::time::Instant::now();
@@ -461,7 +472,7 @@ pub async fn import(ctx: &Context, args: &SparkArgs) -> Result<Report, Error> {
         Some(p) => json!(format!("from --ratings {p}")),
         None => json!("absent"),
     };
-    let parameters = BTreeMap::from([
+    let mut parameters = BTreeMap::from([
         ("imported_from".to_owned(), json!("spark-als")),
         ("spark_version".to_owned(), json!(spark_version)),
         ("spark_uid".to_owned(), json!(spark_uid)),
@@ -476,11 +487,17 @@ pub async fn import(ctx: &Context, args: &SparkArgs) -> Result<Report, Error> {
         ("seen_items".to_owned(), absent_or(&args.ratings)),
         ("item_popularity".to_owned(), absent_or(&args.ratings)),
     ]);
+    if let Some(build) = &ann_build {
+        parameters.extend(build.manifest_parameters());
+    }
     let mut metrics = BTreeMap::from([
         ("users".to_owned(), users as f64),
         ("items".to_owned(), items as f64),
         ("import_read_seconds".to_owned(), read_seconds),
     ]);
+    if let Some(build) = &ann_build {
+        metrics.extend(build.manifest_metrics());
+    }
     let mut draft = NewVersion {
         model: model_name.clone(),
         run_id: uuid::Uuid::now_v7(),

@@ -178,7 +178,7 @@ impl Default for AnnArgs {
 const ANN_RECALL_USERS: usize = 200;
 
 impl AnnArgs {
-    fn check(&self) -> Result<(), Error> {
+    pub(crate) fn check(&self) -> Result<(), Error> {
         let usage = |m: &str| Err(Error::Usage(m.into()));
         if !(self.ann_target_recall > 0.0 && self.ann_target_recall <= 1.0) {
             return usage("--ann-target-recall must be in (0, 1]");
@@ -196,7 +196,7 @@ impl AnnArgs {
     }
 
     /// `model` with its index when asked for one, and what building it did.
-    fn index(&self, model: AlsModel) -> Result<(AlsModel, Option<AnnBuild>), Error> {
+    pub(crate) fn index(&self, model: AlsModel) -> Result<(AlsModel, Option<AnnBuild>), Error> {
         if !self.ann_index {
             return Ok((model, None));
         }

@@ -6,7 +6,8 @@
 //!   accumulators, single thread, best of `--passes`), the practical limit of a scan; and, for
 //!   context, the same read over a buffer 8× larger than the last-level cache (DRAM bandwidth).
 //! - **dot-only scan**: every item's score for one user into a buffer, no selection: what the
-//!   dot product alone costs per request.
+//!   dot product alone costs per request; and the same from the int8 codes with the portable
+//!   kernel and with the CPU's SIMD (AVX2) kernel, best of `--passes` (which is faster, issue #16).
 //! - **recommend**: `ServingAls::recommend(user, n, Filter::default())` for `--requests` users,
 //!   single thread; bytes of item factors scanned per request and the achieved scan rate as a
 //!   share of the streaming read.
@@ -33,7 +34,7 @@ use anyhow::Context as _;
 use bench_harness::Flags;
 use shared_lib::artifact::ModelKind;
 use shared_lib::model_id::{ModelName, ModelVersion};
-use shared_lib::models::als::{AlsModel, Filter, ServingAls, dot};
+use shared_lib::models::als::{AlsModel, Filter, ServingAls, dot, time_int8_kernels};
 use shared_lib::registry::Registry;
 use shared_lib::store::{ObjectStore, StoreLocation};
 
@@ -177,6 +178,10 @@ async fn main() -> anyhow::Result<()> {
     }
     let dot_only_ms = t.elapsed().as_secs_f64() * 1e3 / dot_users.len() as f64;
 
+    // (b1') the same for the int8 codes: the portable kernel and the CPU's SIMD kernel.
+    let (int8_portable_ms, int8_simd_ms) =
+        time_int8_kernels(&m.item_factors, k, m.user_factors(users[0]), args.passes);
+
     // (b2) the service's scoring call, single thread.
     let mut lat = Vec::with_capacity(users.len());
     let t = Instant::now();
@@ -198,6 +203,9 @@ async fn main() -> anyhow::Result<()> {
         "stream_dram_gbps": stream_dram,
         "dot_only_ms": dot_only_ms,
         "dot_only_gbps": bytes_per_request as f64 / (dot_only_ms / 1e3) / 1e9,
+        "int8_portable_ms": int8_portable_ms,
+        "int8_simd_ms": int8_simd_ms,
+        "int8_simd_speedup": int8_simd_ms.map(|s| int8_portable_ms / s),
         "recommend_requests": users.len(),
         "recommend_mean_ms": mean_ms,
         "recommend_p50_ms": percentile(&lat, 50.0),

@@ -10,7 +10,9 @@ use shared_lib::serving::{Loaded, Variant};
 
 use super::AppState;
 use crate::error::Error;
-use crate::features::{FeatureRow, key_in_json, key_in_query, row_from_json, row_from_query};
+use crate::features::{
+    FeatureRow, key_in_json, key_in_query, query_pairs, row_from_json, row_from_query,
+};
 use crate::model::Classifier;
 
 pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
@@ -27,7 +29,7 @@ fn request_key(req: &HttpRequest, explicit: Option<&str>) -> String {
     explicit.map(str::to_owned).unwrap_or_else(|| {
         req.extensions()
             .get::<RequestId>()
-            .map(|id| id.0.clone())
+            .map(|id| id.0.to_string())
             .unwrap_or_default()
     })
 }
@@ -43,7 +45,7 @@ fn route_request(
         Some(key) => state.slots.route(key),
         None => {
             let extensions = req.extensions();
-            let id = extensions.get::<RequestId>().map_or("", |id| id.0.as_str());
+            let id = extensions.get::<RequestId>().map_or("", |id| &*id.0);
             state.slots.route(id)
         }
     }
@@ -89,26 +91,22 @@ fn score(
     Scored { class, probability }
 }
 
-fn served_by(state: &AppState, version: String, variant: Variant) -> ServedBy {
+fn served_by(state: &AppState, loaded: &Loaded<Classifier>, variant: Variant) -> ServedBy {
     ServedBy {
-        model: state.slots.model().to_string(),
-        version,
-        variant: variant.as_str().to_owned(),
+        model: state.slots.model_label(),
+        version: Arc::clone(&loaded.version_label),
+        variant: variant.as_str().into(),
     }
 }
 
 /// `GET /classify?f1=..&f2=..&f3=..` → `[class]`, exactly as the classic service answers.
-async fn classify_one(
-    req: HttpRequest,
-    query: web::Query<Vec<(String, String)>>,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, Error> {
+async fn classify_one(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, Error> {
+    let query = query_pairs(req.query_string());
     let (loaded, variant) =
         route_request(&state, &req, key_in_query(&query)).ok_or(Error::NotReady)?;
     let (row, _) = row_from_query(&query, &loaded.model.0.feature_names)?;
-    let version = loaded.manifest.version.to_string();
-    let scored = score(&state, &loaded, &version, variant, &row);
-    served_by(&state, version, variant).record(&req);
+    let scored = score(&state, &loaded, &loaded.version_label, variant, &row);
+    served_by(&state, &loaded, variant).record(&req);
     Ok(HttpResponse::Ok().json([scored.class]))
 }
 
@@ -179,9 +177,9 @@ async fn classify_batch(
     let versions: BTreeSet<String> = predictions.iter().map(|(v, _, _)| v.to_string()).collect();
     let variants: BTreeSet<&str> = predictions.iter().map(|(_, v, _)| v.as_str()).collect();
     ServedBy {
-        model: state.slots.model().to_string(),
-        version: versions.into_iter().collect::<Vec<_>>().join(","),
-        variant: variants.into_iter().collect::<Vec<_>>().join(","),
+        model: state.slots.model_label(),
+        version: versions.into_iter().collect::<Vec<_>>().join(",").into(),
+        variant: variants.into_iter().collect::<Vec<_>>().join(",").into(),
     }
     .record(&req);
     Ok(HttpResponse::Ok().json(BatchResponse {

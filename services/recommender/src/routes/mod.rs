@@ -73,7 +73,7 @@ impl ListQuery {
 pub fn request_id(req: &HttpRequest) -> String {
     req.extensions()
         .get::<RequestId>()
-        .map(|id| id.0.clone())
+        .map(|id| id.0.to_string())
         .unwrap_or_default()
 }
 

@@ -184,9 +184,9 @@ fn record_served(req: &HttpRequest, state: &AppState, answers: &[&Answer]) {
     let versions: BTreeSet<String> = answers.iter().map(|a| a.version.to_string()).collect();
     let variants: BTreeSet<&str> = answers.iter().map(|a| a.variant.as_str()).collect();
     ServedBy {
-        model: state.slots.model().to_string(),
-        version: versions.into_iter().collect::<Vec<_>>().join(","),
-        variant: variants.into_iter().collect::<Vec<_>>().join(","),
+        model: state.slots.model_label(),
+        version: versions.into_iter().collect::<Vec<_>>().join(",").into(),
+        variant: variants.into_iter().collect::<Vec<_>>().join(",").into(),
     }
     .record(req);
 }

@@ -1,5 +1,7 @@
 //! `GET /v1/items/{item_id}/similar`: the nearest items in factor space.
 
+use std::sync::Arc;
+
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Serialize;
 use shared_lib::http::ServedBy;
@@ -44,9 +46,9 @@ async fn similar_items(
         .map_err(|e| Error::Scoring(e.to_string()))??;
     drop(permit);
     ServedBy {
-        model: state.slots.model().to_string(),
-        version: loaded.manifest.version.to_string(),
-        variant: variant.as_str().to_owned(),
+        model: state.slots.model_label(),
+        version: Arc::clone(&loaded.version_label),
+        variant: variant.as_str().into(),
     }
     .record(&req);
     Ok(HttpResponse::Ok().json(SimilarAnswer {

@@ -18,7 +18,8 @@
 //! faiss is C++ behind FFI. The price is speed at matched recall: faiss's HNSW answers several
 //! times faster (`bench/recommender/README.md`).
 //!
-//! **Serving.** [`AnnLists`] keeps the item codes in list order; a query scores the centroids,
+//! **Serving.** [`AnnLists`] keeps the item codes in list order, each list starting on a tile of
+//! the codes (padding slots between lists are never scored as items); a query scores the centroids,
 //! scans the codes of the best `probe` lists for `n × oversample` candidates and rescores those in
 //! f32, choosing exactly as the exact scan does. How much this misses is measured, not assumed:
 //! the trainer picks the smallest `probe` that reaches a target recall@10 on a sample of users
@@ -26,7 +27,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::search::{Int8Items, count_bytes, quantise_row, score_codes};
+use super::int8::{Int8Items, PADDING, TILE};
+use super::search::{ROW_ITEMS, count_bytes};
 use super::select::Candidates;
 use super::synthetic::Rng;
 use super::{Scored, Search, ServingAls, TopN, dot};
@@ -350,12 +352,13 @@ pub(super) struct AnnLists {
     centroids: Vec<f32>,
     /// `−|c̃|² / 2` per list, so a list's score is `q·c + bias`.
     bias: Vec<f32>,
-    offsets: Vec<u32>,
-    /// Position in list order → item index.
+    /// Each list's first slot (a multiple of [`TILE`]) and its item count.
+    lists: Vec<(u32, u32)>,
+    /// Slot → item index ([`PADDING`] between lists).
     order: Vec<u32>,
-    /// Item index → position in list order.
+    /// Item index → slot.
     position: Vec<u32>,
-    /// Int8 codes in list order.
+    /// Int8 codes by slot.
     codes: Int8Items,
     /// The index's recorded probe.
     pub(super) default_probe: usize,
@@ -365,24 +368,33 @@ impl AnnLists {
     /// Lays out a validated `index` for searching `item_factors`.
     pub(super) fn new(index: &IvfIndex, item_factors: &[f32], k: usize) -> Self {
         let d = k + 1;
-        let lists = index.lists();
-        let mut centroids = Vec::with_capacity(lists * k);
-        let mut bias = Vec::with_capacity(lists);
+        let mut centroids = Vec::with_capacity(index.lists() * k);
+        let mut bias = Vec::with_capacity(index.lists());
         for c in index.centroids.chunks_exact(d) {
             centroids.extend_from_slice(&c[..k]);
             bias.push(-dot(c, c) / 2.0);
         }
+        let mut lists = Vec::with_capacity(index.lists());
+        let mut order = Vec::with_capacity(index.list_items.len() + TILE * index.lists());
+        for w in index.list_offsets.windows(2) {
+            let items = &index.list_items[w[0] as usize..w[1] as usize];
+            lists.push((order.len() as u32, items.len() as u32));
+            order.extend_from_slice(items);
+            order.resize(order.len().next_multiple_of(TILE), PADDING);
+        }
         let mut position = vec![0u32; index.list_items.len()];
-        for (p, &i) in index.list_items.iter().enumerate() {
-            position[i as usize] = p as u32;
+        for (slot, &i) in order.iter().enumerate() {
+            if i != PADDING {
+                position[i as usize] = slot as u32;
+            }
         }
         Self {
             centroids,
             bias,
-            offsets: index.list_offsets.clone(),
-            order: index.list_items.clone(),
+            lists,
+            codes: Int8Items::quantise_slots(item_factors, k, &order),
+            order,
             position,
-            codes: Int8Items::quantise_in_order(item_factors, k, &index.list_items),
             default_probe: index.probe as usize,
         }
     }
@@ -395,7 +407,7 @@ impl AnnLists {
     pub(super) fn bytes(&self) -> usize {
         self.codes.bytes()
             + 4 * (self.order.len() + self.position.len())
-            + 4 * (self.centroids.len() + self.bias.len() + self.offsets.len())
+            + 4 * (self.centroids.len() + self.bias.len() + 2 * self.lists.len())
     }
 
     /// The `probe` lists whose centroids are nearest to `q`, best first.
@@ -432,10 +444,8 @@ impl ServingAls {
         oversample: usize,
         excluded: &[u32],
     ) -> Vec<Scored> {
-        const ROW_ITEMS: usize = 256;
         let k = self.model.k();
-        let mut query = vec![0i8; k];
-        quantise_row(user_vector, &mut query);
+        let query = ann.codes.query(user_vector);
         let mut excluded_positions: Vec<u32> = excluded
             .iter()
             .filter_map(|&i| ann.position.get(i as usize).copied())
@@ -445,18 +455,15 @@ impl ServingAls {
         let mut row = [0.0f32; ROW_ITEMS];
         let mut scanned = 0usize;
         for l in ann.probed(user_vector, probe) {
-            let (start, end) = (ann.offsets[l] as usize, ann.offsets[l + 1] as usize);
-            scanned += end - start;
-            for first in (start..end).step_by(ROW_ITEMS) {
-                let last = (first + ROW_ITEMS).min(end);
-                let row = &mut row[..last - first];
-                let codes = &ann.codes.codes[first * k..last * k];
-                let scales = &ann.codes.scales[first..last];
-                score_codes(&query, codes, scales, row);
+            let (start, len) = (ann.lists[l].0 as usize, ann.lists[l].1 as usize);
+            scanned += len.next_multiple_of(TILE);
+            for first in (start..start + len).step_by(ROW_ITEMS) {
+                let row = &mut row[..ROW_ITEMS.min(start + len - first)];
+                ann.codes.score(&query, first, row);
                 found.scan(row, first as u32, &[&excluded_positions]);
             }
         }
-        count_bytes(scanned * (k + 4));
+        count_bytes(scanned * ann.codes.bytes_per_slot());
         let candidates = found.into_items();
         count_bytes(candidates.len() * k * 4);
         let mut top = TopN::new(n);

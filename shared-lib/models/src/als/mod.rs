@@ -20,13 +20,16 @@ use serde::{Deserialize, Serialize};
 use crate::Error;
 
 mod batch;
+mod int8;
 mod ivf;
 mod search;
 mod select;
 
+use int8::Int8Items;
+pub use int8::time_int8_kernels;
 use ivf::AnnLists;
 pub use ivf::{AnnBuild, IvfIndex, IvfParams, MAX_LISTS, build_ivf, with_ann_index};
-use search::{Int8Items, count_bytes};
+use search::count_bytes;
 pub use search::{Search, take_bytes_read};
 use select::Candidates;
 pub mod synthetic;

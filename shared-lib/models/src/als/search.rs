@@ -5,9 +5,9 @@
 //! at 1M items × rank 64 it streams 256 MB of f32 per request. The int8 scan keeps a second copy
 //! of the item factors as int8 codes with one f32 scale per item (`rank + 4` bytes an item, about
 //! a quarter), scores every item from the codes against an int8 copy of the user vector (exact
-//! integer sums, which the compiler vectorises), keeps the best `n × oversample`, and rescores
-//! those from the f32 factors with [`dot`], choosing among them exactly as the exact scan
-//! chooses (scores descending, ties to the lower index). Answers differ from the exact scan's only
+//! integer sums; the layout and kernels are in the `int8` module), keeps the best
+//! `n × oversample`, and rescores those from the f32 factors with [`dot`], choosing among them
+//! exactly as the exact scan chooses (scores descending, ties to the lower index). Answers differ from the exact scan's only
 //! when an item of the exact top `n` falls outside the candidates; [`ServingAls::recall_at`]
 //! measures how often.
 //!
@@ -21,6 +21,7 @@ use std::cell::Cell;
 
 use serde::Serialize;
 
+use super::int8::Int8Items;
 use super::ivf::AnnLists;
 use super::select::Candidates;
 use super::{Scored, ServingAls, TopN, dot};
@@ -52,93 +53,9 @@ impl Search {
     }
 }
 
-/// Item factors as int8 codes, `rank` per item, and one scale per item: `y ≈ scale · code`.
-#[derive(Debug, Clone)]
-pub(super) struct Int8Items {
-    pub(super) codes: Vec<i8>,
-    pub(super) scales: Vec<f32>,
-}
-
-/// Codes of `values` with scale `max |v| / 127`; a zero vector gets scale 0 and zero codes.
-pub(super) fn quantise_row(values: &[f32], codes: &mut [i8]) -> f32 {
-    let max = values.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-    if max == 0.0 || !max.is_finite() {
-        codes.fill(0);
-        return 0.0;
-    }
-    let scale = max / 127.0;
-    for (c, &v) in codes.iter_mut().zip(values) {
-        // |v / scale| ≤ 127 up to rounding; the clamp keeps the cast exact.
-        *c = (v / scale).round().clamp(-127.0, 127.0) as i8;
-    }
-    scale
-}
-
-impl Int8Items {
-    pub(super) fn quantise(factors: &[f32], k: usize) -> Self {
-        let mut codes = vec![0i8; factors.len()];
-        let scales = factors
-            .chunks_exact(k)
-            .zip(codes.chunks_exact_mut(k))
-            .map(|(y, c)| quantise_row(y, c))
-            .collect();
-        Self { codes, scales }
-    }
-
-    /// The codes of the rows of `factors` listed in `order`, in that order.
-    pub(super) fn quantise_in_order(factors: &[f32], k: usize, order: &[u32]) -> Self {
-        let mut codes = vec![0i8; order.len() * k];
-        let scales = order
-            .iter()
-            .zip(codes.chunks_exact_mut(k))
-            .map(|(&i, c)| quantise_row(&factors[i as usize * k..(i as usize + 1) * k], c))
-            .collect();
-        Self { codes, scales }
-    }
-
-    /// Bytes held: codes plus scales.
-    pub(super) fn bytes(&self) -> usize {
-        self.codes.len() + 4 * self.scales.len()
-    }
-}
-
-/// The integer dot product of two code vectors; exact, so any summation order gives the same
-/// result. Sixteen independent i32 accumulators over contiguous chunks give the compiler the
-/// vector shape (widen, multiply, add): about 1.7x faster than a plain `zip().map().sum()` in a
-/// micro-benchmark of 1M rank-64 rows on the development machine (x86-64 baseline, no
-/// `target-cpu`).
-#[inline]
-pub(super) fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
-    const LANES: usize = 16;
-    let mut acc = [0i32; LANES];
-    let (ac, bc) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let (ar, br) = (ac.remainder(), bc.remainder());
-    for (x, y) in ac.zip(bc) {
-        for l in 0..LANES {
-            acc[l] += i32::from(x[l]) * i32::from(y[l]);
-        }
-    }
-    let tail: i32 = ar
-        .iter()
-        .zip(br)
-        .map(|(&x, &y)| i32::from(x) * i32::from(y))
-        .sum();
-    acc.iter().sum::<i32>() + tail
-}
-
-/// The approximate score of each row of `codes` (`query.len()` codes and one scale a row) for
-/// the query's codes, into `row`: the integer dot product times the row's scale (the query's
-/// own scale is left out: it multiplies every score alike).
-#[inline]
-pub(super) fn score_codes(query: &[i8], codes: &[i8], scales: &[f32], row: &mut [f32]) {
-    for ((score, c), &s) in row
-        .iter_mut()
-        .zip(codes.chunks_exact(query.len()))
-        .zip(scales)
-    {
-        *score = dot_i8(query, c) as f32 * s;
-    }
-}
+/// Items scored into one row of approximate scores, a multiple of the codes' tile.
+pub(super) const ROW_ITEMS: usize = 256;
+const _: () = assert!(ROW_ITEMS.is_multiple_of(super::int8::TILE));
 
 thread_local! {
     static BYTES_READ: Cell<u64> = const { Cell::new(0) };
@@ -227,23 +144,16 @@ impl ServingAls {
         oversample: usize,
         excluded: &[u32],
     ) -> Vec<Scored> {
-        const ROW_ITEMS: usize = 256;
         let model = &self.model;
         let k = model.k();
-        let mut query = vec![0i8; k];
-        // The query's own scale multiplies every score alike: it cannot change the candidates.
-        quantise_row(user_vector, &mut query);
+        let query = int8.query(user_vector);
         let mut found = Candidates::new(n.saturating_mul(oversample.max(1)), 0.0);
         let mut row = [0.0f32; ROW_ITEMS];
-        for (r, (codes, scales)) in int8
-            .codes
-            .chunks(ROW_ITEMS * k)
-            .zip(int8.scales.chunks(ROW_ITEMS))
-            .enumerate()
-        {
-            let row = &mut row[..scales.len()];
-            score_codes(&query, codes, scales, row);
-            found.scan(row, (r * ROW_ITEMS) as u32, &[excluded]);
+        let items = model.n_items();
+        for first in (0..items).step_by(ROW_ITEMS) {
+            let row = &mut row[..ROW_ITEMS.min(items - first)];
+            int8.score(&query, first, row);
+            found.scan(row, first as u32, &[excluded]);
         }
         count_bytes(int8.bytes());
         let candidates = found.into_items();
@@ -336,32 +246,6 @@ mod tests {
     }
 
     #[test]
-    fn codes_reconstruct_each_factor_within_half_a_step() {
-        let m = shape(1, 300, 13);
-        let int8 = Int8Items::quantise(&m.item_factors, 13);
-        for (i, y) in m.item_factors.chunks_exact(13).enumerate() {
-            let s = int8.scales[i];
-            for (d, &v) in y.iter().enumerate() {
-                let back = f32::from(int8.codes[i * 13 + d]) * s;
-                assert!((back - v).abs() <= s * 0.5 + 1e-7, "item {i} dim {d}");
-            }
-        }
-        let mut zero = [5i8; 3];
-        assert_eq!(quantise_row(&[0.0; 3], &mut zero), 0.0);
-        assert_eq!(zero, [0; 3]);
-    }
-
-    #[test]
-    fn dot_i8_equals_a_naive_sum_at_the_extremes() {
-        let a = vec![-127i8; 70];
-        let b = vec![127i8; 70];
-        assert_eq!(dot_i8(&a, &b), -127 * 127 * 70);
-        let c: Vec<i8> = (0..70).map(|i| (i as i8) - 35).collect();
-        let naive: i32 = c.iter().map(|&v| i32::from(v) * 3).sum();
-        assert_eq!(dot_i8(&c, &[3; 70]), naive);
-    }
-
-    #[test]
     fn int8_answers_match_the_exact_ones_with_recall_of_at_least_0_99() {
         let exact = shape(200, 20_000, 32).prepare().unwrap();
         let int8 = exact
@@ -450,15 +334,14 @@ mod tests {
         assert_eq!(take_bytes_read(), (items_n * k * 4) as u64);
         int8.recommend(0, 10, Filter::default());
         let read = take_bytes_read();
-        let codes = (items_n * (k + 4)) as u64;
+        // The codes come in tiles of 16 items: 3,000 items take 3,008 slots.
+        let slots = items_n.next_multiple_of(16);
+        let codes = (slots * (k + 4)) as u64;
         assert!(
             read >= codes + (20 * k * 4) as u64 && read < codes + (200 * k * 4) as u64,
             "{read}"
         );
         assert_eq!(take_bytes_read(), 0, "taking resets the count");
-        assert_eq!(
-            int8.item_factor_bytes(),
-            items_n * k * 4 + items_n * (k + 4)
-        );
+        assert_eq!(int8.item_factor_bytes(), items_n * k * 4 + slots * (k + 4));
     }
 }
