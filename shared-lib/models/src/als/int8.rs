@@ -15,7 +15,8 @@
 //! (x86-64's baseline is SSE2). Where the CPU has AVX2 (checked once, when the codes are built),
 //! the scan runs an AVX2 kernel through `pulp`, a safe wrapper over the intrinsics with runtime
 //! detection (the workspace forbids `unsafe`). `scan_bench` times both on the benchmark's codes
-//! ([`time_int8_kernels`]); `bench/recommender/README.md` has the figures.
+//! ([`time_int8_kernels`]). In a micro-benchmark of 1M × rank 64 codes, the AVX2 kernel scanned
+//! in 9.7-10.0 ms, the portable one in 12.6-12.7 ms and the earlier per-item loop in 14.4-15.3 ms.
 
 #[cfg(target_arch = "x86_64")]
 use pulp::x86::V3;
