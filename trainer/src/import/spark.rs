@@ -454,16 +454,21 @@ pub async fn import(ctx: &Context, args: &SparkArgs) -> Result<Report, Error> {
         args.alpha as f32,
         train.as_ref(),
     );
-    // Checked before the index is built on it, so a bad model fails fast and named.
-    model
-        .validate()
+    let serving = model
+        .prepare()
         .map_err(|e| input_error(&args.path, format!("the model is not servable: {e}")))?;
     let read_seconds = started.elapsed().as_secs_f64();
-    let ann = args.ann.clone();
-    let (model, ann_build) = tokio::task::spawn_blocking(move || ann.index(model))
-        .await
-        .map_err(|e| Error::Training(format!("building the ann index failed: {e}")))??;
-    let serving = model.prepare()?;
+    // Only with --ann-index is the model prepared a second time, with its new index.
+    let (serving, ann_build) = if args.ann.ann_index {
+        let ann = args.ann.clone();
+        let model = serving.into_model();
+        let (model, build) = tokio::task::spawn_blocking(move || ann.index(model))
+            .await
+            .map_err(|e| Error::Training(format!("building the ann index failed: {e}")))??;
+        (model.prepare()?, build)
+    } else {
+        (serving, None)
+    };
     let (users, items) = (serving.model().n_users(), serving.model().n_items());
     tracing::info!(path = %args.path, users, items, rank, read_seconds, "Read the Spark ALS model.");
     let publish_started = std::time::Instant::now();
