@@ -57,11 +57,10 @@ struct Scored {
     probability: f64,
 }
 
-/// Scores `row` with `loaded` (whose version, as text, is `version`) served as `variant`.
+/// Scores `row` with `loaded` served as `variant`, labelling metrics with its version label.
 fn score(
     state: &AppState,
     loaded: &Arc<Loaded<Classifier>>,
-    version: &str,
     variant: Variant,
     row: &FeatureRow,
 ) -> Scored {
@@ -70,6 +69,7 @@ fn score(
     let class = model.class_of(probability);
     let metrics = state.slots.metrics();
     let name = state.slots.model().as_str();
+    let version = &*loaded.version_label;
     metrics.observe_score(name, version, variant.as_str(), probability);
     if let Some(drift) = &loaded.model.1
         && let Some(reading) = drift.observe(probability, row.values())
@@ -105,7 +105,7 @@ async fn classify_one(req: HttpRequest, state: web::Data<AppState>) -> Result<Ht
     let (loaded, variant) =
         route_request(&state, &req, key_in_query(&query)).ok_or(Error::NotReady)?;
     let (row, _) = row_from_query(&query, &loaded.model.0.feature_names)?;
-    let scored = score(&state, &loaded, &loaded.version_label, variant, &row);
+    let scored = score(&state, &loaded, variant, &row);
     served_by(&state, &loaded, variant).record(&req);
     Ok(HttpResponse::Ok().json([scored.class]))
 }
@@ -161,8 +161,7 @@ async fn classify_batch(
         routed
             .iter()
             .map(|(loaded, variant, row)| {
-                let version = loaded.manifest.version.to_string();
-                let s = score(&scoring_state, loaded, &version, *variant, row);
+                let s = score(&scoring_state, loaded, *variant, row);
                 (loaded.manifest.version.get(), *variant, s)
             })
             .collect::<Vec<_>>()
