@@ -32,6 +32,8 @@ cargo deny --log-level error check licenses bans sources
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # The fault tests (tests/e2e/faults.rs) run the real binaries from target/debug: build them.
 cargo build --workspace --bins --locked
+# No service binary may reach the benchmark and test models (suite-models als::synthetic).
+scripts/check-no-test-code.sh --synthetic-only target/debug/{fraud,recommender,registry,trainer}
 # The quick start itself: scripts/up.sh on those debug binaries, one request per service, Ctrl-C.
 scripts/up-smoke.sh
 cargo nextest run --workspace --locked --run-ignored all --no-fail-fast

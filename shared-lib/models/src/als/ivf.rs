@@ -28,9 +28,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::int8::{Int8Items, PADDING, TILE};
+use super::rng::Rng;
 use super::search::{ROW_ITEMS, count_bytes};
 use super::select::Candidates;
-use super::synthetic::Rng;
 use super::{Scored, Search, ServingAls, TopN, dot};
 use crate::Error;
 

@@ -22,6 +22,7 @@ use crate::Error;
 mod batch;
 mod int8;
 mod ivf;
+mod rng;
 mod search;
 mod select;
 

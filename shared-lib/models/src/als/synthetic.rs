@@ -1,7 +1,11 @@
 //! Random, seeded ALS models of a given shape, for benchmarks and tests of scoring: scoring cost
 //! and correctness depend on the factors' shape, not on what they mean. (Models that *mean*
 //! something, a planted low-rank structure to recover, are the trainer's generators.)
+//!
+//! No service calls these, so the linker leaves them out of the production binaries;
+//! `scripts/check-no-test-code.sh` checks that on every release binary it is given.
 
+use super::rng::Rng;
 use super::{AlsModel, Feedback};
 
 /// The shape of a [`random_model`].
@@ -14,24 +18,6 @@ pub struct Shape {
     /// Each user has seen between `seen_min` and `seen_max` items (at most `items`).
     pub seen_min: usize,
     pub seen_max: usize,
-}
-
-/// SplitMix64: small, seeded, good enough for benchmark data and no extra dependency.
-pub(crate) struct Rng(pub(crate) u64);
-
-impl Rng {
-    pub(crate) fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
-    pub(crate) fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
 }
 
 /// Factors uniform around zero with the spread of implicit ALS (scores of order 0.1-1); seen
