@@ -48,6 +48,7 @@ async fn spawn_app() -> TestApp {
     })
     .unwrap();
     tokio::spawn(server);
+    shared_lib::telemetry::install_tls_provider();
     TestApp {
         address,
         readiness,

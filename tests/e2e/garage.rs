@@ -299,6 +299,7 @@ fn raw_client(settings: &shared_lib::store::S3Settings) -> aws_sdk_s3::Client {
     let creds = settings.credentials.as_ref().unwrap();
     let config = aws_sdk_s3::Config::builder()
         .behavior_version(BehaviorVersion::latest())
+        .http_client(shared_lib::store::https_client())
         .region(Region::new(settings.region.clone()))
         .endpoint_url(settings.endpoint.clone().unwrap())
         .force_path_style(true)

@@ -34,6 +34,7 @@ async fn headless_chromium_renders_models_versions_aliases_and_the_chart() {
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
     let url = e2e::start_registry(env).await;
+    shared_lib::telemetry::install_tls_provider();
     let client = reqwest::Client::new();
     for (i, auc) in [0.91, 0.94, 0.93].into_iter().enumerate() {
         let res = e2e::publish(
@@ -166,6 +167,7 @@ async fn in_chromium_a_signed_in_user_rolls_production_back_and_sees_the_event()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
     let url = e2e::start_registry(env).await;
+    shared_lib::telemetry::install_tls_provider();
     let client = reqwest::Client::new();
     for (i, auc) in [0.91, 0.94, 0.93].into_iter().enumerate() {
         let reg = e2e::registration(i as f64, auc);

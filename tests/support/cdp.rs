@@ -48,6 +48,7 @@ impl Browser {
             .unwrap_or_else(|e| panic!("chromium: {e} (apt-get install chromium)"));
         // Port 0: Chromium picks a free port and writes it to DevToolsActivePort.
         let port = wait_for_port(profile.path()).await;
+        shared_lib::telemetry::install_tls_provider();
         let targets: Value = reqwest::get(format!("http://127.0.0.1:{port}/json/list"))
             .await
             .and_then(|r| r.error_for_status())

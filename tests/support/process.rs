@@ -247,6 +247,7 @@ impl Service {
         let port = listening["port"]
             .as_u64()
             .unwrap_or_else(|| panic!("no port in {listening}"));
+        shared_lib::telemetry::install_tls_provider();
         Self {
             proc,
             url: format!("http://127.0.0.1:{port}"),

@@ -20,6 +20,7 @@ const TOKEN: &str = "trainer-test-token-0123";
 /// The registry, with one credential: `trainer`, holding the scopes the trainer needs (read
 /// the champion, publish, promote) and no more.
 async fn start_registry(s3: &TestS3) -> String {
+    suite_telemetry::install_tls_provider();
     let credentials = tempfile::NamedTempFile::new().unwrap();
     let hash: String = shared_lib::http::token::TokenDigest::of(TOKEN).to_hex();
     std::fs::write(

@@ -16,6 +16,7 @@ const TOKEN: &str = "trainer-tls-token-0123456789";
 
 /// The registry app in this process (plain HTTP), its store an in-process S3 server.
 async fn start_registry(s3: &TestS3) -> std::net::SocketAddr {
+    suite_telemetry::install_tls_provider();
     let mut env = s3.service_env("trainer-tls", Some("models"));
     env.push(("REGISTRY_TOKEN".to_owned(), TOKEN.to_owned()));
     let settings = registry::Settings::from_env(Env::from_pairs(env)).unwrap();
@@ -143,4 +144,57 @@ async fn trainer_waits_for_the_registry_a_bounded_time_then_says_so() {
         took >= Duration::from_secs(2) && took < Duration::from_secs(15),
         "waited {took:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trainer_writes_to_an_https_s3_store_whose_ca_it_is_given() {
+    // Arrange: the S3 server behind TLS; the trainer told it is the store's only writer (no
+    // registry), so it talks to the store itself, through the SDK's client on ring.
+    let s3 = TestS3::start().await;
+    let env = s3.service_env("models", Some("suite"));
+    let upstream: std::net::SocketAddr = s3.endpoint.trim_start_matches("http://").parse().unwrap();
+    let tls = TlsProxy::start(upstream).await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = fraud_data(dir.path()).await;
+    let ca = tls.ca_file().to_str().unwrap().to_owned();
+    let mut vars: Vec<(&str, &str)> = env
+        .iter()
+        .filter(|(k, _)| k.starts_with("AWS_") || k == "MODEL_STORE")
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    vars.extend([
+        ("S3_ENDPOINT_URL", tls.url.as_str()),
+        ("TRAINER_SOLE_WRITER", "true"),
+    ]);
+    let train = ["train", "fraud", "--data", data.as_str(), "--trees", "5"];
+    let mut trusting = vars.clone();
+    trusting.push(("SSL_CERT_FILE", ca.as_str()));
+
+    // Act
+    let untrusted = trainer(&train, &vars).await;
+    let written_untrusted = files_under(&s3.bucket_dir("models"));
+    let trusted = trainer(&train, &trusting).await;
+
+    // Assert: without the CA nothing is written; with it, version 1 is published over TLS
+    assert!(!untrusted.status.success(), "{untrusted:?}");
+    assert_eq!(written_untrusted, 0);
+    assert!(
+        trusted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&trusted.stderr)
+    );
+    let result: serde_json::Value = serde_json::from_slice(&trusted.stdout).unwrap();
+    assert_eq!(result["publication"]["version"], 1, "{result}");
+}
+
+fn files_under(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir).map_or(0, |entries| {
+        entries
+            .filter_map(Result::ok)
+            .map(|e| {
+                let path = e.path();
+                if path.is_dir() { files_under(&path) } else { 1 }
+            })
+            .sum()
+    })
 }

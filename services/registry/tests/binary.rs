@@ -114,6 +114,7 @@ async fn traces_are_exported_to_an_https_otlp_endpoint() {
     shared_lib::testing::wait_until_ready(&base).await;
 
     // Act: requests make server spans; the batch exporter sends them within its 5 s delay
+    shared_lib::telemetry::install_tls_provider();
     let client = reqwest::Client::new();
     for _ in 0..3 {
         let res = client

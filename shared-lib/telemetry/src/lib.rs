@@ -119,6 +119,8 @@ where
 }
 
 fn build_tracer_provider(service: &str, endpoint: &str) -> Result<SdkTracerProvider, Error> {
+    // The exporter builds its reqwest client here.
+    install_tls_provider();
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
         .with_endpoint(format!("{endpoint}/v1/traces"))
@@ -137,8 +139,20 @@ fn build_tracer_provider(service: &str, endpoint: &str) -> Result<SdkTracerProvi
         .build())
 }
 
+/// Makes ring rustls's crypto provider for this process, once; later calls do nothing.
+///
+/// reqwest is built without a provider of its own (its `rustls` feature means aws-lc-rs, whose C
+/// build cost a cold build 74 s), so whatever builds a reqwest client calls this first: the OTLP
+/// exporter here, the trainer's registry client, tests. A client built without it panics with
+/// "No rustls crypto provider is configured". S3 (suite-storage) and Redis use ring as well.
+pub fn install_tls_provider() {
+    // Err means a provider is already installed, by an earlier call or by a test: keep it.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// Installs telemetry for the process: JSON logs to stdout, `log` records bridged, W3C trace
-/// context propagation, OTLP export when configured.
+/// context propagation, OTLP export when configured (which installs rustls's crypto provider,
+/// [`install_tls_provider`], as it builds its HTTP client).
 ///
 /// # Errors
 /// [`Error::Telemetry`] when it cannot be built or a global subscriber is already set.

@@ -54,6 +54,7 @@ fn parse_args() -> anyhow::Result<Args> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
+    shared_lib::telemetry::install_tls_provider();
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.in_flight)
         .build()?;

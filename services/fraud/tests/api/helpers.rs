@@ -96,6 +96,7 @@ impl Drop for TestApp {
 
 /// Starts the service with `env` (later pairs override earlier ones).
 pub async fn spawn_app(env: Vec<(String, String)>) -> TestApp {
+    shared_lib::telemetry::install_tls_provider();
     let settings = Settings::from_env(Env::from_pairs(env)).unwrap();
     let app = fraud::build(&settings).await.unwrap();
     let address = format!("http://127.0.0.1:{}", app.port());

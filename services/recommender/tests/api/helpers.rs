@@ -157,6 +157,7 @@ async fn spawn(
         .unwrap();
     let address = format!("http://127.0.0.1:{}", app.port());
     let server = tokio::spawn(app.run_until_stopped());
+    shared_lib::telemetry::install_tls_provider();
     let test_app = TestApp {
         address,
         client: reqwest::Client::new(),

@@ -51,6 +51,7 @@ fn name_value(set_cookie: &str) -> String {
 }
 
 fn no_redirects() -> reqwest::Client {
+    shared_lib::telemetry::install_tls_provider();
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()

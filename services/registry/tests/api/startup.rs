@@ -58,6 +58,7 @@ async fn start_registry(s3: &TestS3) -> (String, tokio::task::JoinHandle<std::io
 }
 
 async fn get(address: &str, path: &str) -> reqwest::Response {
+    shared_lib::telemetry::install_tls_provider();
     reqwest::get(format!("{address}{path}")).await.unwrap()
 }
 

@@ -45,6 +45,16 @@ pub const PART_BYTES: usize = 8 * 1024 * 1024;
 /// registry reads, so a probe object left by a crash is harmless; delete it at will.
 pub const PROBE_PREFIX: &str = "_probes/conditional-writes";
 
+/// The SDK's hyper client with rustls on ring and the platform's root certificates (the
+/// workspace leaves out the SDK's default client, which is rustls on aws-lc-rs). Tests that
+/// talk to a store with their own `aws_sdk_s3` client use this one too.
+pub fn https_client() -> aws_sdk_s3::config::SharedHttpClient {
+    use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https()
+}
+
 #[derive(Debug, Clone)]
 pub struct S3Store {
     client: Client,
@@ -56,6 +66,7 @@ impl S3Store {
     pub fn new(settings: &S3Settings) -> Self {
         let mut config = aws_sdk_s3::Config::builder()
             .behavior_version(BehaviorVersion::latest())
+            .http_client(https_client())
             .region(Region::new(settings.region.clone()))
             .force_path_style(settings.force_path_style)
             // Third-party stores vary in checksum support; send and check them only when required.
