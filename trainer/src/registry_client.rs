@@ -161,7 +161,7 @@ pub struct RegistryClient {
 
 impl RegistryClient {
     pub fn new(base_url: &str, token: SecretString) -> Self {
-        // The trainer's CLI installs it too (telemetry init); this client is also built by tests.
+        // reqwest has no rustls provider of its own: install ring's first (once per process).
         suite_telemetry::install_tls_provider();
         Self {
             base: base_url.trim_end_matches('/').to_owned(),

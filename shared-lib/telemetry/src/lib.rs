@@ -139,7 +139,7 @@ fn build_tracer_provider(service: &str, endpoint: &str) -> Result<SdkTracerProvi
         .build())
 }
 
-/// Makes ring rustls's crypto provider for this process, once; later calls do nothing.
+/// Makes ring the rustls crypto provider of this process; later calls do nothing.
 ///
 /// reqwest is built without a provider of its own (its `rustls` feature means aws-lc-rs, whose C
 /// build cost a cold build 74 s), so whatever builds a reqwest client calls this first: the OTLP
