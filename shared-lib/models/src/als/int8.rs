@@ -151,6 +151,23 @@ impl Int8Items {
         Int8Query { packed }
     }
 
+    /// Scores `slots` a row at a time into `row` and hands each row to `each` with its first
+    /// slot; the last row holds what is left. `slots.start` is a multiple of [`TILE`]. The one
+    /// loop of the int8 scan, the ann lists' scan and the kernel timer.
+    pub(super) fn score_rows(
+        &self,
+        query: &Int8Query,
+        slots: std::ops::Range<usize>,
+        row: &mut [f32; super::search::ROW_ITEMS],
+        mut each: impl FnMut(&mut [f32], usize),
+    ) {
+        for first in slots.clone().step_by(row.len()) {
+            let row = &mut row[..(slots.end - first).min(super::search::ROW_ITEMS)];
+            self.score(query, first, row);
+            each(row, first);
+        }
+    }
+
     /// The approximate scores of slots `first..first + row.len()` into `row`: the integer dot
     /// product times the slot's scale. `first` is a multiple of [`TILE`].
     pub(super) fn score(&self, query: &Int8Query, first: usize, row: &mut [f32]) {
@@ -185,17 +202,14 @@ pub fn time_int8_kernels(
 ) -> (f64, Option<f64>) {
     let mut int8 = Int8Items::quantise(item_factors, k);
     let query = int8.query(user_vector);
-    let mut row = vec![0.0f32; super::search::ROW_ITEMS];
+    let mut row = [0.0f32; super::search::ROW_ITEMS];
     let mut time = |int8: &Int8Items| {
         let mut best = f64::INFINITY;
         for _ in 0..passes.max(1) {
             let t = std::time::Instant::now();
-            for first in (0..int8.slots()).step_by(row.len()) {
-                // The last row holds what is left of the catalogue, as the scans' rows do.
-                let row = &mut row[..(int8.slots() - first).min(super::search::ROW_ITEMS)];
-                int8.score(&query, first, row);
-                std::hint::black_box(&row);
-            }
+            int8.score_rows(&query, 0..int8.slots(), &mut row, |row, _| {
+                std::hint::black_box(row);
+            });
             best = best.min(t.elapsed().as_secs_f64() * 1e3);
         }
         best

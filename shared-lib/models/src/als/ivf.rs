@@ -457,11 +457,10 @@ impl ServingAls {
         for l in ann.probed(user_vector, probe) {
             let (start, len) = (ann.lists[l].0 as usize, ann.lists[l].1 as usize);
             scanned += len.next_multiple_of(TILE);
-            for first in (start..start + len).step_by(ROW_ITEMS) {
-                let row = &mut row[..ROW_ITEMS.min(start + len - first)];
-                ann.codes.score(&query, first, row);
-                found.scan(row, first as u32, &[&excluded_positions]);
-            }
+            ann.codes
+                .score_rows(&query, start..start + len, &mut row, |row, first| {
+                    found.scan(row, first as u32, &[&excluded_positions]);
+                });
         }
         count_bytes(scanned * ann.codes.bytes_per_slot());
         let candidates = found.into_items();

@@ -30,7 +30,7 @@ use int8::Int8Items;
 pub use int8::time_int8_kernels;
 use ivf::AnnLists;
 pub use ivf::{AnnBuild, IvfIndex, IvfParams, MAX_LISTS, build_ivf, with_ann_index};
-use search::count_bytes;
+use search::{ROW_ITEMS, count_bytes};
 pub use search::{Search, take_bytes_read};
 use select::Candidates;
 pub mod synthetic;
@@ -373,8 +373,6 @@ impl ServingAls {
     /// sorted. Candidates with margin 0 keep every score tied with the `n`-th best, so the
     /// choice equals a [`TopN`] over all items.
     fn scan_all(&self, user_vector: &[f32], n: usize, excluded: &[u32]) -> Vec<Scored> {
-        /// Items scored per row: the row stays in L1 between scoring and selection.
-        const ROW_ITEMS: usize = 256;
         let model = &self.model;
         let k = model.k();
         let mut found = Candidates::new(n, 0.0);

@@ -53,7 +53,8 @@ impl Search {
     }
 }
 
-/// Items scored into one row of approximate scores, a multiple of the codes' tile.
+/// Items scored per row, exact or approximate: the row stays in L1 between scoring and
+/// selection. A multiple of the int8 codes' tile.
 pub(super) const ROW_ITEMS: usize = 256;
 const _: () = assert!(ROW_ITEMS.is_multiple_of(super::int8::TILE));
 
@@ -149,12 +150,9 @@ impl ServingAls {
         let query = int8.query(user_vector);
         let mut found = Candidates::new(n.saturating_mul(oversample.max(1)), 0.0);
         let mut row = [0.0f32; ROW_ITEMS];
-        let items = model.n_items();
-        for first in (0..items).step_by(ROW_ITEMS) {
-            let row = &mut row[..ROW_ITEMS.min(items - first)];
-            int8.score(&query, first, row);
+        int8.score_rows(&query, 0..model.n_items(), &mut row, |row, first| {
             found.scan(row, first as u32, &[excluded]);
-        }
+        });
         count_bytes(int8.bytes());
         let candidates = found.into_items();
         count_bytes(candidates.len() * k * 4);
