@@ -1,12 +1,12 @@
 //! The trainer's readers of training files on arbitrary bytes: MovieLens-style rating files
-//! (`trainer::data::ratings::parse_ratings`, every format, strict and skipping) and the fraud
-//! CSV table (`trainer::data::table::read_table`). What they return must be consistent.
+//! (`suite_data::ratings::parse_ratings`, every format, strict and skipping) and the fraud
+//! CSV table (`suite_data::table::read_table`). What they return must be consistent.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use trainer::data::ratings::{RatingFormat, parse_ratings};
-use trainer::data::source::Input;
-use trainer::data::table::{TableOptions, read_table};
+use suite_data::Input;
+use suite_data::ratings::{RatingFormat, parse_ratings};
+use suite_data::table::{TableOptions, read_table};
 
 fuzz_target!(|bytes: &[u8]| {
     for format in [

@@ -53,6 +53,18 @@ pub enum Error {
     },
 }
 
+/// The readers' errors become the trainer's of the same name: same message, same exit code.
+impl From<suite_data::Error> for Error {
+    fn from(e: suite_data::Error) -> Self {
+        match e {
+            suite_data::Error::BadRow { file, line, reason } => Self::BadRow { file, line, reason },
+            suite_data::Error::Input { path, reason } => Self::Input { path, reason },
+            suite_data::Error::Usage(reason) => Self::Usage(reason),
+            suite_data::Error::Training(reason) => Self::Training(reason),
+        }
+    }
+}
+
 impl Error {
     /// 2: usage or configuration; 3: input data; 4: the store or registry; 5: the gate failed
     /// closed (a candidate was published, `production` kept); 1: anything else. A CronJob's
@@ -66,5 +78,43 @@ impl Error {
             Self::GateFailedClosed { .. } => 5,
             Self::Output { .. } | Self::Training(_) => 1,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reader's error keeps its message and gets the exit code of the trainer's variant of
+    /// the same name, as when the readers were the trainer's own code.
+    #[test]
+    fn readers_errors_keep_their_message_and_exit_code() {
+        let bad_row = || suite_data::Error::BadRow {
+            file: "r.csv".into(),
+            line: 7,
+            reason: "not a number".into(),
+        };
+        let cases = [
+            (bad_row(), 3),
+            (
+                suite_data::Error::Input {
+                    path: "x.parquet".into(),
+                    reason: "not Parquet".into(),
+                },
+                3,
+            ),
+            (suite_data::Error::Usage("key is the label".into()), 2),
+            (suite_data::Error::Training("one class".into()), 1),
+        ];
+        for (data_error, code) in cases {
+            let message = data_error.to_string();
+            let error = Error::from(data_error);
+            assert_eq!(error.to_string(), message);
+            assert_eq!(error.exit_code(), code, "{message}");
+        }
+        assert!(matches!(
+            Error::from(bad_row()),
+            Error::BadRow { line: 7, .. }
+        ));
     }
 }

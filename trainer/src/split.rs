@@ -14,6 +14,8 @@ use suite_storage::registry::manifest::HeldOutRule;
 
 use crate::Error;
 
+pub use suite_data::row_key::{RowKey, key_hash};
+
 /// The hash function, as recorded in [`HeldOutRule::Hash`].
 pub const HASH_NAME: &str = "fnv1a64+splitmix64";
 
@@ -88,27 +90,6 @@ impl SplitArgs {
             }
         })
     }
-}
-
-/// What the split needs of one row: its key's unseeded hash and, for rating files, its time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RowKey {
-    pub hash: u64,
-    pub time: Option<i64>,
-}
-
-/// FNV-1a over `parts`, each followed by a unit separator so `("ab","c")` ≠ `("a","bc")`.
-pub fn key_hash<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> u64 {
-    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-    const PRIME: u64 = 0x0100_0000_01b3;
-    let mut h = OFFSET;
-    for part in parts {
-        for &b in part.iter().chain(&[0x1f]) {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(PRIME);
-        }
-    }
-    h
 }
 
 /// The row's place in [0, 1) under `seed`: held out when below the test fraction.

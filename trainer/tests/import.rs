@@ -113,7 +113,7 @@ fn parquet_rows(name: &str) -> Vec<HashMap<String, parquet::record::Field>> {
     let input = Input::from_bytes(path.clone(), std::fs::read(&path).unwrap());
     let reader = open(&input).unwrap();
     let mut rows = Vec::new();
-    for_each_row(&input, &reader, |_, row| {
+    for_each_row::<trainer::Error>(&input, &reader, |_, row| {
         rows.push(
             row.get_column_iter()
                 .map(|(n, f)| (n.clone(), f.clone()))

@@ -1,6 +1,5 @@
-//! Input data: generators with known structure and readers of real formats.
+//! Input data: generators with known structure (in `fraud` and `recommender`), the readers of
+//! real formats (the `suite-data` crate, re-exported here), and fetching the bytes they read.
 
-pub mod parquet;
-pub mod ratings;
+pub use suite_data::{parquet, ratings, table};
 pub mod source;
-pub mod table;

@@ -12,8 +12,9 @@
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use suite_settings::Env;
-use suite_storage::registry::manifest::DataFingerprint;
 use suite_storage::store::{ObjectKey, ObjectStore, S3Settings, S3Store};
+
+pub use suite_data::dataset::{Dataset, Input};
 
 use crate::Error;
 
@@ -23,65 +24,6 @@ pub const MAX_INPUT_BYTES: u64 = 8 << 30;
 pub const MAX_PARTS: usize = 100_000;
 /// The largest directory input, all parts together.
 pub const MAX_DATASET_BYTES: u64 = 32 << 30;
-
-/// A file or a directory of part files, read.
-#[derive(Debug, Clone)]
-pub struct Dataset {
-    /// The path or URI as given.
-    pub name: String,
-    /// sha256 of the parts' bytes, concatenated in order, hex (a single file's own sha256).
-    pub sha256: String,
-    /// The files, in name order; one for a file.
-    pub parts: Vec<Input>,
-}
-
-impl Dataset {
-    pub fn from_input(input: Input) -> Self {
-        Self {
-            name: input.name.clone(),
-            sha256: input.sha256.clone(),
-            parts: vec![input],
-        }
-    }
-
-    /// The manifest's training-data fingerprint for `rows` rows read from this dataset.
-    pub fn fingerprint(&self, rows: u64) -> DataFingerprint {
-        DataFingerprint {
-            sha256: self.sha256.clone(),
-            rows,
-            source: self.name.clone(),
-        }
-    }
-
-    /// True when the data is Parquet: every part starts with the magic `PAR1`, or the name
-    /// says `.parquet` (then a damaged file is reported as bad Parquet, not as bad CSV).
-    pub fn is_parquet(&self) -> bool {
-        let named = |n: &str| n.trim_end_matches('/').ends_with(".parquet");
-        named(&self.name)
-            || self
-                .parts
-                .iter()
-                .all(|p| p.bytes.starts_with(b"PAR1") || named(&p.name))
-    }
-
-    /// The one file of a single-file dataset.
-    ///
-    /// # Errors
-    /// [`Error::Input`] for a directory: only Parquet is read from directories.
-    pub fn single(&self) -> Result<&Input, Error> {
-        match self.parts.as_slice() {
-            [one] => Ok(one),
-            _ => Err(Error::Input {
-                path: self.name.clone(),
-                reason: format!(
-                    "a directory of {} files is read only as Parquet part files, and these \
-                     are not Parquet",
-                    self.parts.len()
-                ),
-            }),
-        }
-    }
-}
 
 /// Whether a file in a directory input is a data part (not `_SUCCESS`, `.crc`, `.DS_Store`).
 fn is_part(file_name: &str) -> bool {
@@ -184,37 +126,6 @@ fn s3_store(location: &str, bucket: &str) -> Result<S3Store, Error> {
         reason: e.to_string(),
     })?;
     Ok(S3Store::new(&settings))
-}
-
-/// One input file, read.
-#[derive(Debug, Clone)]
-pub struct Input {
-    /// The path or URI as given, for messages (`file:line`).
-    pub name: String,
-    pub bytes: Bytes,
-    /// sha256 of `bytes`, hex.
-    pub sha256: String,
-}
-
-impl Input {
-    /// Wraps bytes already in memory (tests, generated data).
-    pub fn from_bytes(name: impl Into<String>, bytes: impl Into<Bytes>) -> Self {
-        let bytes = bytes.into();
-        Self {
-            name: name.into(),
-            sha256: hex::encode(Sha256::digest(&bytes)),
-            bytes,
-        }
-    }
-
-    /// The manifest's training-data fingerprint for `rows` rows read from this input.
-    pub fn fingerprint(&self, rows: u64) -> DataFingerprint {
-        DataFingerprint {
-            sha256: self.sha256.clone(),
-            rows,
-            source: self.name.clone(),
-        }
-    }
 }
 
 /// Reads `location`: `s3://bucket/key` through the S3 variables of the environment (the same

@@ -261,12 +261,13 @@ pub fn read_ratings(
     columns: &RatingColumnArgs,
     skip_bad_rows: bool,
 ) -> Result<ReadRatings, Error> {
-    if data.is_parquet() {
-        crate::data::parquet::read_ratings(data, &columns.columns(), skip_bad_rows)
+    let read = if data.is_parquet() {
+        crate::data::parquet::read_ratings(data, &columns.columns(), skip_bad_rows)?
     } else {
         let input = data.single()?;
-        parse_ratings(&input.name, &input.bytes, format, skip_bad_rows)
-    }
+        parse_ratings(&input.name, &input.bytes, format, skip_bad_rows)?
+    };
+    Ok(read)
 }
 
 /// What `generate ratings` wrote.

@@ -55,7 +55,7 @@ async fn classify_answers_scikit_learns_classes_for_an_imported_forest() {
     let input = Input::from_bytes(path.clone(), std::fs::read(&path).unwrap());
     let reader = open(&input).unwrap();
     let mut rows: Vec<HashMap<String, f64>> = Vec::new();
-    for_each_row(&input, &reader, |_, row| {
+    for_each_row::<trainer::Error>(&input, &reader, |_, row| {
         rows.push(
             row.get_column_iter()
                 .map(|(n, f)| (n.clone(), number(f).unwrap()))

@@ -4,7 +4,7 @@
 //! optional key column (`--split-key`, any text) identifies the row for the held-out split; every
 //! other column is a numeric feature, in header order, which becomes the model's feature order.
 //! Each row keeps the hash of its key, or of its whole content without a key column
-//! ([`crate::split`]).
+//! ([`crate::row_key`], the trainer's `split`).
 //! A bad row (wrong field count, a cell that is not a finite number, a label other than 0/1) is an
 //! [`Error::BadRow`] naming the file and line, or, when the caller allows it, is skipped and
 //! counted: a nightly job over a large export should not die on one torn line, but it must say
@@ -13,8 +13,8 @@
 use csv::{ByteRecord, ReaderBuilder};
 
 use crate::Error;
-use crate::data::source::Input;
-use crate::split::{RowKey, key_hash};
+use crate::Input;
+use crate::row_key::{RowKey, key_hash};
 
 /// How to read a table.
 #[derive(Debug, Clone)]
@@ -34,7 +34,7 @@ pub struct Table {
     /// `rows × feature_names.len()` values, row after row; all finite.
     pub values: Vec<f64>,
     pub labels: Vec<u8>,
-    /// Each row's split key (see [`crate::split`]).
+    /// Each row's split key (see [`crate::row_key`]).
     pub keys: Vec<RowKey>,
     /// Bad rows skipped (only with `skip_bad_rows`).
     pub skipped: u64,
@@ -112,16 +112,13 @@ impl Table {
     }
 }
 
-/// Reads a dataset as a table: Parquet (see [`crate::data::parquet`]) or one CSV file.
+/// Reads a dataset as a table: Parquet (see [`crate::parquet`]) or one CSV file.
 ///
 /// # Errors
-/// As [`read_table`] and [`crate::data::parquet::read_table`].
-pub fn read_dataset_table(
-    data: &crate::data::source::Dataset,
-    options: &TableOptions,
-) -> Result<Table, Error> {
+/// As [`read_table`] and [`crate::parquet::read_table`].
+pub fn read_dataset_table(data: &crate::Dataset, options: &TableOptions) -> Result<Table, Error> {
     if data.is_parquet() {
-        crate::data::parquet::read_table(data, options)
+        crate::parquet::read_table(data, options)
     } else {
         read_table(data.single()?, options)
     }
@@ -298,7 +295,7 @@ fn truncate(text: &str) -> String {
 
 /// Feature names become the manifest's schema and the service's query parameters, so they are
 /// checked here, before any training time is spent.
-pub(crate) fn check_feature_names(names: &[String]) -> Result<(), String> {
+pub fn check_feature_names(names: &[String]) -> Result<(), String> {
     if names.is_empty() {
         return Err("no feature columns besides the label".into());
     }

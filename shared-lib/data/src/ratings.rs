@@ -2,7 +2,7 @@
 //! `user::item::rating::ts` (ml-1m `ratings.dat`) and CSV `userId,movieId,rating,timestamp` with
 //! a header (ml-latest). The timestamp (Unix seconds) is optional; when present it is kept for
 //! `--split time`. Each row also keeps the hash of its content, the key of the hash split
-//! ([`crate::split`]).
+//! ([`crate::row_key`], the trainer's `split`).
 //!
 //! Ids are kept as the strings in the file (the served model answers in them) and interned to
 //! dense indices while reading, so millions of rows cost three small numbers each.
@@ -10,10 +10,11 @@
 use std::collections::HashMap;
 
 use crate::Error;
-use crate::split::{RowKey, key_hash};
+use crate::row_key::{RowKey, key_hash};
 
 /// The line format; `Auto` decides from the first data line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum RatingFormat {
     #[default]
@@ -24,9 +25,9 @@ pub enum RatingFormat {
     Dcolon,
     /// `userId,movieId,rating[,timestamp]`, a header line first.
     Csv,
-    /// Parquet, columns by name (see `trainer::data::parquet`); chosen by the file itself,
+    /// Parquet, columns by name (see [`crate::parquet`]); chosen by the file itself,
     /// never by `--format`.
-    #[value(skip)]
+    #[cfg_attr(feature = "clap", value(skip))]
     Parquet,
 }
 

@@ -19,10 +19,10 @@ use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::record::{Field, Row};
 
 use crate::Error;
-use crate::data::ratings::{Builder, RatingFormat, ReadRatings};
-use crate::data::source::{Dataset, Input};
-use crate::data::table::{Table, TableOptions, check_feature_names};
-use crate::split::{RowKey, key_hash};
+use crate::ratings::{Builder, RatingFormat, ReadRatings};
+use crate::row_key::{RowKey, key_hash};
+use crate::table::{Table, TableOptions, check_feature_names};
+use crate::{Dataset, Input};
 
 /// The most columns a Parquet input may have.
 pub const MAX_COLUMNS: usize = 4096;
@@ -80,12 +80,13 @@ pub fn columns(part: &Input, reader: &SerializedFileReader<Bytes>) -> Result<Vec
 /// Calls `each(row_number, row)` for every row of `part` (numbers from 1).
 ///
 /// # Errors
-/// [`Error::Input`] naming the file when a page cannot be decoded; whatever `each` returns.
-pub fn for_each_row(
+/// [`Error::Input`] naming the file when a page cannot be decoded; whatever `each` returns
+/// (the caller's own error type, so a reader outside this crate can stop with its own).
+pub fn for_each_row<E: From<Error>>(
     part: &Input,
     reader: &SerializedFileReader<Bytes>,
-    mut each: impl FnMut(u64, &Row) -> Result<(), Error>,
-) -> Result<(), Error> {
+    mut each: impl FnMut(u64, &Row) -> Result<(), E>,
+) -> Result<(), E> {
     let rows = reader.get_row_iter(None).map_err(|e| Error::Input {
         path: part.name.clone(),
         reason: format!("cannot read rows: {e}"),
