@@ -6,9 +6,10 @@
 //! can tell, from a champion's recorded [`HeldOutRule`], which of today's held-out rows that
 //! champion never trained on ([`HeldOutRows`]).
 //!
-//! The hash is FNV-1a (64 bit) of the key's bytes, mixed with the rule's seed by SplitMix64's
-//! finaliser and read as a fraction of 2^64; both are fixed here and named in the rule
-//! ([`HASH_NAME`]), so a change of function can never pass for the same rule.
+//! The hash is FNV-1a (64 bit) of the key's bytes ([`key_hash`], in `suite_data::row_key`, as the
+//! readers compute it while parsing), mixed with the rule's seed by SplitMix64's finaliser here
+//! and read as a fraction of 2^64; both are fixed and named in the rule ([`HASH_NAME`]), so a
+//! change of function can never pass for the same rule.
 
 use suite_storage::registry::manifest::HeldOutRule;
 
