@@ -169,6 +169,25 @@ pub struct ReadRatings {
     pub skipped: u64,
 }
 
+/// Reads ratings from a dataset: Parquet by column names, or one MovieLens-style text file (the
+/// ratings' twin of [`crate::table::read_dataset_table`]).
+///
+/// # Errors
+/// As [`parse_ratings`] and [`crate::parquet::read_ratings`].
+pub fn read_dataset_ratings(
+    data: &crate::Dataset,
+    format: RatingFormat,
+    columns: &crate::parquet::RatingColumns,
+    skip_bad_rows: bool,
+) -> Result<ReadRatings, Error> {
+    if data.is_parquet() {
+        crate::parquet::read_ratings(data, columns, skip_bad_rows)
+    } else {
+        let input = data.single()?;
+        parse_ratings(&input.name, &input.bytes, format, skip_bad_rows)
+    }
+}
+
 /// Parses a rating file. `name` is used in errors (`file:line`).
 ///
 /// # Errors

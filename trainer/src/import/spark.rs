@@ -30,15 +30,13 @@ use suite_storage::registry::manifest::{DataFingerprint, HeldOutRule, NewVersion
 
 use crate::Error;
 use crate::data::parquet::{columns, for_each_row, open};
-use crate::data::ratings::{RatingFormat, Ratings};
+use crate::data::ratings::{RatingFormat, Ratings, read_dataset_ratings};
 use crate::data::source::{Dataset, read_dataset};
 use crate::gate::{GateMetric, GatePolicy};
 use crate::import::{ImportPublication, publish_without_gate};
 use crate::pipeline::{Candidate, Context, gate_and_publish};
 use crate::recommender::evaluate::Holdout;
-use crate::recommender::{
-    AnnArgs, FeedbackArg, RatingColumnArgs, RecommenderChallenger, read_ratings,
-};
+use crate::recommender::{AnnArgs, FeedbackArg, RatingColumnArgs, RecommenderChallenger};
 
 /// The most users, and the most items, an imported model may have.
 pub const MAX_ENTITIES: usize = 100_000_000;
@@ -434,14 +432,27 @@ pub async fn import(ctx: &Context, args: &SparkArgs) -> Result<Report, Error> {
     let train = match &args.ratings {
         Some(location) => {
             let data = read_dataset(location).await?;
-            Some(read_ratings(&data, args.format, &args.columns, args.skip_bad_rows)?.ratings)
+            Some(
+                read_dataset_ratings(
+                    &data,
+                    args.format,
+                    &args.columns.columns(),
+                    args.skip_bad_rows,
+                )?
+                .ratings,
+            )
         }
         None => None,
     };
     let test = match &args.test_ratings {
         Some(location) => {
             let data = read_dataset(location).await?;
-            let read = read_ratings(&data, args.format, &args.columns, args.skip_bad_rows)?;
+            let read = read_dataset_ratings(
+                &data,
+                args.format,
+                &args.columns.columns(),
+                args.skip_bad_rows,
+            )?;
             Some((data, read.ratings))
         }
         None => None,

@@ -35,8 +35,8 @@ use suite_storage::registry::manifest::{HeldOutRule, Manifest, NewVersion};
 
 use crate::Error;
 use crate::data::parquet::RatingColumns;
-use crate::data::ratings::{RatingFormat, Ratings, ReadRatings, parse_ratings};
-use crate::data::source::{Dataset, read_dataset};
+use crate::data::ratings::{RatingFormat, Ratings, read_dataset_ratings};
+use crate::data::source::read_dataset;
 use crate::evaluate::ranking::RankingMetrics;
 use crate::gate::{GateMetric, GatePolicy};
 use crate::pipeline::{Candidate, Challenger, Context, Publication, gate_and_publish};
@@ -241,7 +241,7 @@ pub struct RatingColumnArgs {
 }
 
 impl RatingColumnArgs {
-    fn columns(&self) -> RatingColumns {
+    pub fn columns(&self) -> RatingColumns {
         RatingColumns {
             user: self.user_col.clone(),
             item: self.item_col.clone(),
@@ -249,25 +249,6 @@ impl RatingColumnArgs {
             time: self.time_col.clone(),
         }
     }
-}
-
-/// Reads ratings from a dataset: Parquet by column names, or one MovieLens-style text file.
-///
-/// # Errors
-/// As [`parse_ratings`] and [`crate::data::parquet::read_ratings`].
-pub fn read_ratings(
-    data: &Dataset,
-    format: RatingFormat,
-    columns: &RatingColumnArgs,
-    skip_bad_rows: bool,
-) -> Result<ReadRatings, Error> {
-    let read = if data.is_parquet() {
-        crate::data::parquet::read_ratings(data, &columns.columns(), skip_bad_rows)?
-    } else {
-        let input = data.single()?;
-        parse_ratings(&input.name, &input.bytes, format, skip_bad_rows)?
-    };
-    Ok(read)
 }
 
 /// What `generate ratings` wrote.
@@ -377,13 +358,23 @@ pub fn split(data: &Ratings, rule: &SplitRule) -> Result<(Ratings, Ratings, Held
 pub async fn train(ctx: &Context, args: &TrainArgs) -> Result<Report, Error> {
     let (model_name, rule) = check_args(args)?;
     let input = read_dataset(&args.ratings).await?;
-    let read = read_ratings(&input, args.format, &args.columns, args.skip_bad_rows)?;
+    let read = read_dataset_ratings(
+        &input,
+        args.format,
+        &args.columns.columns(),
+        args.skip_bad_rows,
+    )?;
     let rows_read = read.ratings.len();
     let mut skipped = read.skipped;
     let (train_set, test_set, held_out) = match &args.test_ratings {
         Some(location) => {
             let test_input = read_dataset(location).await?;
-            let test = read_ratings(&test_input, args.format, &args.columns, args.skip_bad_rows)?;
+            let test = read_dataset_ratings(
+                &test_input,
+                args.format,
+                &args.columns.columns(),
+                args.skip_bad_rows,
+            )?;
             skipped += test.skipped;
             let rule = HeldOutRule::File {
                 source: test_input.name.clone(),
