@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
-# The search-mode benchmark (issue #16): the exact f32 scan, the int8 scan and the ann (IVF)
-# index on one large generated catalogue, through the service over loopback. See README.md
+# The search-mode benchmark (issue #16): the exact f32 scan, the int8 scan and the ann index
+# (HNSW graph by default, IVF with ANN_INDEX=ivf) on one large generated catalogue, through the service over loopback. See README.md
 # ("Search modes").
 #
 #   bench/recommender/search.sh      # about 10 minutes at 1M items once built
 #
 # Steps: build; generate and publish one model (bench/harness/src/bin/bench_model.rs, item norms skewed by
-# popularity, factors planted around TOPICS centres, with an IVF index when MODES has ann); then for each mode: start the service with RECOMMEND_SEARCH=mode, read its
+# popularity, factors planted around TOPICS centres, with the ann index when MODES has ann); then for each mode: start the service with RECOMMEND_SEARCH=mode, read its
 # /v1/models (recall@10 measured at load, bytes of factors held), RSS; REPEATS runs of
 # wrk -t1 -c1 (requests/s and p99 at c=1, bytes read per request from the service's own counter
 # recommender_factor_bytes_read_total); one wrk -t2 -c32 run; stop it. Summary: medians per
 # mode, int8/exact ratios, and the issue's targets.
 #
 # Knobs (environment): USERS (20000), ITEMS (1000000), RANK (64), SEED (7), NORM_SKEW (0.1),
-# TOPICS (1000; 0 = uniform factors), TOPIC_NOISE (1.0), ANN_LISTS (1 = √items),
+# TOPICS (1000; 0 = uniform factors), TOPIC_NOISE (1.0), ANN_INDEX (hnsw or ivf), ANN_DEGREE (32,
+# hnsw), ANN_EF_CONSTRUCTION (64, hnsw), ANN_LISTS (1 = √items, ivf), ANN_SWEEP (probes to time
+# in-process after the build, one thread, e.g. "20,40,80"; empty: none),
 # ANN_TARGET_RECALL (0.95), N (10), OVERSAMPLE (10), REPEATS (3), DURATION (10), CONC_DURATION (10), CONNECTIONS (32),
 # THREADS (2), PORT (18720), MODES ("exact int8 ann"), SCORING_WAIT_MS (10000), OUT (bench/recommender/last-search),
 # BUILD (1; 0 uses the release binaries already in target/).
@@ -29,7 +31,11 @@ SEED=${SEED:-7}
 NORM_SKEW=${NORM_SKEW:-0.1}
 TOPICS=${TOPICS:-1000}
 TOPIC_NOISE=${TOPIC_NOISE:-1.0}
+ANN_INDEX=${ANN_INDEX:-hnsw}
+ANN_DEGREE=${ANN_DEGREE:-32}
+ANN_EF_CONSTRUCTION=${ANN_EF_CONSTRUCTION:-64}
 ANN_LISTS=${ANN_LISTS:-1}
+ANN_SWEEP=${ANN_SWEEP:-}
 ANN_TARGET_RECALL=${ANN_TARGET_RECALL:-0.95}
 N=${N:-10}
 OVERSAMPLE=${OVERSAMPLE:-10}
@@ -85,12 +91,27 @@ wrk_rps() { awk '/requests in/ { n = $1; t = $4; sub(/s,$/, "", t) } /Non-2xx/ {
     END { printf "%.2f", (n - bad) / t }' "$1"; }
 wrk_p99() { to_ms "$(awk '$1 == "99%" {print $2}' "$1")"; }
 wrk_errors() { awk '/Non-2xx|Socket errors/ {print}' "$1"; }
+# The index bench_model built: kind and its parameters.
+ann_index_line() {
+    case $(json "$OUT/model.json" ann.params.index) in
+        hnsw) echo "HNSW, degree $(json "$OUT/model.json" ann.params.degree), efConstruction $(json "$OUT/model.json" ann.params.ef_construction), ef $(json "$OUT/model.json" ann.probe)" ;;
+        *) echo "IVF, $(json "$OUT/model.json" ann.params.lists) lists, probe $(json "$OUT/model.json" ann.probe)" ;;
+    esac
+}
 
 # ---------------------------------------------------------------- model -----------------------
 store=$work/store
-ann_args=(--ann-lists 0)
-[[ " $MODES " == *" ann "* ]] && ann_args=(--ann-lists "$ANN_LISTS" --ann-target-recall "$ANN_TARGET_RECALL" --ann-oversample "$OVERSAMPLE")
-log "Generating and publishing: $USERS users x $ITEMS items, rank $RANK, norm skew $NORM_SKEW, $TOPICS topics (seed $SEED)${ann_args[1]:+, ann lists ${ann_args[1]}}."
+ann_args=()
+if [[ " $MODES " == *" ann "* ]]; then
+    case $ANN_INDEX in
+        hnsw) ann_args=(--ann-graph "$ANN_DEGREE" --ann-ef-construction "$ANN_EF_CONSTRUCTION") ;;
+        ivf) ann_args=(--ann-lists "$ANN_LISTS") ;;
+        *) die "ANN_INDEX=$ANN_INDEX: hnsw or ivf" ;;
+    esac
+    ann_args+=(--ann-target-recall "$ANN_TARGET_RECALL" --ann-oversample "$OVERSAMPLE")
+    [[ -n $ANN_SWEEP ]] && ann_args+=(--ann-sweep "$ANN_SWEEP")
+fi
+log "Generating and publishing: $USERS users x $ITEMS items, rank $RANK, norm skew $NORM_SKEW, $TOPICS topics (seed $SEED)${ann_args[0]:+, ann index $ANN_INDEX}."
 t0=$SECONDS
 "$model_bin" --store "$store" --out "$work/factors" --users "$USERS" --items "$ITEMS" --rank "$RANK" \
     --seed "$SEED" --norm-skew "$NORM_SKEW" --topics "$TOPICS" --topic-noise "$TOPIC_NOISE" "${ann_args[@]}" \
@@ -100,7 +121,7 @@ t0=$SECONDS
 version=$(json "$OUT/model.json" version)
 log "Published version $version in $((SECONDS - t0))s."
 if [[ " $MODES " == *" ann "* ]]; then
-    log "ann index: $(json "$OUT/model.json" ann.params.lists) lists, probe $(json "$OUT/model.json" ann.probe), recall@10 $(json "$OUT/model.json" ann.recall_at_10), built in $(json "$OUT/model.json" ann.build_seconds)s."
+    log "ann index: $(ann_index_line), recall@10 $(json "$OUT/model.json" ann.recall_at_10), built in $(json "$OUT/model.json" ann.build_seconds)s."
 fi
 
 base=http://127.0.0.1:$PORT
@@ -264,7 +285,11 @@ for name in ("hnsw", "ivf"):
           + (f" (target >= 1: {verdict(conc, many['qps'])})" if name == "hnsw" else ""))
 PY
         fi
-        echo "ann index: $(json "$OUT/model.json" ann.params.lists) lists, probe $(json "$OUT/model.json" ann.probe), trainer's recall@10 $(json "$OUT/model.json" ann.recall_at_10), build $(json "$OUT/model.json" ann.build_seconds) s (k-means, assignment, probe tuning)"
+        echo "ann index: $(ann_index_line), trainer's recall@10 $(json "$OUT/model.json" ann.recall_at_10), build $(json "$OUT/model.json" ann.build_seconds) s (with the probe's tuning)"
+        "$py" -c 'import json,sys
+for s in json.load(open(sys.argv[1]))["ann_sweep"]:
+    us = s["micros_per_query"]
+    print("ann in-process, 1 thread, probe %d: recall@10 %.4f, %.0f q/s (%.1f us a query)" % (s["probe"], s["recall_at_10"], 1e6 / us, us))' "$OUT/model.json"
     fi
     echo "loadavg at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 } | tee "$OUT/summary.txt"

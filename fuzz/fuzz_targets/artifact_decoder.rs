@@ -7,7 +7,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use suite_models::als::{AlsModel, Filter};
+use suite_models::als::{AlsModel, Filter, Search};
 use suite_models::artifact::{
     ArtifactDigest, ModelKind, decode_artifact, inspect_artifact, inspect_artifact_head,
 };
@@ -45,5 +45,13 @@ fuzz_target!(|bytes: &[u8]| {
             let _ = serving.fold_in(&[(0, 1.0)]);
         }
         let _ = serving.popular(3, &[], Filter::default());
+        // Ann mode walks the stored graph (or IVF lists): a validated index answers too.
+        if let Ok(ann) = serving.with_search(Search::Ann {
+            probe: 0,
+            oversample: 2,
+        }) && users > 0
+        {
+            let _ = ann.recommend(0, 3, Filter::default());
+        }
     }
 });

@@ -211,8 +211,21 @@ async fn spark_imports_can_carry_an_ann_index_with_its_measured_recall() {
     assert!(err.to_string().contains("--ann-target-recall"), "{err}");
     assert_eq!(env.versions("recommender").await, 0, "nothing published");
 
-    let report = env
+    let err = env
         .spark(&["--path", &path, "--ann-index", "--ann-lists", "4"])
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("--ann-kind ivf"), "{err}");
+    let report = env
+        .spark(&[
+            "--path",
+            &path,
+            "--ann-index",
+            "--ann-kind",
+            "ivf",
+            "--ann-lists",
+            "4",
+        ])
         .await
         .unwrap();
     let version = report.publication.version;

@@ -15,7 +15,7 @@ use trainer::data::ratings::{RatingFormat, parse_ratings};
 use trainer::pipeline::Context;
 use trainer::progress::Progress;
 use trainer::recommender::als::{AlsParams, train as train_als};
-use trainer::recommender::{self, FeedbackArg, GenerateArgs, TrainArgs};
+use trainer::recommender::{self, AnnKind, FeedbackArg, GenerateArgs, TrainArgs};
 use trainer::split::{SplitArgs, SplitMethod};
 
 async fn context(dir: &Path) -> Context {
@@ -614,6 +614,7 @@ async fn with_ann_index_the_artifact_carries_an_ivf_index_tuned_to_the_target_re
     let ctx = context(dir.path()).await;
     let mut args = train_args(&data, FeedbackArg::Implicit);
     args.ann.ann_index = true;
+    args.ann.ann_kind = AnnKind::Ivf;
     args.ann.ann_target_recall = 0.97;
 
     // Act
@@ -622,6 +623,7 @@ async fn with_ann_index_the_artifact_carries_an_ivf_index_tuned_to_the_target_re
     // Assert: the manifest records how the index was built and what it measured.
     let items = report.items;
     let (manifest, model) = published(&ctx, report).await;
+    assert!(model.graph.is_none());
     let p = &manifest.parameters;
     assert_eq!(p["ann_index"], "ivf");
     let lists = p["ann_lists"].as_u64().unwrap();
@@ -655,4 +657,51 @@ async fn with_ann_index_the_artifact_carries_an_ivf_index_tuned_to_the_target_re
     args.ann.ann_target_recall = 1.5;
     let err = recommender::train(&ctx, &args).await.unwrap_err();
     assert!(err.to_string().contains("--ann-target-recall"), "{err}");
+}
+
+#[tokio::test]
+async fn with_ann_index_by_default_the_artifact_carries_a_graph_tuned_to_the_target_recall() {
+    // Arrange
+    let dir = tempfile::tempdir().unwrap();
+    let data = generate(dir.path(), "implicit.tsv", true, 6);
+    let ctx = context(dir.path()).await;
+    let mut args = train_args(&data, FeedbackArg::Implicit);
+    args.ann.ann_index = true;
+    args.ann.ann_degree = 16;
+    args.ann.ann_target_recall = 0.97;
+
+    // Act
+    let report = recommender::train(&ctx, &args).await.unwrap();
+
+    // Assert: the manifest records how the graph was built, its breadth and its recall.
+    let (manifest, model) = published(&ctx, report).await;
+    let p = &manifest.parameters;
+    assert_eq!(p["ann_index"], "hnsw");
+    assert_eq!(p["ann_degree"], 16);
+    assert_eq!(p["ann_upper_degree"], 8);
+    assert_eq!(p["ann_ef_construction"], 64);
+    let ef = p["ann_probe"].as_u64().unwrap();
+    let recall = manifest.metrics["ann_recall_at_10"];
+    assert!(recall >= 0.97, "recorded recall {recall}");
+    let graph = model.graph.as_ref().expect("a graph in the artifact");
+    assert!(model.index.is_none());
+    assert_eq!(u64::from(graph.ef), ef);
+    assert_eq!(graph.degree, 16);
+    let served = model
+        .prepare()
+        .unwrap()
+        .with_search(Search::Ann {
+            probe: 0,
+            oversample: 10,
+        })
+        .unwrap();
+    assert_eq!(served.ann_index(), Some("hnsw"));
+    let users = served.recall_sample(200);
+    let again = served.recall_at(&users, 10);
+    assert!((again - recall).abs() < 1e-9, "{again} against {recall}");
+    // IVF's lists do not apply to a graph.
+    args.ann.ann_lists = Some(10);
+    args.no_publish = true;
+    let err = recommender::train(&ctx, &args).await.unwrap_err();
+    assert!(err.to_string().contains("--ann-kind ivf"), "{err}");
 }

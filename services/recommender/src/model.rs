@@ -55,12 +55,15 @@ impl LoadConfig {
 pub struct SearchReport {
     #[serde(flatten)]
     pub search: Search,
+    /// In ann mode, the index searched: `hnsw` (the model's graph) or `ivf`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index: Option<&'static str>,
     /// Recall@10 against the exact scan on [`RECALL_SAMPLE_USERS`] users; 1 in exact mode.
     pub recall_at_10: f64,
     /// Users the recall was measured on (0 in exact mode, where it is 1 by definition).
     pub recall_users: usize,
     /// Bytes of item factors held for searching (f32, plus int8 codes in int8 mode, plus the
-    /// lists' codes and orders in ann mode).
+    /// graph, or the lists' codes and orders, in ann mode).
     pub item_factor_bytes: usize,
 }
 
@@ -154,6 +157,7 @@ pub(crate) fn measure_search(serving: &ServingAls) -> SearchReport {
     };
     SearchReport {
         search,
+        index: serving.ann_index(),
         recall_at_10,
         recall_users,
         item_factor_bytes: serving.item_factor_bytes(),

@@ -393,6 +393,7 @@ pub fn to_served(
         seen_items,
         item_popularity: popularity,
         index: None,
+        graph: None,
     };
     (model, unmatched)
 }

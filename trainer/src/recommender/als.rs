@@ -173,6 +173,7 @@ pub fn train(data: &Ratings, params: &AlsParams, mut on_iteration: impl FnMut(us
         seen_items: by_user.indices,
         item_popularity,
         index: None,
+        graph: None,
     }
 }
 

@@ -259,6 +259,7 @@ mod tests {
             seen_items: vec![0, 1, 2],
             item_popularity: vec![1, 5, 3],
             index: None,
+            graph: None,
         }
         .prepare()
         .unwrap()

@@ -26,7 +26,8 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use suite_models::als::{
-    AlsModel, AnnBuild, Feedback, IvfParams, MAX_RANK, ServingAls, with_ann_index,
+    AlsModel, AnnBuild, AnnParams, Feedback, HnswParams, IvfParams, MAX_RANK, ServingAls,
+    with_ann_index,
 };
 use suite_models::artifact::{ModelKind, encode_artifact};
 use suite_models::drift::{Binned, DRIFT_BINS, DriftProfile};
@@ -146,15 +147,33 @@ pub struct TrainArgs {
     pub ann: AnnArgs,
 }
 
+/// Which approximate-search index `--ann-index` builds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AnnKind {
+    /// A graph (HNSW): the fastest search at a given recall; the slowest build.
+    Hnsw,
+    /// Inverted lists (IVF): builds in minutes at 10M items; slower to search.
+    Ivf,
+}
+
 /// The approximate-search index stored with the model, for `RECOMMEND_SEARCH=ann`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct AnnArgs {
-    /// Build an IVF index over the item factors and store it in the artifact.
+    /// Build an approximate-search index over the item factors and store it in the artifact.
     #[arg(long)]
     pub ann_index: bool,
-    /// Lists of the index [default: √items].
+    /// Which index.
+    #[arg(long, value_enum, default_value_t = AnnKind::Hnsw)]
+    pub ann_kind: AnnKind,
+    /// IVF: lists of the index [default: √items].
     #[arg(long)]
     pub ann_lists: Option<usize>,
+    /// HNSW: neighbours per item on the bottom layer (half as many on the layers above).
+    #[arg(long, default_value_t = HnswParams::new().degree)]
+    pub ann_degree: usize,
+    /// HNSW: breadth of the search that links each item as it is inserted.
+    #[arg(long, default_value_t = HnswParams::new().ef_construction)]
+    pub ann_ef_construction: usize,
     /// The index's probe is the smallest whose recall@10 against the exact scan reaches this.
     #[arg(long, default_value_t = 0.95)]
     pub ann_target_recall: f64,
@@ -167,7 +186,10 @@ impl Default for AnnArgs {
     fn default() -> Self {
         Self {
             ann_index: false,
+            ann_kind: AnnKind::Hnsw,
             ann_lists: None,
+            ann_degree: HnswParams::new().degree,
+            ann_ef_construction: HnswParams::new().ef_construction,
             ann_target_recall: 0.95,
             ann_oversample: 10,
         }
@@ -192,6 +214,15 @@ impl AnnArgs {
         {
             return usage("--ann-lists must be from 1 to 65536");
         }
+        if self.ann_lists.is_some() && self.ann_kind != AnnKind::Ivf {
+            return usage("--ann-lists sets the lists of an IVF index: add --ann-kind ivf");
+        }
+        if !(4..=suite_models::als::MAX_DEGREE).contains(&self.ann_degree) {
+            return usage("--ann-degree must be from 4 to 256");
+        }
+        if !(1..=suite_models::als::MAX_EF).contains(&self.ann_ef_construction) {
+            return usage("--ann-ef-construction must be from 1 to 65536");
+        }
         Ok(())
     }
 
@@ -200,11 +231,22 @@ impl AnnArgs {
         if !self.ann_index {
             return Ok((model, None));
         }
-        let mut params = IvfParams::for_items(model.n_items());
-        if let Some(lists) = self.ann_lists {
-            params.lists = lists;
-            params.train_items = lists.saturating_mul(64);
-        }
+        let params = match self.ann_kind {
+            AnnKind::Ivf => {
+                let mut params = IvfParams::for_items(model.n_items());
+                if let Some(lists) = self.ann_lists {
+                    params.lists = lists;
+                    params.train_items = lists.saturating_mul(64);
+                }
+                AnnParams::Ivf(params)
+            }
+            AnnKind::Hnsw => AnnParams::Hnsw(HnswParams {
+                degree: self.ann_degree,
+                upper_degree: self.ann_degree / 2,
+                ef_construction: self.ann_ef_construction,
+                ..HnswParams::new()
+            }),
+        };
         let (model, build) = with_ann_index(
             model,
             &params,
@@ -213,7 +255,7 @@ impl AnnArgs {
             ANN_RECALL_USERS,
         )?;
         tracing::info!(
-            lists = build.params.lists,
+            index = build.params.kind(),
             probe = build.probe,
             recall_at_10 = build.recall_at_10,
             seconds = build.build_seconds,

@@ -32,8 +32,8 @@ use anyhow::{Context as _, bail};
 use bench_harness::Flags;
 use shared_lib::artifact::{ModelKind, encode_artifact};
 use shared_lib::model_id::ModelName;
-use shared_lib::models::als::synthetic::{Shape, plant_topics, random_model};
-use shared_lib::models::als::{IvfParams, with_ann_index};
+use shared_lib::models::als::synthetic::{Shape, plant_topics, random_model, skew_norms};
+use shared_lib::models::als::{AnnParams, Filter, HnswParams, IvfParams, Search, with_ann_index};
 use shared_lib::registry::Registry;
 use shared_lib::registry::manifest::NewVersion;
 use shared_lib::store::{ObjectStore, StoreLocation};
@@ -50,6 +50,11 @@ struct Args {
     topic_noise: f64,
     /// 0: no index; 1: √items lists; more: that many.
     ann_lists: usize,
+    /// 0: no graph; more: an HNSW graph of that bottom-layer degree (instead of IVF lists).
+    ann_graph: usize,
+    ann_ef_construction: usize,
+    /// Search breadths to time in-process after the build (recall and µs per query, one thread).
+    ann_sweep: Vec<usize>,
     ann_target_recall: f64,
     ann_oversample: usize,
 }
@@ -74,6 +79,18 @@ fn parse_args() -> anyhow::Result<Args> {
         topics: flags.parse_or("topics", 0)?,
         topic_noise: flags.parse_or("topic-noise", 0.5)?,
         ann_lists: flags.parse_or("ann-lists", 0)?,
+        ann_graph: flags.parse_or("ann-graph", 0)?,
+        ann_ef_construction: flags
+            .parse_or("ann-ef-construction", HnswParams::new().ef_construction)?,
+        ann_sweep: flags
+            .take("ann-sweep")
+            .map(|s| {
+                s.split(',')
+                    .map(str::parse)
+                    .collect::<Result<Vec<usize>, _>>()
+            })
+            .transpose()?
+            .unwrap_or_default(),
         ann_target_recall: flags.parse_or("ann-target-recall", 0.95)?,
         ann_oversample: flags.parse_or("ann-oversample", 10)?,
     };
@@ -102,13 +119,7 @@ async fn main() -> anyhow::Result<()> {
     if args.topics > 0 {
         plant_topics(&mut model, args.topics, args.topic_noise, args.shape.seed);
     }
-    if args.norm_skew != 0.0 {
-        let (items, k) = (args.shape.items as f64, args.shape.rank);
-        for (i, y) in model.item_factors.chunks_exact_mut(k).enumerate() {
-            let scale = (1.0 + items / (i as f64 + 1.0)).powf(args.norm_skew) as f32;
-            y.iter_mut().for_each(|v| *v *= scale);
-        }
-    }
+    skew_norms(&mut model, args.norm_skew);
     let generated = started.elapsed().as_secs_f64();
 
     std::fs::create_dir_all(&args.out)?;
@@ -136,12 +147,23 @@ async fn main() -> anyhow::Result<()> {
     ]);
     let mut metrics = BTreeMap::new();
     let mut ann = serde_json::Value::Null;
-    if args.ann_lists > 0 {
-        let mut params = IvfParams::for_items(args.shape.items);
-        if args.ann_lists > 1 {
-            params.lists = args.ann_lists;
-            params.train_items = args.ann_lists.saturating_mul(64);
-        }
+    let mut sweep = Vec::new();
+    if args.ann_lists > 0 || args.ann_graph > 0 {
+        let params = if args.ann_graph > 0 {
+            AnnParams::Hnsw(HnswParams {
+                degree: args.ann_graph,
+                upper_degree: (args.ann_graph / 2).max(2),
+                ef_construction: args.ann_ef_construction,
+                ..HnswParams::new()
+            })
+        } else {
+            let mut params = IvfParams::for_items(args.shape.items);
+            if args.ann_lists > 1 {
+                params.lists = args.ann_lists;
+                params.train_items = args.ann_lists.saturating_mul(64);
+            }
+            AnnParams::Ivf(params)
+        };
         let (indexed, build) = with_ann_index(
             model,
             &params,
@@ -150,6 +172,24 @@ async fn main() -> anyhow::Result<()> {
             200,
         )?;
         model = indexed;
+        if !args.ann_sweep.is_empty() {
+            let serving = model.clone().prepare()?;
+            for &probe in &args.ann_sweep {
+                let searching = serving.clone().with_search(Search::Ann {
+                    probe,
+                    oversample: args.ann_oversample,
+                })?;
+                let users = searching.recall_sample(1000);
+                let recall = searching.recall_at(&users, 10);
+                let timed = Instant::now();
+                for &u in &users {
+                    std::hint::black_box(searching.recommend(u, 10, Filter::default()));
+                }
+                let micros = timed.elapsed().as_secs_f64() * 1e6 / users.len() as f64;
+                eprintln!("sweep probe {probe}: recall@10 {recall:.4}, {micros:.1} µs per query");
+                sweep.push(serde_json::json!({"probe": probe, "recall_at_10": recall, "micros_per_query": micros}));
+            }
+        }
         parameters.extend(build.manifest_parameters());
         metrics.extend(build.manifest_metrics());
         ann = serde_json::to_value(&build)?;
@@ -186,6 +226,7 @@ async fn main() -> anyhow::Result<()> {
         "seen_items": model.seen_items.len(),
         "artifact_bytes": artifact_bytes,
         "ann": ann,
+        "ann_sweep": sweep,
         "generate_seconds": generated,
         "total_seconds": started.elapsed().as_secs_f64(),
     });

@@ -32,6 +32,7 @@ pub fn two_cluster_model() -> AlsModel {
         seen_items: vec![0, 4],
         item_popularity: vec![5, 4, 3, 2, 6, 9, 1, 0],
         index: None,
+        graph: None,
     }
 }
 

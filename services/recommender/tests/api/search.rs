@@ -3,7 +3,7 @@
 
 use serde_json::json;
 use shared_lib::models::als::synthetic::{Shape, plant_topics, random_model};
-use shared_lib::models::als::{AlsModel, IvfParams, with_ann_index};
+use shared_lib::models::als::{AlsModel, AnnParams, HnswParams, IvfParams, with_ann_index};
 
 use crate::helpers::{TestApp, item_ids, spawn_app};
 
@@ -33,7 +33,24 @@ fn indexed_model() -> AlsModel {
         lists: LISTS,
         ..IvfParams::for_items(ITEMS)
     };
-    with_ann_index(m, &params, 0.95, 10, 60).unwrap().0
+    with_ann_index(m, &AnnParams::Ivf(params), 0.95, 10, 60)
+        .unwrap()
+        .0
+}
+
+/// [`model`] with factors clustered around topics and an HNSW graph, its breadth tuned to
+/// recall@10 of 0.95 on its 60 users.
+fn graphed_model() -> AlsModel {
+    let mut m = model();
+    plant_topics(&mut m, 20, 0.5, 4);
+    let params = HnswParams {
+        degree: 16,
+        upper_degree: 8,
+        ..HnswParams::new()
+    };
+    with_ann_index(m, &AnnParams::Hnsw(params), 0.95, 10, 60)
+        .unwrap()
+        .0
 }
 
 /// The value of the metric line that starts with `prefix` in the `/metrics` text.
@@ -82,6 +99,11 @@ async fn int8_mode_keeps_filters_cold_start_clicks_and_the_subset_call() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ann_mode_keeps_filters_cold_start_clicks_and_the_subset_call() {
     keeps_filters_cold_start_clicks_and_the_subset_call(indexed_model(), "ann", 45).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ann_mode_on_a_graph_keeps_filters_cold_start_clicks_and_the_subset_call() {
+    keeps_filters_cold_start_clicks_and_the_subset_call(graphed_model(), "ann", 45).await;
 }
 
 /// Every endpoint in `mode` against the exact scan of `m`: at least `min_same` of 60 users get
@@ -220,4 +242,38 @@ async fn ann_mode_reports_the_probe_and_recall_and_reads_a_fraction_of_the_codes
     let all_codes = (ITEMS * (RANK + 4)) as f64;
     assert!(read < all_codes * 0.6, "{read} of {all_codes}");
     assert!(read > 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ann_mode_on_a_graph_reports_the_index_and_its_breadth_and_reads_a_fraction() {
+    // Arrange
+    let m = graphed_model();
+    let recorded = m.graph.as_ref().unwrap().ef as usize;
+    let app = spawn_app(std::slice::from_ref(&m), &[("RECOMMEND_SEARCH", "ann")]).await;
+    let wide = spawn_app(
+        &[m],
+        &[("RECOMMEND_SEARCH", "ann"), ("RECOMMEND_PROBE", "4000")],
+    )
+    .await;
+    // Act
+    let details = app.get_json("/v1/models").await["slots"][0]["details"].clone();
+    let wide_details = wide.get_json("/v1/models").await["slots"][0]["details"].clone();
+    app.get_json("/v1/users/u4/recommendations?n=10").await;
+    // Assert: the graph is named, the trainer's breadth is the default.
+    assert_eq!(details["mode"], "ann");
+    assert_eq!(details["index"], "hnsw");
+    assert_eq!(details["probe"], recorded);
+    assert_eq!(wide_details["probe"], 4000);
+    let recall = details["recall_at_10"].as_f64().unwrap();
+    assert!((0.95..=1.0).contains(&recall), "{recall}");
+    // A breadth of every item finds every item a link reaches (a few are reached by none).
+    let wide_recall = wide_details["recall_at_10"].as_f64().unwrap();
+    assert!(wide_recall >= recall.max(0.99), "{wide_recall} < {recall}");
+    // Bytes: the rows the walk scored, well under the f32 scan's.
+    let read = metric(&app, "recommender_factor_bytes_read_total")
+        .await
+        .unwrap();
+    let all = (ITEMS * RANK * 4) as f64;
+    assert!(read < all * 0.5, "{read} of {all}");
+    assert!(read >= (recorded * RANK * 4) as f64, "{read}");
 }

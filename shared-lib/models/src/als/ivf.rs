@@ -10,13 +10,11 @@
 //! centroid), and a query probes the lists whose centroids are nearest: largest
 //! `q·c − |c̃|² / 2`.
 //!
-//! **Why IVF, not HNSW.** A 10M-item HNSW graph takes hours to build on two cores and its random
-//! walk reads scattered rows; IVF builds in minutes (one assignment pass, parallel over threads),
-//! costs 8 bytes an item beside the codes, and a probed list is a contiguous run of int8 codes
-//! (the `search` module's), read at streaming speed. No crate is used: IVF is k-means and a
-//! scan, a few hundred lines; a Rust HNSW crate would bring the graph's build time with it, and
-//! faiss is C++ behind FFI. The price is speed at matched recall: faiss's HNSW answers several
-//! times faster (`bench/recommender/README.md`).
+//! **Beside the graph.** IVF builds in minutes at 10M items (one assignment pass, parallel over
+//! threads) and costs 8 bytes an item beside the codes; a probed list is a contiguous run of int8
+//! codes (the `search` module's), read at streaming speed. The HNSW graph (the `hnsw` module)
+//! answers several times faster at the same recall but takes far longer to build; the trainer
+//! builds either (`--ann-kind`). No crate is used: IVF is k-means and a scan, a few hundred lines.
 //!
 //! **Serving.** [`AnnLists`] keeps the item codes in list order, each list starting on a tile of
 //! the codes (padding slots between lists are never scored as items); a query scores the centroids,
@@ -31,7 +29,7 @@ use super::int8::{Int8Items, PADDING, TILE};
 use super::rng::Rng;
 use super::search::{ROW_ITEMS, count_bytes};
 use super::select::Candidates;
-use super::{Scored, Search, ServingAls, TopN, dot};
+use super::{Scored, ServingAls, TopN, dot};
 use crate::Error;
 
 /// Larger list counts are refused at load: √(4 · 10⁹) items would not need more.
@@ -257,94 +255,6 @@ fn assign(rows: &[f32], centroids: &[f32], d: usize, threads: usize) -> Vec<u32>
     out
 }
 
-/// What building an index did, for the manifest and reports.
-#[derive(Debug, Clone, Serialize)]
-pub struct AnnBuild {
-    pub params: IvfParams,
-    /// The probe chosen: the smallest reaching `target_recall` on `recall_users` users.
-    pub probe: usize,
-    pub target_recall: f64,
-    /// Recall@10 against the exact scan at that probe.
-    pub recall_at_10: f64,
-    pub recall_users: usize,
-    /// The candidates' oversampling the recall was measured with.
-    pub oversample: usize,
-    pub build_seconds: f64,
-}
-
-impl AnnBuild {
-    /// Manifest `parameters` entries: how the index was built and the probe it serves with.
-    pub fn manifest_parameters(&self) -> Vec<(String, serde_json::Value)> {
-        let p = &self.params;
-        [
-            ("ann_index", serde_json::json!("ivf")),
-            ("ann_lists", serde_json::json!(p.lists)),
-            ("ann_probe", serde_json::json!(self.probe)),
-            ("ann_train_items", serde_json::json!(p.train_items)),
-            ("ann_iterations", serde_json::json!(p.iterations)),
-            ("ann_seed", serde_json::json!(p.seed)),
-            ("ann_oversample", serde_json::json!(self.oversample)),
-            ("ann_target_recall", serde_json::json!(self.target_recall)),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect()
-    }
-
-    /// Manifest `metrics` entries: the measured recall and the build time.
-    pub fn manifest_metrics(&self) -> Vec<(String, f64)> {
-        vec![
-            ("ann_recall_at_10".to_owned(), self.recall_at_10),
-            ("ann_recall_users".to_owned(), self.recall_users as f64),
-            ("ann_build_seconds".to_owned(), self.build_seconds),
-        ]
-    }
-}
-
-/// `model` with an IVF index built by `params`, its probe the smallest that reaches
-/// `target_recall` (recall@10 with `oversample`) on `sample_users` users spread over the model.
-///
-/// # Errors
-/// [`Error::CorruptArtifact`] when the model is invalid.
-pub fn with_ann_index(
-    mut model: super::AlsModel,
-    params: &IvfParams,
-    target_recall: f64,
-    oversample: usize,
-    sample_users: usize,
-) -> Result<(super::AlsModel, AnnBuild), Error> {
-    let started = std::time::Instant::now();
-    model.index = None;
-    model.validate()?;
-    let k = model.k();
-    let index = build_ivf(&model.item_factors, k, params);
-    let params = IvfParams {
-        lists: index.lists(),
-        ..*params
-    };
-    model.index = Some(index);
-    let mut serving = model.prepare()?.with_search(Search::Ann {
-        probe: 0,
-        oversample,
-    })?;
-    let users = serving.recall_sample(sample_users);
-    let (probe, recall_at_10) = serving.tune_probe(&users, 10, target_recall);
-    let mut model = serving.into_model();
-    if let Some(index) = &mut model.index {
-        index.probe = probe as u32;
-    }
-    let build = AnnBuild {
-        params,
-        probe,
-        target_recall,
-        recall_at_10,
-        recall_users: users.len(),
-        oversample,
-        build_seconds: started.elapsed().as_secs_f64(),
-    };
-    Ok((model, build))
-}
-
 /// The index as served: centroids for probing, and the item codes in list order.
 #[derive(Debug, Clone)]
 pub(super) struct AnnLists {
@@ -472,75 +382,16 @@ impl ServingAls {
         }
         top.into_sorted()
     }
-
-    /// The smallest probe (doubling from 1, then bisecting) whose recall@`n` on `users` reaches
-    /// `target`, with that recall; all lists when none below does. The model must be in ann mode.
-    ///
-    /// # Panics
-    /// If the model has no index or is not in ann mode.
-    pub fn tune_probe(&mut self, users: &[u32], n: usize, target: f64) -> (usize, f64) {
-        let Search::Ann { oversample, .. } = self.search else {
-            panic!("tune_probe needs ann mode");
-        };
-        let lists = self.ann.as_ref().expect("ann mode has lists").lists();
-        let exact = self.exact_answers(users, n);
-        let mut recall_with = |probe: usize| {
-            self.search = Search::Ann { probe, oversample };
-            self.recall_against(&exact)
-        };
-        // The largest probe known to miss and the smallest known to reach the target.
-        let (mut low, mut high) = (0usize, lists);
-        let mut high_recall = None;
-        let mut probe = 1;
-        while probe < lists {
-            let r = recall_with(probe);
-            if r >= target {
-                (high, high_recall) = (probe, Some(r));
-                break;
-            }
-            low = probe;
-            probe *= 2;
-        }
-        while high - low > 1 {
-            let mid = low + (high - low) / 2;
-            let r = recall_with(mid);
-            if r >= target {
-                (high, high_recall) = (mid, Some(r));
-            } else {
-                low = mid;
-            }
-        }
-        let recall = high_recall.unwrap_or_else(|| recall_with(high));
-        self.search = Search::Ann {
-            probe: high,
-            oversample,
-        };
-        (high, recall)
-    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::synthetic::{Shape, plant_topics, random_model};
-    use super::super::{AlsModel, Filter};
+    use super::super::synthetic::clustered_model;
+    use super::super::{AlsModel, Filter, Search};
     use super::*;
 
     fn model(users: usize, items: usize, rank: usize) -> AlsModel {
-        let mut m = random_model(&Shape {
-            users,
-            items,
-            rank,
-            seed: 5,
-            seen_min: 0,
-            seen_max: 20,
-        });
-        plant_topics(&mut m, 50, 0.5, 9);
-        // Popular items with larger norms, as trained factors have: inner product ≠ cosine.
-        for (i, y) in m.item_factors.chunks_exact_mut(rank).enumerate() {
-            let s = (1.0 + items as f32 / (i as f32 + 1.0)).powf(0.1);
-            y.iter_mut().for_each(|v| *v *= s);
-        }
-        m
+        clustered_model(users, items, rank)
     }
 
     fn params(lists: usize) -> IvfParams {

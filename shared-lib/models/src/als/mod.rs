@@ -19,17 +19,21 @@ use serde::{Deserialize, Serialize};
 
 use crate::Error;
 
+mod ann;
 mod batch;
+mod hnsw;
 mod int8;
 mod ivf;
 mod rng;
 mod search;
 mod select;
 
+use ann::Ann;
+pub use ann::{AnnBuild, AnnParams, with_ann_index};
+pub use hnsw::{HnswIndex, HnswLayer, HnswParams, MAX_DEGREE, MAX_EF, build_hnsw};
 use int8::Int8Items;
 pub use int8::time_int8_kernels;
-use ivf::AnnLists;
-pub use ivf::{AnnBuild, IvfIndex, IvfParams, MAX_LISTS, build_ivf, with_ann_index};
+pub use ivf::{IvfIndex, IvfParams, MAX_LISTS, build_ivf};
 use search::{ROW_ITEMS, count_bytes};
 pub use search::{Search, take_bytes_read};
 use select::Candidates;
@@ -84,6 +88,10 @@ pub struct AlsModel {
     /// built one; absent in artifacts written before it existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub index: Option<IvfIndex>,
+    /// The approximate-search graph over the item factors (the `hnsw` module), when the trainer
+    /// built one; ann mode searches it rather than `index`. Absent in older artifacts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub graph: Option<HnswIndex>,
 }
 
 /// One recommended item.
@@ -231,6 +239,9 @@ impl AlsModel {
         if let Some(index) = &self.index {
             index.validate(items, k)?;
         }
+        if let Some(graph) = &self.graph {
+            graph.validate(items)?;
+        }
         Ok(())
     }
 
@@ -290,8 +301,8 @@ pub struct ServingAls {
     search: Search,
     /// The int8 codes of the item factors, in int8 mode.
     int8: Option<Int8Items>,
-    /// The IVF lists with their codes, in ann mode.
-    ann: Option<AnnLists>,
+    /// The index searched in ann mode.
+    ann: Option<Ann>,
 }
 
 impl ServingAls {
@@ -713,6 +724,7 @@ mod tests {
             seen_items: vec![0, 2, 3],
             item_popularity: vec![5, 1, 9, 9, 0],
             index: None,
+            graph: None,
         }
     }
 

@@ -21,6 +21,7 @@ use std::cell::Cell;
 
 use serde::Serialize;
 
+use super::ann::Ann;
 use super::int8::Int8Items;
 use super::ivf::AnnLists;
 use super::select::Candidates;
@@ -37,9 +38,11 @@ pub enum Search {
     Exact,
     /// Candidates from the int8 codes, `n × oversample` of them, rescored in f32.
     Int8 { oversample: usize },
-    /// Candidates from the int8 codes of the `probe` lists of the model's IVF index nearest to
-    /// the user (the `ivf` module), `n × oversample` of them, rescored in f32. `probe` 0 asks for
-    /// the index's own, recorded by the trainer.
+    /// The model's approximate-search index. With a graph (the `hnsw` module): a search keeping
+    /// the `probe` best items met (HNSW's `ef`), scored in f32. With IVF lists (the `ivf`
+    /// module): candidates from the int8 codes of the `probe` lists nearest to the user,
+    /// `n × oversample` of them, rescored in f32. `probe` 0 asks for the index's own, recorded by
+    /// the trainer.
     Ann { probe: usize, oversample: usize },
 }
 
@@ -76,9 +79,9 @@ pub fn take_bytes_read() -> u64 {
 
 impl ServingAls {
     /// The same model searched with `search`. Int8 builds the codes (one pass over the item
-    /// factors, `rank + 4` bytes an item); ann lays out the model's IVF index (the codes in list
-    /// order, 8 bytes an item more), and a `probe` of 0 becomes the index's own, one beyond the
-    /// lists all of them.
+    /// factors, `rank + 4` bytes an item); ann searches the model's graph when it has one, else
+    /// lays out its IVF index (the codes in list order, 8 bytes an item more). A `probe` of 0
+    /// becomes the index's own; one beyond the lists (or [`MAX_EF`]) is capped there.
     ///
     /// # Errors
     /// [`Error::NotServable`] for ann mode on a model without an index.
@@ -93,17 +96,24 @@ impl ServingAls {
                 search
             }
             Search::Ann { probe, oversample } => {
-                let Some(index) = &self.model.index else {
-                    return Err(Error::NotServable {
-                        reason: "ann search needs an index and the model has no ann index \
-                                 (train with --ann-index)"
-                            .into(),
-                    });
+                let ann = match (&self.model.graph, &self.model.index) {
+                    (Some(graph), _) => Ann::Graph {
+                        ef: graph.ef as usize,
+                    },
+                    (None, Some(index)) => {
+                        Ann::Lists(AnnLists::new(index, &self.model.item_factors, k))
+                    }
+                    (None, None) => {
+                        return Err(Error::NotServable {
+                            reason: "ann search needs an index and the model has no ann index \
+                                     (train with --ann-index)"
+                                .into(),
+                        });
+                    }
                 };
-                let ann = AnnLists::new(index, &self.model.item_factors, k);
                 let probe = match probe {
-                    0 => ann.default_probe,
-                    p => p.min(ann.lists()),
+                    0 => ann.default_probe(),
+                    p => p.min(ann.max_probe()),
                 };
                 self.ann = Some(ann);
                 Search::Ann { probe, oversample }
@@ -116,12 +126,20 @@ impl ServingAls {
         self.search
     }
 
+    /// In ann mode, the kind of index searched: `"hnsw"` or `"ivf"`.
+    pub fn ann_index(&self) -> Option<&'static str> {
+        self.ann.as_ref().map(Ann::kind)
+    }
+
     /// Bytes of item factors held for searching: the f32 factors, plus the int8 codes and
-    /// scales in int8 mode, plus the lists in ann mode.
+    /// scales in int8 mode, plus the lists or the graph in ann mode.
     pub fn item_factor_bytes(&self) -> usize {
-        4 * self.model.item_factors.len()
-            + self.int8.as_ref().map_or(0, Int8Items::bytes)
-            + self.ann.as_ref().map_or(0, AnnLists::bytes)
+        let ann = match &self.ann {
+            Some(Ann::Lists(lists)) => lists.bytes(),
+            Some(Ann::Graph { .. }) => self.model.graph.as_ref().map_or(0, |g| g.bytes()),
+            None => 0,
+        };
+        4 * self.model.item_factors.len() + self.int8.as_ref().map_or(0, Int8Items::bytes) + ann
     }
 
     /// The whole catalogue for one user vector in the configured mode; `excluded` is sorted.
@@ -130,9 +148,15 @@ impl ServingAls {
             (Search::Int8 { oversample }, Some(int8), _) => {
                 self.scan_int8(int8, user_vector, n, oversample, excluded)
             }
-            (Search::Ann { probe, oversample }, _, Some(ann)) => {
-                self.scan_ann(ann, user_vector, n, probe, oversample, excluded)
+            (Search::Ann { probe, oversample }, _, Some(Ann::Lists(lists))) => {
+                self.scan_ann(lists, user_vector, n, probe, oversample, excluded)
             }
+            (Search::Ann { probe, .. }, _, Some(Ann::Graph { .. })) => match &self.model.graph {
+                Some(graph) => {
+                    graph.search(&self.model.item_factors, user_vector, n, probe, excluded)
+                }
+                None => self.scan_all(user_vector, n, excluded),
+            },
             _ => self.scan_all(user_vector, n, excluded),
         }
     }

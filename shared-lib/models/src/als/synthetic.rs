@@ -75,6 +75,7 @@ pub fn random_model(a: &Shape) -> AlsModel {
         seen_items,
         item_popularity,
         index: None,
+        graph: None,
     }
 }
 
@@ -101,4 +102,33 @@ pub fn plant_topics(model: &mut AlsModel, topics: usize, noise: f64, seed: u64) 
             }
         }
     }
+}
+
+/// Scales item `i`'s factors by `(1 + items / (i + 1))^power`, so the popular head (low indices,
+/// as the seen items are drawn) has the larger norms trained factors have: then the best inner
+/// product is not the best cosine. 0 leaves the factors alone.
+pub fn skew_norms(model: &mut AlsModel, power: f64) {
+    let k = model.k();
+    let items = model.n_items() as f64;
+    for (i, y) in model.item_factors.chunks_exact_mut(k).enumerate() {
+        let scale = (1.0 + items / (i as f64 + 1.0)).powf(power) as f32;
+        y.iter_mut().for_each(|v| *v *= scale);
+    }
+}
+
+/// The search indexes' test model: `users` × `items` at `rank`, seen items 0-20 a user, factors
+/// around 50 topics (noise 0.5) and norms skewed by popularity (power 0.1).
+#[cfg(test)]
+pub(super) fn clustered_model(users: usize, items: usize, rank: usize) -> AlsModel {
+    let mut m = random_model(&Shape {
+        users,
+        items,
+        rank,
+        seed: 5,
+        seen_min: 0,
+        seen_max: 20,
+    });
+    plant_topics(&mut m, 50, 0.5, 9);
+    skew_norms(&mut m, 0.1);
+    m
 }
