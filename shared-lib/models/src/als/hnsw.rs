@@ -38,14 +38,13 @@
 //! (`RECOMMEND_PROBE`, or the `ef` the trainer tuned to a target recall), and at least `n` plus the
 //! items the request excludes, so exclusions never leave an answer short.
 
-use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
 use super::rng::Rng;
 use super::search::count_bytes;
-use super::{Scored, TopN, dot};
+use super::{Entry, Scored, TopN, dot};
 use crate::Error;
 
 /// Marks an unused slot of a neighbour list.
@@ -229,9 +228,9 @@ impl HnswIndex {
         let row = |i: u32| &factors[i as usize * k..(i as usize + 1) * k];
         let score = |i: u32| dot(query, row(i));
         let ef = ef.max(n.saturating_add(excluded.len())).clamp(1, MAX_EF);
-        let mut entry = Near {
-            sim: score(self.entry),
-            node: self.entry,
+        let mut entry = Entry {
+            score: score(self.entry),
+            item: self.entry,
         };
         let mut read = 1usize;
         for layer in (1..=self.layers.len()).rev() {
@@ -251,8 +250,8 @@ impl HnswIndex {
         count_bytes(read * k * 4);
         let mut top = TopN::new(n);
         for near in found {
-            if excluded.binary_search(&near.node).is_err() {
-                top.push(near.node, near.sim);
+            if excluded.binary_search(&near.item).is_err() {
+                top.push(near.item, near.score);
             }
         }
         top.into_sorted()
@@ -268,36 +267,6 @@ impl HnswIndex {
                 .sum::<usize>())
     }
 }
-
-/// A node and its similarity to what is searched for; ordered by similarity, ties to the lower
-/// node as the better one.
-#[derive(Debug, Clone, Copy)]
-struct Near {
-    sim: f32,
-    node: u32,
-}
-
-impl Ord for Near {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.sim
-            .total_cmp(&other.sim)
-            .then_with(|| other.node.cmp(&self.node))
-    }
-}
-
-impl PartialOrd for Near {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl PartialEq for Near {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Equal
-    }
-}
-
-impl Eq for Near {}
 
 /// Nodes met by one search: an open-addressing set reused by the thread's searches, so a search
 /// costs memory for what it visits (a few thousand nodes), not for the catalogue.
@@ -348,17 +317,17 @@ thread_local! {
 
 /// Walks from `entry` to a better-scoring neighbour while there is one (the upper layers).
 fn greedy<'g>(
-    mut entry: Near,
+    mut entry: Entry,
     neighbours: impl Fn(u32) -> &'g [u32],
     score: &impl Fn(u32) -> f32,
     read: &mut usize,
-) -> Near {
+) -> Entry {
     loop {
         let mut moved = false;
-        for &v in neighbours(entry.node) {
-            let near = Near {
-                sim: score(v),
-                node: v,
+        for &v in neighbours(entry.item) {
+            let near = Entry {
+                score: score(v),
+                item: v,
             };
             *read += 1;
             if near > entry {
@@ -375,19 +344,19 @@ fn greedy<'g>(
 /// The paper's `SEARCH-LAYER`: the `ef` best nodes reachable from `entries` on one layer, best
 /// first, expanding the best unexpanded node until none can improve the `ef` found.
 fn search_layer<'g>(
-    entries: &[Near],
+    entries: &[Entry],
     ef: usize,
     neighbours: impl Fn(u32) -> &'g [u32],
     score: &impl Fn(u32) -> f32,
     visited: &mut Visited,
     read: &mut usize,
-) -> Vec<Near> {
+) -> Vec<Entry> {
     visited.clear();
-    let mut frontier: BinaryHeap<Near> = BinaryHeap::with_capacity(ef * 2);
+    let mut frontier: BinaryHeap<Entry> = BinaryHeap::with_capacity(ef * 2);
     // The found set as a min-heap: its worst is on top.
-    let mut found: BinaryHeap<std::cmp::Reverse<Near>> = BinaryHeap::with_capacity(ef + 1);
+    let mut found: BinaryHeap<std::cmp::Reverse<Entry>> = BinaryHeap::with_capacity(ef + 1);
     for &e in entries {
-        if visited.insert(e.node) {
+        if visited.insert(e.item) {
             frontier.push(e);
             found.push(std::cmp::Reverse(e));
         }
@@ -397,20 +366,23 @@ fn search_layer<'g>(
     }
     // A node's unvisited neighbours are scored in a loop of their own: independent dot
     // products whose row loads the CPU overlaps, rather than one load per heap update.
-    let mut fresh: Vec<Near> = Vec::new();
+    let mut fresh: Vec<Entry> = Vec::new();
     while let Some(c) = frontier.pop() {
         if found.len() >= ef && found.peek().is_some_and(|w| c < w.0) {
             break;
         }
         fresh.clear();
         fresh.extend(
-            neighbours(c.node)
+            neighbours(c.item)
                 .iter()
                 .filter(|&&v| visited.insert(v))
-                .map(|&v| Near { sim: 0.0, node: v }),
+                .map(|&v| Entry {
+                    score: 0.0,
+                    item: v,
+                }),
         );
         for near in &mut fresh {
-            near.sim = score(near.node);
+            near.score = score(near.item);
         }
         *read += fresh.len();
         for &near in &fresh {
@@ -423,7 +395,7 @@ fn search_layer<'g>(
             }
         }
     }
-    let mut out: Vec<Near> = found.into_iter().map(|r| r.0).collect();
+    let mut out: Vec<Entry> = found.into_iter().map(|r| r.0).collect();
     out.sort_unstable_by(|a, b| b.cmp(a));
     out
 }
@@ -434,17 +406,17 @@ fn search_layer<'g>(
 /// room left is filled with the best of the candidates it passed over (the paper's
 /// `keepPrunedConnections`): with inner product the heuristic alone leaves lists short and
 /// small-norm items unreachable, and at 1M items recall@10 at `ef` 40 went from 0.90 to 0.96.
-fn select(candidates: &[Near], max: usize, sim: impl Fn(u32, u32) -> f32) -> Vec<u32> {
+fn select(candidates: &[Entry], max: usize, sim: impl Fn(u32, u32) -> f32) -> Vec<u32> {
     let mut kept: Vec<u32> = Vec::with_capacity(max);
     let mut pruned: Vec<u32> = Vec::new();
     for c in candidates {
         if kept.len() == max {
             break;
         }
-        if kept.iter().all(|&s| sim(c.node, s) < c.sim) {
-            kept.push(c.node);
+        if kept.iter().all(|&s| sim(c.item, s) < c.score) {
+            kept.push(c.item);
         } else {
-            pruned.push(c.node);
+            pruned.push(c.item);
         }
     }
     let room = max - kept.len();
@@ -494,9 +466,9 @@ impl Building<'_> {
     fn links(&self, node: u32, level: usize, ef: usize, visited: &mut Visited) -> Links {
         let score = |v: u32| self.sim(node, v);
         let mut read = 0;
-        let mut entry = Near {
-            sim: score(self.entry),
-            node: self.entry,
+        let mut entry = Entry {
+            score: score(self.entry),
+            item: self.entry,
         };
         let top = self.upper.len();
         for layer in (level + 1..=top).rev() {
@@ -543,11 +515,11 @@ fn link_back(
         list[..all.len()].copy_from_slice(&all);
         return;
     }
-    let mut candidates: Vec<Near> = all
+    let mut candidates: Vec<Entry> = all
         .into_iter()
-        .map(|v| Near {
-            sim: sim(node, v),
-            node: v,
+        .map(|v| Entry {
+            score: sim(node, v),
+            item: v,
         })
         .collect();
     candidates.sort_unstable_by(|a, b| b.cmp(a));
@@ -690,11 +662,11 @@ impl Building<'_> {
                             slot[..len].copy_from_slice(&list[..len]);
                             continue;
                         }
-                        let mut candidates: Vec<Near> = list[..len]
+                        let mut candidates: Vec<Entry> = list[..len]
                             .iter()
-                            .map(|&v| Near {
-                                sim: self.sim(node, v),
-                                node: v,
+                            .map(|&v| Entry {
+                                score: self.sim(node, v),
+                                item: v,
                             })
                             .collect();
                         candidates.sort_unstable_by(|a, b| b.cmp(a));
