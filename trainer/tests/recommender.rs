@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use shared_lib::artifact::ModelKind;
 use shared_lib::model_id::{AliasName, ModelName, ModelVersion};
-use shared_lib::models::als::{AlsModel, Filter, Search, ServingAls};
+use shared_lib::models::als::{AlsModel, AnnIndex, Filter, Search, ServingAls};
 use shared_lib::models::drift::DRIFT_BINS;
 use shared_lib::registry::Registry;
 use shared_lib::registry::manifest::{GateOutcome, HeldOutRule, Manifest};
@@ -695,7 +695,7 @@ async fn with_ann_index_by_default_the_artifact_carries_a_graph_tuned_to_the_tar
             oversample: 10,
         })
         .unwrap();
-    assert_eq!(served.ann_index(), Some("hnsw"));
+    assert_eq!(served.ann_index(), Some(AnnIndex::Hnsw));
     let users = served.recall_sample(200);
     let again = served.recall_at(&users, 10);
     assert!((again - recall).abs() < 1e-9, "{again} against {recall}");

@@ -5,7 +5,7 @@ use serde::Serialize;
 use shared_lib::Error;
 use shared_lib::artifact::{ModelKind, decode_artifact};
 use shared_lib::http::register_metric;
-use shared_lib::models::als::{AlsModel, Filter, Search, ServingAls};
+use shared_lib::models::als::{AlsModel, AnnIndex, Filter, Search, ServingAls};
 use shared_lib::registry::manifest::Manifest;
 use shared_lib::serving::ServableModel;
 
@@ -57,7 +57,7 @@ pub struct SearchReport {
     pub search: Search,
     /// In ann mode, the index searched: `hnsw` (the model's graph) or `ivf`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub index: Option<&'static str>,
+    pub index: Option<AnnIndex>,
     /// Recall@10 against the exact scan on [`RECALL_SAMPLE_USERS`] users; 1 in exact mode.
     pub recall_at_10: f64,
     /// Users the recall was measured on (0 in exact mode, where it is 1 by definition).

@@ -241,10 +241,8 @@ impl AnnArgs {
                 AnnParams::Ivf(params)
             }
             AnnKind::Hnsw => AnnParams::Hnsw(HnswParams {
-                degree: self.ann_degree,
-                upper_degree: self.ann_degree / 2,
                 ef_construction: self.ann_ef_construction,
-                ..HnswParams::new()
+                ..HnswParams::with_degree(self.ann_degree)
             }),
         };
         let (model, build) = with_ann_index(
@@ -255,7 +253,7 @@ impl AnnArgs {
             ANN_RECALL_USERS,
         )?;
         tracing::info!(
-            index = build.params.kind(),
+            index = build.params.kind().as_str(),
             probe = build.probe,
             recall_at_10 = build.recall_at_10,
             seconds = build.build_seconds,

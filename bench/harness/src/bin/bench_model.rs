@@ -151,10 +151,8 @@ async fn main() -> anyhow::Result<()> {
     if args.ann_lists > 0 || args.ann_graph > 0 {
         let params = if args.ann_graph > 0 {
             AnnParams::Hnsw(HnswParams {
-                degree: args.ann_graph,
-                upper_degree: (args.ann_graph / 2).max(2),
                 ef_construction: args.ann_ef_construction,
-                ..HnswParams::new()
+                ..HnswParams::with_degree(args.ann_graph)
             })
         } else {
             let mut params = IvfParams::for_items(args.shape.items);

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use shared_lib::http::ServedBy;
-use shared_lib::models::als::take_bytes_read;
+use shared_lib::models::als::{AnnIndex, take_bytes_read};
 use shared_lib::serving::{Loaded, Variant};
 
 use super::{AppState, ListQuery};
@@ -147,7 +147,7 @@ async fn score_in_chunks(
 /// and back costs a request at c=1, so it runs on the worker. Scans of the catalogue (exact,
 /// int8, IVF lists, tens of milliseconds at 1M items) and batches go to the blocking pool.
 fn walks_a_graph(model: &Recommender) -> bool {
-    model.0.ann_index() == Some("hnsw")
+    model.0.ann_index() == Some(AnnIndex::Hnsw)
 }
 
 /// Splits a group, in order, into chunks of at most [`CHUNK_USERS`] users with at most

@@ -17,6 +17,23 @@ use super::ivf::{AnnLists, IvfParams, build_ivf};
 use super::{Search, ServingAls};
 use crate::Error;
 
+/// The two kinds of index, named as in the manifest's `ann_index` and `/v1/models`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnnIndex {
+    Hnsw,
+    Ivf,
+}
+
+impl AnnIndex {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hnsw => "hnsw",
+            Self::Ivf => "ivf",
+        }
+    }
+}
+
 /// How an index is built.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "index")]
@@ -26,11 +43,10 @@ pub enum AnnParams {
 }
 
 impl AnnParams {
-    /// `"hnsw"` or `"ivf"`, as in the manifest's `ann_index`.
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> AnnIndex {
         match self {
-            Self::Ivf(_) => "ivf",
-            Self::Hnsw(_) => "hnsw",
+            Self::Ivf(_) => AnnIndex::Ivf,
+            Self::Hnsw(_) => AnnIndex::Hnsw,
         }
     }
 }
@@ -53,7 +69,7 @@ pub struct AnnBuild {
 impl AnnBuild {
     /// Manifest `parameters` entries: how the index was built and the probe it serves with.
     pub fn manifest_parameters(&self) -> Vec<(String, serde_json::Value)> {
-        let mut entries = vec![("ann_index", serde_json::json!(self.params.kind()))];
+        let mut entries = vec![("ann_index", serde_json::json!(self.params.kind().as_str()))];
         match &self.params {
             AnnParams::Ivf(p) => entries.extend([
                 ("ann_lists", serde_json::json!(p.lists)),
@@ -149,24 +165,15 @@ pub fn with_ann_index(
 pub(super) enum Ann {
     /// IVF lists with the item codes in list order.
     Lists(AnnLists),
-    /// The model's graph (it stays in the model); `ef` is the breadth the trainer recorded.
-    Graph { ef: usize },
+    /// The model's graph, which stays in the model.
+    Graph,
 }
 
 impl Ann {
-    /// `"hnsw"` or `"ivf"`, as in the manifest's `ann_index`.
-    pub(super) fn kind(&self) -> &'static str {
+    pub(super) fn kind(&self) -> AnnIndex {
         match self {
-            Self::Lists(_) => "ivf",
-            Self::Graph { .. } => "hnsw",
-        }
-    }
-
-    /// The probe the index records.
-    pub(super) fn default_probe(&self) -> usize {
-        match self {
-            Self::Lists(lists) => lists.default_probe,
-            Self::Graph { ef } => *ef,
+            Self::Lists(_) => AnnIndex::Ivf,
+            Self::Graph => AnnIndex::Hnsw,
         }
     }
 
@@ -174,7 +181,7 @@ impl Ann {
     pub(super) fn max_probe(&self) -> usize {
         match self {
             Self::Lists(lists) => lists.lists(),
-            Self::Graph { .. } => MAX_EF,
+            Self::Graph => MAX_EF,
         }
     }
 }

@@ -104,11 +104,17 @@ pub struct HnswParams {
 }
 
 impl HnswParams {
-    /// The defaults: `M` 16 (degree 32 at the bottom), `efConstruction` 64, every core.
+    /// The defaults: degree 32 at the bottom (`M` 16 above), `efConstruction` 64, every core.
     pub fn new() -> Self {
+        Self::with_degree(32)
+    }
+
+    /// The defaults with `degree` neighbours at the bottom and half as many above (at least 2),
+    /// as faiss and hnswlib pair `2 M` with `M`.
+    pub fn with_degree(degree: usize) -> Self {
         Self {
-            degree: 32,
-            upper_degree: 16,
+            degree,
+            upper_degree: (degree / 2).max(2),
             ef_construction: 64,
             seed: 42,
             threads: std::thread::available_parallelism().map_or(1, usize::from),
@@ -747,7 +753,9 @@ impl Building<'_> {
 #[cfg(test)]
 mod tests {
     use super::super::synthetic::clustered_model;
-    use super::super::{AlsModel, AnnParams, Filter, Search, take_bytes_read, with_ann_index};
+    use super::super::{
+        AlsModel, AnnIndex, AnnParams, Filter, Search, take_bytes_read, with_ann_index,
+    };
     use super::*;
 
     fn model(users: usize, items: usize, rank: usize) -> AlsModel {
@@ -884,7 +892,7 @@ mod tests {
                 oversample: 10,
             })
             .unwrap();
-        assert_eq!(ann.ann_index(), Some("hnsw"));
+        assert_eq!(ann.ann_index(), Some(AnnIndex::Hnsw));
         // Users the breadth was not tuned on (the sample is every other user).
         let others: Vec<u32> = (1..300).step_by(2).collect();
         let held_out = ann.recall_at(&others, 10);
@@ -985,7 +993,7 @@ mod tests {
                 oversample: 10,
             })
             .unwrap();
-        assert_eq!(ann.ann_index(), Some("hnsw"));
+        assert_eq!(ann.ann_index(), Some(AnnIndex::Hnsw));
         assert_eq!(
             ann.search(),
             Search::Ann {

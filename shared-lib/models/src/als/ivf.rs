@@ -270,8 +270,6 @@ pub(super) struct AnnLists {
     position: Vec<u32>,
     /// Int8 codes by slot.
     codes: Int8Items,
-    /// The index's recorded probe.
-    pub(super) default_probe: usize,
 }
 
 impl AnnLists {
@@ -305,7 +303,6 @@ impl AnnLists {
             codes: Int8Items::quantise_slots(item_factors, k, &order),
             order,
             position,
-            default_probe: index.probe as usize,
         }
     }
 

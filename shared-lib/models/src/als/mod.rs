@@ -29,7 +29,7 @@ mod search;
 mod select;
 
 use ann::Ann;
-pub use ann::{AnnBuild, AnnParams, with_ann_index};
+pub use ann::{AnnBuild, AnnIndex, AnnParams, with_ann_index};
 pub use hnsw::{HnswIndex, HnswLayer, HnswParams, MAX_DEGREE, MAX_EF, build_hnsw};
 use int8::Int8Items;
 pub use int8::time_int8_kernels;

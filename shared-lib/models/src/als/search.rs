@@ -21,7 +21,7 @@ use std::cell::Cell;
 
 use serde::Serialize;
 
-use super::ann::Ann;
+use super::ann::{Ann, AnnIndex};
 use super::int8::Int8Items;
 use super::ivf::AnnLists;
 use super::select::Candidates;
@@ -96,13 +96,12 @@ impl ServingAls {
                 search
             }
             Search::Ann { probe, oversample } => {
-                let ann = match (&self.model.graph, &self.model.index) {
-                    (Some(graph), _) => Ann::Graph {
-                        ef: graph.ef as usize,
-                    },
-                    (None, Some(index)) => {
-                        Ann::Lists(AnnLists::new(index, &self.model.item_factors, k))
-                    }
+                let (ann, recorded) = match (&self.model.graph, &self.model.index) {
+                    (Some(graph), _) => (Ann::Graph, graph.ef as usize),
+                    (None, Some(index)) => (
+                        Ann::Lists(AnnLists::new(index, &self.model.item_factors, k)),
+                        index.probe as usize,
+                    ),
                     (None, None) => {
                         return Err(Error::NotServable {
                             reason: "ann search needs an index and the model has no ann index \
@@ -112,7 +111,7 @@ impl ServingAls {
                     }
                 };
                 let probe = match probe {
-                    0 => ann.default_probe(),
+                    0 => recorded,
                     p => p.min(ann.max_probe()),
                 };
                 self.ann = Some(ann);
@@ -126,8 +125,8 @@ impl ServingAls {
         self.search
     }
 
-    /// In ann mode, the kind of index searched: `"hnsw"` or `"ivf"`.
-    pub fn ann_index(&self) -> Option<&'static str> {
+    /// In ann mode, the kind of index searched.
+    pub fn ann_index(&self) -> Option<AnnIndex> {
         self.ann.as_ref().map(Ann::kind)
     }
 
@@ -136,7 +135,7 @@ impl ServingAls {
     pub fn item_factor_bytes(&self) -> usize {
         let ann = match &self.ann {
             Some(Ann::Lists(lists)) => lists.bytes(),
-            Some(Ann::Graph { .. }) => self.model.graph.as_ref().map_or(0, |g| g.bytes()),
+            Some(Ann::Graph) => self.model.graph.as_ref().map_or(0, |g| g.bytes()),
             None => 0,
         };
         4 * self.model.item_factors.len() + self.int8.as_ref().map_or(0, Int8Items::bytes) + ann
@@ -144,19 +143,16 @@ impl ServingAls {
 
     /// The whole catalogue for one user vector in the configured mode; `excluded` is sorted.
     pub(super) fn scan(&self, user_vector: &[f32], n: usize, excluded: &[u32]) -> Vec<Scored> {
-        match (self.search, &self.int8, &self.ann) {
-            (Search::Int8 { oversample }, Some(int8), _) => {
+        match (self.search, &self.int8, &self.ann, &self.model.graph) {
+            (Search::Int8 { oversample }, Some(int8), _, _) => {
                 self.scan_int8(int8, user_vector, n, oversample, excluded)
             }
-            (Search::Ann { probe, oversample }, _, Some(Ann::Lists(lists))) => {
+            (Search::Ann { probe, oversample }, _, Some(Ann::Lists(lists)), _) => {
                 self.scan_ann(lists, user_vector, n, probe, oversample, excluded)
             }
-            (Search::Ann { probe, .. }, _, Some(Ann::Graph { .. })) => match &self.model.graph {
-                Some(graph) => {
-                    graph.search(&self.model.item_factors, user_vector, n, probe, excluded)
-                }
-                None => self.scan_all(user_vector, n, excluded),
-            },
+            (Search::Ann { probe, .. }, _, Some(Ann::Graph), Some(graph)) => {
+                graph.search(&self.model.item_factors, user_vector, n, probe, excluded)
+            }
             _ => self.scan_all(user_vector, n, excluded),
         }
     }
