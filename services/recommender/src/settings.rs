@@ -13,7 +13,7 @@
 //! | `MAX_CLICK_WEIGHT` | 100 | largest click `weight`; more is refused (400) |
 //! | `EVENTS_TOKEN` | unset: open | bearer token `POST /v1/users/{id}/events` requires, ≥ 16 characters (from a Secret) |
 //! | `MAX_CONCURRENT_SCORING` | 2 × cores | fold-ins and catalogue scans running at once; more wait, then get 503 |
-//! | `RECOMMEND_SEARCH` | `exact` | how a catalogue is scanned: `exact` (f32, today's answers), `int8` (int8 codes pick candidates, rescored in f32; a quarter of the bytes read) or `ann` (the IVF index the trainer stored with `--ann-index`: only the nearest lists' codes are scanned); recall measured at load |
+//! | `RECOMMEND_SEARCH` | `exact` | how a catalogue is scanned: `exact` (f32, today's answers), `int8` (int8 codes pick candidates, rescored in f32; a quarter of the bytes read) or `ann` (the index the trainer stored with `--ann-index`: its HNSW graph is walked, or only its nearest IVF lists' codes are scanned); recall measured at load |
 //! | `RECOMMEND_OVERSAMPLE` | 10 | int8 and ann modes: candidates rescored in f32 per item asked for (`n × oversample`) |
 //! | `RECOMMEND_PROBE` | 0 | ann mode: the index's breadth per request (HNSW: items kept by the graph search, `ef`; IVF: lists scanned); 0 takes the one the trainer tuned to its target recall |
 //! | `SCORING_WAIT_MS` | 100 | longest wait for a scoring slot, for at most 32 × `MAX_CONCURRENT_SCORING` waiting requests; then 503 with `Retry-After`; 0 refuses at once |

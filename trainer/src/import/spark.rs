@@ -430,30 +430,23 @@ pub async fn import(ctx: &Context, args: &SparkArgs) -> Result<Report, Error> {
         spark.metadata.rank,
     );
     let fingerprint_sha = spark.sha256.clone();
+    // Training and held-out ratings are read alike.
+    let read_ratings = |data: &Dataset| {
+        read_dataset_ratings(
+            data,
+            args.format,
+            &args.columns.columns(),
+            args.skip_bad_rows,
+        )
+    };
     let train = match &args.ratings {
-        Some(location) => {
-            let data = read_dataset(location).await?;
-            Some(
-                read_dataset_ratings(
-                    &data,
-                    args.format,
-                    &args.columns.columns(),
-                    args.skip_bad_rows,
-                )?
-                .ratings,
-            )
-        }
+        Some(location) => Some(read_ratings(&read_dataset(location).await?)?.ratings),
         None => None,
     };
     let test = match &args.test_ratings {
         Some(location) => {
             let data = read_dataset(location).await?;
-            let read = read_dataset_ratings(
-                &data,
-                args.format,
-                &args.columns.columns(),
-                args.skip_bad_rows,
-            )?;
+            let read = read_ratings(&data)?;
             Some((data, read.ratings))
         }
         None => None,

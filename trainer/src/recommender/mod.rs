@@ -37,7 +37,7 @@ use suite_storage::registry::manifest::{HeldOutRule, Manifest, NewVersion};
 use crate::Error;
 use crate::data::parquet::RatingColumns;
 use crate::data::ratings::{RatingFormat, Ratings, read_dataset_ratings};
-use crate::data::source::read_dataset;
+use crate::data::source::{Dataset, read_dataset};
 use crate::evaluate::ranking::RankingMetrics;
 use crate::gate::{GateMetric, GatePolicy};
 use crate::pipeline::{Candidate, Challenger, Context, Publication, gate_and_publish};
@@ -397,24 +397,23 @@ pub fn split(data: &Ratings, rule: &SplitRule) -> Result<(Ratings, Ratings, Held
 /// Bad arguments, unreadable or bad input, an empty split, registry failures.
 pub async fn train(ctx: &Context, args: &TrainArgs) -> Result<Report, Error> {
     let (model_name, rule) = check_args(args)?;
+    // Training and held-out ratings are read alike.
+    let read_ratings = |data: &Dataset| {
+        read_dataset_ratings(
+            data,
+            args.format,
+            &args.columns.columns(),
+            args.skip_bad_rows,
+        )
+    };
     let input = read_dataset(&args.ratings).await?;
-    let read = read_dataset_ratings(
-        &input,
-        args.format,
-        &args.columns.columns(),
-        args.skip_bad_rows,
-    )?;
+    let read = read_ratings(&input)?;
     let rows_read = read.ratings.len();
     let mut skipped = read.skipped;
     let (train_set, test_set, held_out) = match &args.test_ratings {
         Some(location) => {
             let test_input = read_dataset(location).await?;
-            let test = read_dataset_ratings(
-                &test_input,
-                args.format,
-                &args.columns.columns(),
-                args.skip_bad_rows,
-            )?;
+            let test = read_ratings(&test_input)?;
             skipped += test.skipped;
             let rule = HeldOutRule::File {
                 source: test_input.name.clone(),
