@@ -19,6 +19,7 @@ use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{HttpMessage, HttpRequest, web};
 use opentelemetry::propagation::Extractor;
+use opentelemetry::trace::TraceContextExt as _;
 use tracing::Instrument as _;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
@@ -105,19 +106,16 @@ pub async fn request_context(
         }
     };
     req.extensions_mut().insert(RequestId(request_id.clone()));
-    let route = req
-        .match_pattern()
-        .unwrap_or_else(|| "unmatched".to_owned());
     let method = req.method().clone();
     let metrics = req.app_data::<web::Data<Metrics>>().cloned();
     let _in_flight = metrics.as_ref().map(|m| m.http.enter());
 
+    // The route and the span's name are set once the request has been routed (below).
     let span = tracing::info_span!(
         REQUEST_SPAN,
-        otel.name = %format_args!("{method} {route}"),
         otel.kind = "server",
         http.method = %method,
-        http.route = %route,
+        http.route = tracing::field::Empty,
         http.status_code = tracing::field::Empty,
         request_id = %request_id,
     );
@@ -142,8 +140,22 @@ pub async fn request_context(
         .take_value()
         .unwrap_or_default();
 
+    // Routed now, actix finds the matched pattern by the resource's index; asked before the call
+    // it matched the path against every route a second time (about 700 instructions a request).
+    let route = res
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
     let status = res.status();
-    call.span().record("http.status_code", status.as_u16());
+    let span = call.span();
+    span.record("http.route", route.as_str());
+    span.record("http.status_code", status.as_u16());
+    // The OpenTelemetry span has started by now, and a recorded `otel.name` would no longer
+    // rename it: rename the span itself (there is none when OTLP export is off).
+    let trace = span.context();
+    if trace.has_active_span() {
+        trace.span().update_name(format!("{method} {route}"));
+    }
     // The middleware is the outermost: nothing reads the record after it, so it is taken, not
     // copied.
     let served = res.request().extensions_mut().remove::<ServedBy>();
@@ -205,9 +217,19 @@ mod tests {
         assert_eq!(ok(&"a".repeat(129)), None);
     }
 
+    /// A subscriber whose OpenTelemetry layer traces through `provider`, as telemetry::init
+    /// builds it when OTLP export is on.
+    fn traced(
+        provider: &opentelemetry_sdk::trace::SdkTracerProvider,
+    ) -> impl tracing::Subscriber + Send + Sync {
+        use opentelemetry::trace::TracerProvider as _;
+        use tracing_subscriber::layer::SubscriberExt as _;
+        tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")))
+    }
+
     /// The trace id of the span a handler runs in.
     async fn trace_id_in_handler() -> String {
-        use opentelemetry::trace::TraceContextExt as _;
         tracing::Span::current()
             .context()
             .span()
@@ -219,8 +241,6 @@ mod tests {
     #[actix_web::test]
     async fn the_request_span_continues_the_callers_w3c_traceparent() {
         use actix_web::{App, test};
-        use opentelemetry::trace::TracerProvider as _;
-        use tracing_subscriber::layer::SubscriberExt as _;
 
         // Arrange: trace context propagation and an OpenTelemetry layer, as telemetry::init
         // installs them with OTLP export on (the export itself is not needed here).
@@ -228,9 +248,7 @@ mod tests {
             opentelemetry_sdk::propagation::TraceContextPropagator::new(),
         );
         let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
-        let subscriber = tracing_subscriber::registry()
-            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
-        let _default = tracing::subscriber::set_default(subscriber);
+        let _default = tracing::subscriber::set_default(traced(&provider));
         let app = test::init_service(
             App::new()
                 .wrap(actix_web::middleware::from_fn(request_context))
@@ -259,6 +277,68 @@ mod tests {
         assert!(
             fresh != caller_trace && fresh != "00000000000000000000000000000000",
             "{fresh}"
+        );
+    }
+
+    /// Keeps the spans the SDK exports, for the test to read.
+    #[derive(Debug, Clone, Default)]
+    struct Exported(Arc<std::sync::Mutex<Vec<opentelemetry_sdk::trace::SpanData>>>);
+
+    impl opentelemetry_sdk::trace::SpanExporter for Exported {
+        async fn export(
+            &self,
+            batch: Vec<opentelemetry_sdk::trace::SpanData>,
+        ) -> opentelemetry_sdk::error::OTelSdkResult {
+            self.0.lock().unwrap().extend(batch);
+            Ok(())
+        }
+    }
+
+    #[actix_web::test]
+    async fn the_exported_span_is_named_by_the_matched_route_not_the_path() {
+        use actix_web::{App, test};
+
+        // Arrange: an OpenTelemetry layer exporting each span as it ends.
+        let exported = Exported::default();
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+            .with_simple_exporter(exported.clone())
+            .build();
+        let _default = tracing::subscriber::set_default(traced(&provider));
+        let app = test::init_service(
+            App::new()
+                .wrap(actix_web::middleware::from_fn(request_context))
+                .route("/health", web::get().to(|| async { "ok" }))
+                .route("/users/{id}/items", web::get().to(|| async { "items" })),
+        )
+        .await;
+
+        // Act: a parameterised route, then a path no route matches.
+        for uri in ["/users/u-42/items", "/nowhere"] {
+            test::call_service(&app, test::TestRequest::get().uri(uri).to_request()).await;
+        }
+
+        // Assert: the pattern, not the user's id, names the span and is its http.route.
+        let spans = exported.0.lock().unwrap().clone();
+        let seen: Vec<(String, Option<String>)> = spans
+            .iter()
+            .map(|span| {
+                let route = span
+                    .attributes
+                    .iter()
+                    .find(|kv| kv.key.as_str() == "http.route")
+                    .map(|kv| kv.value.to_string());
+                (span.name.to_string(), route)
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (
+                    "GET /users/{id}/items".to_owned(),
+                    Some("/users/{id}/items".to_owned())
+                ),
+                ("GET unmatched".to_owned(), Some("unmatched".to_owned())),
+            ]
         );
     }
 
