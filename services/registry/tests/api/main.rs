@@ -4,6 +4,7 @@
 
 mod aliases;
 mod auth;
+mod binary;
 mod console;
 mod helpers;
 mod retention;
