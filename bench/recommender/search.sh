@@ -16,7 +16,9 @@
 # TOPICS (1000; 0 = uniform factors), TOPIC_NOISE (1.0), ANN_INDEX (hnsw or ivf), ANN_DEGREE (32,
 # hnsw), ANN_EF_CONSTRUCTION (64, hnsw), ANN_LISTS (1 = √items, ivf), ANN_SWEEP (probes to time
 # in-process after the build, one thread, e.g. "20,40,80"; empty: none),
-# ANN_TARGET_RECALL (0.95), N (10), OVERSAMPLE (10), REPEATS (3), DURATION (10), CONC_DURATION (10), CONNECTIONS (32),
+# ANN_TARGET_RECALL (0.96: the issue asks 0.95 of the service, which measures it on other
+# users than the trainer tunes on; tuned to 0.95, the service measured 0.948), N (10),
+# OVERSAMPLE (10), REPEATS (3), DURATION (10), CONC_DURATION (10), CONNECTIONS (32),
 # THREADS (2), PORT (18720), MODES ("exact int8 ann"), SCORING_WAIT_MS (10000), OUT (bench/recommender/last-search),
 # BUILD (1; 0 uses the release binaries already in target/).
 set -euo pipefail
@@ -36,7 +38,7 @@ ANN_DEGREE=${ANN_DEGREE:-32}
 ANN_EF_CONSTRUCTION=${ANN_EF_CONSTRUCTION:-64}
 ANN_LISTS=${ANN_LISTS:-1}
 ANN_SWEEP=${ANN_SWEEP:-}
-ANN_TARGET_RECALL=${ANN_TARGET_RECALL:-0.95}
+ANN_TARGET_RECALL=${ANN_TARGET_RECALL:-0.96}
 N=${N:-10}
 OVERSAMPLE=${OVERSAMPLE:-10}
 REPEATS=${REPEATS:-3}
