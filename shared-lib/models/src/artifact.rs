@@ -152,9 +152,32 @@ impl EncodedArtifact {
 /// [`Error::CorruptArtifact`] if the model cannot be serialised (a bug, e.g. a map with
 /// non-string keys).
 pub fn encode_artifact<T: Serialize>(kind: ModelKind, model: &T) -> Result<EncodedArtifact, Error> {
+    encode_within(kind, model, MAX_PAYLOAD_BYTES)
+}
+
+/// The largest model an envelope holds, serialised: the payload is a MessagePack `bin 32`,
+/// whose length is a `u32`. rmp writes a longer one's length cut to 32 bits without an error,
+/// so a 4.46 GB model (10M items × rank 64 with an HNSW graph) became an artifact that was
+/// published and then never decoded. Such a model is refused here instead.
+pub const MAX_PAYLOAD_BYTES: usize = u32::MAX as usize;
+
+fn encode_within<T: Serialize>(
+    kind: ModelKind,
+    model: &T,
+    max_payload: usize,
+) -> Result<EncodedArtifact, Error> {
     let payload = rmp_serde::to_vec_named(model).map_err(|e| Error::CorruptArtifact {
         reason: format!("cannot serialise the {kind} model: {e}"),
     })?;
+    if payload.len() > max_payload {
+        return Err(Error::CorruptArtifact {
+            reason: format!(
+                "the {kind} model is {} bytes serialised; an artifact holds at most {max_payload} \
+                 (a MessagePack bin 32): fewer items, a lower rank or a smaller index",
+                payload.len()
+            ),
+        });
+    }
     let envelope = Envelope {
         magic: MAGIC.to_owned(),
         format_version: ARTIFACT_FORMAT_VERSION,
@@ -315,6 +338,31 @@ fn open_envelope(bytes: &[u8]) -> Result<Envelope, Error> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_model_larger_than_an_envelope_holds_is_refused_not_cut_short() {
+        // The envelope's limit is MessagePack's: a bin 32 length is a u32.
+        assert_eq!(MAX_PAYLOAD_BYTES as u64, u64::from(u32::MAX));
+        let payload_len = rmp_serde::to_vec_named(&tiny()).unwrap().len();
+
+        // A limit just under the model's size refuses it, naming both sizes.
+        let error = encode_within(ModelKind::RecommenderAls, &tiny(), payload_len - 1).unwrap_err();
+        let message = error.to_string();
+        assert!(
+            message.contains(&format!("is {payload_len} bytes")),
+            "{message}"
+        );
+        assert!(
+            message.contains(&format!("at most {}", payload_len - 1)),
+            "{message}"
+        );
+
+        // At the limit it is encoded and decodes.
+        let encoded = encode_within(ModelKind::RecommenderAls, &tiny(), payload_len).unwrap();
+        let back: TinyModel =
+            decode_artifact(&encoded.bytes, &encoded.digest, ModelKind::RecommenderAls).unwrap();
+        assert_eq!(back, tiny());
+    }
 
     #[derive(Debug, PartialEq, Serialize, Deserialize)]
     struct TinyModel {
