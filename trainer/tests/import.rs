@@ -8,11 +8,12 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use crate::support::served_in_ann_mode;
 use clap::Parser as _;
 use prost::Message as _;
 use shared_lib::artifact::ModelKind;
 use shared_lib::model_id::{AliasName, ModelName, ModelVersion};
-use shared_lib::models::als::{AlsModel, Filter, Search};
+use shared_lib::models::als::{AlsModel, Filter};
 use shared_lib::models::forest::FraudModel;
 use shared_lib::registry::Registry;
 use shared_lib::registry::manifest::GateOutcome;
@@ -243,14 +244,7 @@ async fn spark_imports_can_carry_an_ann_index_with_its_measured_recall() {
     assert_eq!(manifest.parameters["ann_probe"], u64::from(index.probe));
     let recall = manifest.metrics["ann_recall_at_10"];
     assert!((0.95..=1.0).contains(&recall), "recall {recall}");
-    let ann = model
-        .prepare()
-        .unwrap()
-        .with_search(Search::Ann {
-            probe: 0,
-            oversample: 10,
-        })
-        .unwrap();
+    let ann = served_in_ann_mode(model);
     assert_eq!(ann.recommend(0, 10, Filter::default()).len(), 10);
 }
 

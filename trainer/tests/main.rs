@@ -8,4 +8,5 @@ mod parquet;
 mod recommender;
 mod registry_api;
 mod s3_inputs;
+mod support;
 mod tls;

@@ -3,9 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::support::served_in_ann_mode;
 use shared_lib::artifact::ModelKind;
 use shared_lib::model_id::{AliasName, ModelName, ModelVersion};
-use shared_lib::models::als::{AlsModel, AnnIndex, Filter, Search, ServingAls};
+use shared_lib::models::als::{AlsModel, AnnIndex, Filter, ServingAls};
 use shared_lib::models::drift::DRIFT_BINS;
 use shared_lib::registry::Registry;
 use shared_lib::registry::manifest::{GateOutcome, HeldOutRule, Manifest};
@@ -15,7 +16,7 @@ use trainer::data::ratings::{RatingFormat, parse_ratings};
 use trainer::pipeline::Context;
 use trainer::progress::Progress;
 use trainer::recommender::als::{AlsParams, train as train_als};
-use trainer::recommender::{self, AnnKind, FeedbackArg, GenerateArgs, TrainArgs};
+use trainer::recommender::{self, AnnKind, FeedbackArg, GenerateArgs, RatingInputArgs, TrainArgs};
 use trainer::split::{SplitArgs, SplitMethod};
 
 async fn context(dir: &Path) -> Context {
@@ -86,9 +87,11 @@ fn train_args(ratings: &Path, feedback: FeedbackArg) -> TrainArgs {
         min_improvement: 0.0,
         max_rmse: None,
         min_ndcg: None,
-        skip_bad_rows: false,
-        format: RatingFormat::Auto,
-        columns: Default::default(),
+        input: RatingInputArgs {
+            skip_bad_rows: false,
+            format: RatingFormat::Auto,
+            columns: Default::default(),
+        },
         ann: Default::default(),
     }
 }
@@ -343,7 +346,7 @@ async fn bad_rows_fail_the_run_with_file_and_line_unless_skipped() {
     );
     assert_eq!(err.exit_code(), 3);
 
-    args.skip_bad_rows = true;
+    args.input.skip_bad_rows = true;
     let report = recommender::train(&ctx, &args).await.unwrap();
     assert_eq!(report.bad_rows_skipped, 1);
     assert_eq!(report.rows_read, 300);
@@ -638,14 +641,7 @@ async fn with_ann_index_the_artifact_carries_an_ivf_index_tuned_to_the_target_re
     let index = model.index.as_ref().expect("an index in the artifact");
     assert_eq!(u64::from(index.probe), probe);
     assert_eq!(index.lists() as u64, lists);
-    let served = model
-        .prepare()
-        .unwrap()
-        .with_search(Search::Ann {
-            probe: 0,
-            oversample: 10,
-        })
-        .unwrap();
+    let served = served_in_ann_mode(model);
     let users = served.recall_sample(200);
     let again = served.recall_at(&users, 10);
     assert!((again - recall).abs() < 1e-9, "{again} against {recall}");
@@ -687,14 +683,7 @@ async fn with_ann_index_by_default_the_artifact_carries_a_graph_tuned_to_the_tar
     assert!(model.index.is_none());
     assert_eq!(u64::from(graph.ef), ef);
     assert_eq!(graph.degree, 16);
-    let served = model
-        .prepare()
-        .unwrap()
-        .with_search(Search::Ann {
-            probe: 0,
-            oversample: 10,
-        })
-        .unwrap();
+    let served = served_in_ann_mode(model);
     assert_eq!(served.ann_index(), Some(AnnIndex::Hnsw));
     let users = served.recall_sample(200);
     let again = served.recall_at(&users, 10);

@@ -30,13 +30,13 @@ use suite_storage::registry::manifest::{DataFingerprint, HeldOutRule, NewVersion
 
 use crate::Error;
 use crate::data::parquet::{columns, for_each_row, open};
-use crate::data::ratings::{RatingFormat, Ratings, read_dataset_ratings};
+use crate::data::ratings::Ratings;
 use crate::data::source::{Dataset, read_dataset};
 use crate::gate::{GateMetric, GatePolicy};
 use crate::import::{ImportPublication, publish_without_gate};
 use crate::pipeline::{Candidate, Context, gate_and_publish};
 use crate::recommender::evaluate::Holdout;
-use crate::recommender::{AnnArgs, FeedbackArg, RatingColumnArgs, RecommenderChallenger};
+use crate::recommender::{AnnArgs, FeedbackArg, RatingInputArgs, RecommenderChallenger};
 
 /// The most users, and the most items, an imported model may have.
 pub const MAX_ENTITIES: usize = 100_000_000;
@@ -80,12 +80,8 @@ pub struct SparkArgs {
     /// Implicit: the NDCG@k below which it is not promoted [default: most popular, or 0].
     #[arg(long)]
     pub min_ndcg: Option<f64>,
-    #[arg(long)]
-    pub skip_bad_rows: bool,
-    #[arg(long, value_enum, default_value_t = RatingFormat::Auto)]
-    pub format: RatingFormat,
     #[command(flatten)]
-    pub columns: RatingColumnArgs,
+    pub input: RatingInputArgs,
     #[command(flatten)]
     pub ann: AnnArgs,
 }
@@ -430,23 +426,14 @@ pub async fn import(ctx: &Context, args: &SparkArgs) -> Result<Report, Error> {
         spark.metadata.rank,
     );
     let fingerprint_sha = spark.sha256.clone();
-    // Training and held-out ratings are read alike.
-    let read_ratings = |data: &Dataset| {
-        read_dataset_ratings(
-            data,
-            args.format,
-            &args.columns.columns(),
-            args.skip_bad_rows,
-        )
-    };
     let train = match &args.ratings {
-        Some(location) => Some(read_ratings(&read_dataset(location).await?)?.ratings),
+        Some(location) => Some(args.input.read(&read_dataset(location).await?)?.ratings),
         None => None,
     };
     let test = match &args.test_ratings {
         Some(location) => {
             let data = read_dataset(location).await?;
-            let read = read_ratings(&data)?;
+            let read = args.input.read(&data)?;
             Some((data, read.ratings))
         }
         None => None,

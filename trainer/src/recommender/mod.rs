@@ -36,7 +36,7 @@ use suite_storage::registry::manifest::{HeldOutRule, Manifest, NewVersion};
 
 use crate::Error;
 use crate::data::parquet::RatingColumns;
-use crate::data::ratings::{RatingFormat, Ratings, read_dataset_ratings};
+use crate::data::ratings::{RatingFormat, Ratings, ReadRatings, read_dataset_ratings};
 use crate::data::source::{Dataset, read_dataset};
 use crate::evaluate::ranking::RankingMetrics;
 use crate::gate::{GateMetric, GatePolicy};
@@ -136,13 +136,8 @@ pub struct TrainArgs {
     /// Default: the NDCG@k of recommending the most popular unseen items on the same rows.
     #[arg(long)]
     pub min_ndcg: Option<f64>,
-    /// Skip and count bad rows instead of failing on the first.
-    #[arg(long)]
-    pub skip_bad_rows: bool,
-    #[arg(long, value_enum, default_value_t = RatingFormat::Auto)]
-    pub format: RatingFormat,
     #[command(flatten)]
-    pub columns: RatingColumnArgs,
+    pub input: RatingInputArgs,
     #[command(flatten)]
     pub ann: AnnArgs,
 }
@@ -260,6 +255,34 @@ impl AnnArgs {
             "Built the ann index."
         );
         Ok((model, Some(build)))
+    }
+}
+
+/// How rating files are read, the training data's and the held-out ratings' alike; `train
+/// recommender` and `import spark-als` take the same flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RatingInputArgs {
+    /// Skip and count bad rows instead of failing on the first.
+    #[arg(long)]
+    pub skip_bad_rows: bool,
+    #[arg(long, value_enum, default_value_t = RatingFormat::Auto)]
+    pub format: RatingFormat,
+    #[command(flatten)]
+    pub columns: RatingColumnArgs,
+}
+
+impl RatingInputArgs {
+    /// The ratings of `data` read as these flags say.
+    ///
+    /// # Errors
+    /// Unreadable or malformed rating data.
+    pub fn read(&self, data: &Dataset) -> Result<ReadRatings, Error> {
+        Ok(read_dataset_ratings(
+            data,
+            self.format,
+            &self.columns.columns(),
+            self.skip_bad_rows,
+        )?)
     }
 }
 
@@ -397,23 +420,14 @@ pub fn split(data: &Ratings, rule: &SplitRule) -> Result<(Ratings, Ratings, Held
 /// Bad arguments, unreadable or bad input, an empty split, registry failures.
 pub async fn train(ctx: &Context, args: &TrainArgs) -> Result<Report, Error> {
     let (model_name, rule) = check_args(args)?;
-    // Training and held-out ratings are read alike.
-    let read_ratings = |data: &Dataset| {
-        read_dataset_ratings(
-            data,
-            args.format,
-            &args.columns.columns(),
-            args.skip_bad_rows,
-        )
-    };
     let input = read_dataset(&args.ratings).await?;
-    let read = read_ratings(&input)?;
+    let read = args.input.read(&input)?;
     let rows_read = read.ratings.len();
     let mut skipped = read.skipped;
     let (train_set, test_set, held_out) = match &args.test_ratings {
         Some(location) => {
             let test_input = read_dataset(location).await?;
-            let test = read_ratings(&test_input)?;
+            let test = args.input.read(&test_input)?;
             skipped += test.skipped;
             let rule = HeldOutRule::File {
                 source: test_input.name.clone(),
