@@ -551,6 +551,24 @@ impl Building<'_> {
     }
 }
 
+/// The heuristic's choice of at most `keep` of `members` as `node`'s neighbours: scored by
+/// similarity to `node`, best first, then [`select`].
+fn prune(
+    node: u32,
+    members: impl Iterator<Item = u32>,
+    keep: usize,
+    sim: impl Fn(u32, u32) -> f32,
+) -> Vec<u32> {
+    let mut candidates: Vec<Entry> = members
+        .map(|v| Entry {
+            score: sim(node, v),
+            item: v,
+        })
+        .collect();
+    candidates.sort_unstable_by(|a, b| b.cmp(a));
+    select(&candidates, keep, sim)
+}
+
 /// `list` (a node's current neighbours, [`NO_NODE`]-padded) with `added` linked in: appended while
 /// there is room, else the heuristic's choice of `keep` among all of them.
 fn link_back(
@@ -569,15 +587,7 @@ fn link_back(
         list[..all.len()].copy_from_slice(&all);
         return;
     }
-    let mut candidates: Vec<Entry> = all
-        .into_iter()
-        .map(|v| Entry {
-            score: sim(node, v),
-            item: v,
-        })
-        .collect();
-    candidates.sort_unstable_by(|a, b| b.cmp(a));
-    let kept = select(&candidates, keep.min(list.len()), &sim);
+    let kept = prune(node, all.into_iter(), keep.min(list.len()), &sim);
     list.fill(NO_NODE);
     list[..kept.len()].copy_from_slice(&kept);
 }
@@ -716,15 +726,8 @@ impl Building<'_> {
                             slot[..len].copy_from_slice(&list[..len]);
                             continue;
                         }
-                        let mut candidates: Vec<Entry> = list[..len]
-                            .iter()
-                            .map(|&v| Entry {
-                                score: self.sim(node, v),
-                                item: v,
-                            })
-                            .collect();
-                        candidates.sort_unstable_by(|a, b| b.cmp(a));
-                        let kept = select(&candidates, degree, |a, b| self.sim(a, b));
+                        let members = list[..len].iter().copied();
+                        let kept = prune(node, members, degree, |a, b| self.sim(a, b));
                         slot[..kept.len()].copy_from_slice(&kept);
                     }
                 });
