@@ -1,9 +1,19 @@
 //! The model artifact envelope: the bytes stored for one trained model.
 //!
-//! An artifact is a MessagePack map `{magic, format_version, kind, payload}` whose payload is the
-//! model itself, MessagePack again. Two layers, so that a reader checks the digest, the magic,
-//! the format version and the kind *before* it interprets a single byte of model data; a
-//! half-written, bit-flipped or foreign file is refused with a typed error and never served.
+//! An artifact starts with a MessagePack map `{magic, format_version, kind, …}` and holds the
+//! model itself as MessagePack again. Two layers, so that a reader checks the digest, the
+//! magic, the format version, the kind and the declared length *before* it interprets a single
+//! byte of model data; a half-written, bit-flipped or foreign file is refused with a typed error
+//! and never served.
+//!
+//! Two layouts, told apart by `format_version`:
+//! - **1**: the map's last entry is `payload`, the model as a MessagePack `bin`. A `bin 32`'s
+//!   length is a `u32`, so this holds a model of at most 4 GiB - 1 serialised.
+//! - **2**: the map's last entry is `payload_len`, a `u64`, and the model follows the map, raw.
+//!   For the models layout 1 cannot hold (10M items × rank 64 with an HNSW graph is 4.46 GB).
+//!
+//! The writer uses layout 1 whenever the model fits, so builds that read only layout 1 still
+//! read every artifact they could before; this build reads both.
 
 use std::fmt;
 use std::str::FromStr;
@@ -14,8 +24,12 @@ use sha2::{Digest, Sha256};
 
 use crate::Error;
 
-/// The envelope layout this build writes and reads. Bump it when the envelope changes shape.
-pub const ARTIFACT_FORMAT_VERSION: u32 = 1;
+/// Layout 1: the payload is a MessagePack `bin` inside the map.
+pub const FORMAT_BIN_PAYLOAD: u32 = 1;
+/// Layout 2: the map ends with the payload's length; the payload follows it, raw.
+pub const FORMAT_TRAILING_PAYLOAD: u32 = 2;
+/// The newest layout this build reads; it reads every layout from 1 up to this one.
+pub const NEWEST_FORMAT_VERSION: u32 = FORMAT_TRAILING_PAYLOAD;
 
 /// Marks our artifacts, so a foreign MessagePack file is told apart from a corrupt one.
 const MAGIC: &str = "ml-suite-model";
@@ -115,23 +129,6 @@ impl fmt::Display for ModelKind {
     }
 }
 
-/// The outer layer as stored. `payload` stays opaque bytes until the envelope checks pass.
-#[derive(Serialize, Deserialize)]
-struct Envelope {
-    magic: String,
-    format_version: u32,
-    kind: ModelKind,
-    #[serde(with = "serde_bytes")]
-    payload: Vec<u8>,
-}
-
-/// Header fields only, so the version is read even from an envelope of a future layout.
-#[derive(Deserialize)]
-struct EnvelopeHeader {
-    magic: String,
-    format_version: u32,
-}
-
 /// An encoded artifact, ready to store.
 #[derive(Debug, Clone)]
 pub struct EncodedArtifact {
@@ -146,47 +143,41 @@ impl EncodedArtifact {
     }
 }
 
-/// Encodes `model` as an artifact of `kind`.
+/// Encodes `model` as an artifact of `kind`: layout 1 when the serialised model fits a
+/// MessagePack `bin 32`, layout 2 when it does not.
 ///
 /// # Errors
 /// [`Error::CorruptArtifact`] if the model cannot be serialised (a bug, e.g. a map with
 /// non-string keys).
 pub fn encode_artifact<T: Serialize>(kind: ModelKind, model: &T) -> Result<EncodedArtifact, Error> {
-    encode_within(kind, model, MAX_PAYLOAD_BYTES)
+    encode_within(kind, model, MAX_BIN_PAYLOAD_BYTES)
 }
 
-/// The largest model an envelope holds, serialised: the payload is a MessagePack `bin 32`,
-/// whose length is a `u32`. rmp writes a longer one's length cut to 32 bits without an error,
-/// so a 4.46 GB model (10M items × rank 64 with an HNSW graph) became an artifact that was
-/// published and then never decoded. Such a model is refused here instead.
-pub const MAX_PAYLOAD_BYTES: usize = u32::MAX as usize;
+/// The largest model layout 1 holds, serialised: a MessagePack `bin 32`'s length is a `u32`
+/// (and rmp writes a longer one's length cut to 32 bits without an error).
+pub const MAX_BIN_PAYLOAD_BYTES: usize = u32::MAX as usize;
+
+/// Room left before the model while it is serialised; the header, written once the model's
+/// length is known, is far shorter.
+const HEADER_ROOM: usize = 128;
 
 fn encode_within<T: Serialize>(
     kind: ModelKind,
     model: &T,
-    max_payload: usize,
+    max_bin_payload: usize,
 ) -> Result<EncodedArtifact, Error> {
-    let payload = rmp_serde::to_vec_named(model).map_err(|e| Error::CorruptArtifact {
+    // The model is serialised once, after room for the header, and the room the header does
+    // not use is drained: the bytes move in place, so a model of gigabytes is never copied
+    // into a second buffer.
+    let mut bytes = vec![0; HEADER_ROOM];
+    rmp_serde::encode::write_named(&mut bytes, model).map_err(|e| Error::CorruptArtifact {
         reason: format!("cannot serialise the {kind} model: {e}"),
     })?;
-    if payload.len() > max_payload {
-        return Err(Error::CorruptArtifact {
-            reason: format!(
-                "the {kind} model is {} bytes serialised; an artifact holds at most {max_payload} \
-                 (a MessagePack bin 32): fewer items, a lower rank or a smaller index",
-                payload.len()
-            ),
-        });
-    }
-    let envelope = Envelope {
-        magic: MAGIC.to_owned(),
-        format_version: ARTIFACT_FORMAT_VERSION,
-        kind,
-        payload,
-    };
-    let bytes = rmp_serde::to_vec_named(&envelope).map_err(|e| Error::CorruptArtifact {
-        reason: format!("cannot serialise the envelope: {e}"),
-    })?;
+    let payload_len = bytes.len() - HEADER_ROOM;
+    let header = header(kind, payload_len, max_bin_payload)?;
+    let start = HEADER_ROOM - header.len();
+    bytes[start..HEADER_ROOM].copy_from_slice(&header);
+    bytes.drain(..start);
     let digest = ArtifactDigest::of(&bytes);
     Ok(EncodedArtifact {
         kind,
@@ -195,13 +186,51 @@ fn encode_within<T: Serialize>(
     })
 }
 
-/// Checks the envelope of `bytes` without decoding the model: format version and kind.
-/// Used by publishers to refuse garbage before it is stored.
+/// The envelope map of a model of `payload_len` bytes, in the layout that holds it. Layout 1 is
+/// byte for byte what `rmp_serde` wrote for the `{magic, format_version, kind, payload}` struct
+/// before layout 2 existed.
+fn header(kind: ModelKind, payload_len: usize, max_bin_payload: usize) -> Result<Vec<u8>, Error> {
+    use rmp::encode::{write_bin_len, write_map_len, write_str, write_u64, write_uint};
+    // Writing to a Vec does not fail; the error is mapped rather than unwrapped all the same.
+    let failed = |e: rmp::encode::ValueWriteError| Error::CorruptArtifact {
+        reason: format!("cannot write the envelope: {e}"),
+    };
+    let bin_len = u32::try_from(payload_len)
+        .ok()
+        .filter(|_| payload_len <= max_bin_payload);
+    let version = match bin_len {
+        Some(_) => FORMAT_BIN_PAYLOAD,
+        None => FORMAT_TRAILING_PAYLOAD,
+    };
+    let mut out = Vec::with_capacity(HEADER_ROOM);
+    write_map_len(&mut out, 4).map_err(failed)?;
+    for text in ["magic", MAGIC, "format_version"] {
+        write_str(&mut out, text).map_err(failed)?;
+    }
+    write_uint(&mut out, u64::from(version)).map_err(failed)?;
+    write_str(&mut out, "kind").map_err(failed)?;
+    write_str(&mut out, kind.as_str()).map_err(failed)?;
+    match bin_len {
+        Some(len) => {
+            write_str(&mut out, "payload").map_err(failed)?;
+            write_bin_len(&mut out, len).map_err(failed)?;
+        }
+        None => {
+            write_str(&mut out, "payload_len").map_err(failed)?;
+            write_u64(&mut out, payload_len as u64).map_err(failed)?;
+        }
+    }
+    Ok(out)
+}
+
+/// Checks the envelope of a whole artifact without decoding the model: magic, format version,
+/// kind, and that its length is the one the envelope declares. Used by publishers to refuse
+/// garbage before it is stored.
 ///
 /// # Errors
 /// [`Error::CorruptArtifact`] or [`Error::UnsupportedFormat`].
-pub fn inspect_artifact(bytes: &[u8]) -> Result<ModelKind, Error> {
-    open_envelope(bytes).map(|envelope| envelope.kind)
+pub fn inspect_artifact(bytes: &[u8]) -> Result<ArtifactHead, Error> {
+    open_envelope(bytes).map(|(head, _)| head)
 }
 
 /// How many leading bytes of an artifact [`inspect_artifact_head`] reads at most: the envelope
@@ -212,6 +241,8 @@ pub const ARTIFACT_HEAD_BYTES: usize = 1024;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ArtifactHead {
     pub kind: ModelKind,
+    /// The envelope layout, [`FORMAT_BIN_PAYLOAD`] or [`FORMAT_TRAILING_PAYLOAD`].
+    pub format_version: u32,
     /// The whole artifact's length as the envelope declares it (header plus payload).
     pub declared_size: u64,
 }
@@ -221,53 +252,78 @@ pub struct ArtifactHead {
 /// and the payload length, so a streamed upload is refused before it is stored. The payload
 /// itself is checked by the digest and, at load, by [`decode_artifact`].
 ///
-/// The envelope is written by [`encode_artifact`] as a MessagePack map whose last entry is the
-/// payload, so everything else precedes it.
-///
 /// # Errors
 /// [`Error::CorruptArtifact`] or [`Error::UnsupportedFormat`].
 pub fn inspect_artifact_head(head: &[u8]) -> Result<ArtifactHead, Error> {
+    read_header(head).map(|(head, _)| head)
+}
+
+/// The envelope header at the start of `bytes` and its length in bytes. The header is the
+/// map [`header`] writes: its entries in that order, the payload's length last.
+fn read_header(bytes: &[u8]) -> Result<(ArtifactHead, usize), Error> {
     let corrupt = |what: &str| Error::CorruptArtifact {
         reason: format!("not a model artifact envelope: {what}"),
     };
-    let mut rd = head;
+    let mut rd = bytes;
     let entries =
         rmp::decode::read_map_len(&mut rd).map_err(|_| corrupt("it does not start with a map"))?;
     let (mut magic, mut format_version, mut kind) = (None, None, None);
     for _ in 0..entries.min(8) {
         let key = read_str(&mut rd).ok_or_else(|| corrupt("a header key does not decode"))?;
-        match key {
-            "magic" => magic = read_str(&mut rd),
-            "format_version" => format_version = rmp::decode::read_int::<u32, _>(&mut rd).ok(),
-            "kind" => kind = read_str(&mut rd),
-            "payload" => {
-                let payload = rmp::decode::read_bin_len(&mut rd)
-                    .map_err(|_| corrupt("the payload is not a byte string"))?;
-                let header = (head.len() - rd.len()) as u64;
+        let payload_len = match key {
+            "magic" => {
+                magic = read_str(&mut rd);
+                continue;
+            }
+            "format_version" => {
                 if magic != Some(MAGIC) {
                     return Err(Error::CorruptArtifact {
                         reason: format!("not a model artifact (magic {magic:?})"),
                     });
                 }
-                let found = format_version.ok_or_else(|| corrupt("no format version"))?;
-                if found != ARTIFACT_FORMAT_VERSION {
+                let found = rmp::decode::read_int::<u32, _>(&mut rd)
+                    .map_err(|_| corrupt("the format version is not a number"))?;
+                if !(FORMAT_BIN_PAYLOAD..=NEWEST_FORMAT_VERSION).contains(&found) {
                     return Err(Error::UnsupportedFormat {
                         found,
-                        supported: ARTIFACT_FORMAT_VERSION,
+                        newest: NEWEST_FORMAT_VERSION,
                     });
                 }
-                let kind = kind.ok_or_else(|| corrupt("no model kind"))?;
-                let kind = ModelKind::deserialize(serde::de::IntoDeserializer::<
-                    serde::de::value::Error,
-                >::into_deserializer(kind))
-                .map_err(|_| corrupt(&format!("unknown model kind {kind:?}")))?;
-                return Ok(ArtifactHead {
-                    kind,
-                    declared_size: header + u64::from(payload),
-                });
+                format_version = Some(found);
+                continue;
+            }
+            "kind" => {
+                kind = read_str(&mut rd);
+                continue;
+            }
+            "payload" if format_version == Some(FORMAT_BIN_PAYLOAD) => {
+                rmp::decode::read_bin_len(&mut rd)
+                    .map(u64::from)
+                    .map_err(|_| corrupt("the payload is not a byte string"))?
+            }
+            "payload_len" if format_version == Some(FORMAT_TRAILING_PAYLOAD) => {
+                rmp::decode::read_int::<u64, _>(&mut rd)
+                    .map_err(|_| corrupt("the payload's length is not a number"))?
             }
             _ => return Err(corrupt(&format!("unexpected field {key:?}"))),
-        }
+        };
+        let (Some(format_version), Some(kind)) = (format_version, kind) else {
+            return Err(corrupt("no format version or no model kind"));
+        };
+        let kind = ModelKind::deserialize(
+            serde::de::IntoDeserializer::<serde::de::value::Error>::into_deserializer(kind),
+        )
+        .map_err(|_| corrupt(&format!("unknown model kind {kind:?}")))?;
+        let header_len = bytes.len() - rd.len();
+        let declared_size = (header_len as u64)
+            .checked_add(payload_len)
+            .ok_or_else(|| corrupt("the payload's length is out of range"))?;
+        let head = ArtifactHead {
+            kind,
+            format_version,
+            declared_size,
+        };
+        return Ok((head, header_len));
     }
     Err(corrupt("the header is incomplete or too long"))
 }
@@ -301,37 +357,33 @@ pub fn decode_artifact<T: DeserializeOwned>(
             actual,
         });
     }
-    let envelope = open_envelope(bytes)?;
-    if envelope.kind != expected_kind {
+    let (head, payload) = open_envelope(bytes)?;
+    if head.kind != expected_kind {
         return Err(Error::WrongModelKind {
             expected: expected_kind,
-            found: envelope.kind,
+            found: head.kind,
         });
     }
-    rmp_serde::from_slice(&envelope.payload).map_err(|e| Error::CorruptArtifact {
-        reason: format!("the {} payload does not decode: {e}", envelope.kind),
+    // Read in place from the artifact's bytes: no copy of the payload first.
+    rmp_serde::from_slice(payload).map_err(|e| Error::CorruptArtifact {
+        reason: format!("the {} payload does not decode: {e}", head.kind),
     })
 }
 
-fn open_envelope(bytes: &[u8]) -> Result<Envelope, Error> {
-    let header: EnvelopeHeader =
-        rmp_serde::from_slice(bytes).map_err(|e| Error::CorruptArtifact {
-            reason: format!("not a model artifact envelope: {e}"),
-        })?;
-    if header.magic != MAGIC {
+/// The envelope's header and the payload it frames, once the artifact's length is the one the
+/// header declares (a truncated artifact, or one with bytes after its payload, is corrupt).
+fn open_envelope(bytes: &[u8]) -> Result<(ArtifactHead, &[u8]), Error> {
+    let (head, header_len) = read_header(bytes)?;
+    if head.declared_size != bytes.len() as u64 {
         return Err(Error::CorruptArtifact {
-            reason: format!("not a model artifact (magic {:?})", header.magic),
+            reason: format!(
+                "the envelope declares {} bytes but the artifact has {}",
+                head.declared_size,
+                bytes.len()
+            ),
         });
     }
-    if header.format_version != ARTIFACT_FORMAT_VERSION {
-        return Err(Error::UnsupportedFormat {
-            found: header.format_version,
-            supported: ARTIFACT_FORMAT_VERSION,
-        });
-    }
-    rmp_serde::from_slice(bytes).map_err(|e| Error::CorruptArtifact {
-        reason: format!("envelope does not decode: {e}"),
-    })
+    Ok((head, &bytes[header_len..]))
 }
 
 #[cfg(test)]
@@ -339,29 +391,92 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// The envelope as builds before layout 2 wrote it: `rmp_serde` over this struct.
+    #[derive(Serialize)]
+    struct LayoutOneAsWrittenBefore {
+        magic: String,
+        format_version: u32,
+        kind: ModelKind,
+        #[serde(with = "serde_bytes")]
+        payload: Vec<u8>,
+    }
+
+    fn written_before(kind: ModelKind, format_version: u32, model: &impl Serialize) -> Vec<u8> {
+        rmp_serde::to_vec_named(&LayoutOneAsWrittenBefore {
+            magic: MAGIC.to_owned(),
+            format_version,
+            kind,
+            payload: rmp_serde::to_vec_named(model).unwrap(),
+        })
+        .unwrap()
+    }
+
+    fn weights(n: usize) -> TinyModel {
+        TinyModel {
+            weights: (0..n).map(|i| i as f64 * 0.25).collect(),
+            bias: -2.0,
+        }
+    }
+
     #[test]
-    fn a_model_larger_than_an_envelope_holds_is_refused_not_cut_short() {
-        // The envelope's limit is MessagePack's: a bin 32 length is a u32.
-        assert_eq!(MAX_PAYLOAD_BYTES as u64, u64::from(u32::MAX));
-        let payload_len = rmp_serde::to_vec_named(&tiny()).unwrap().len();
+    fn a_model_that_fits_a_bin_32_is_written_as_builds_before_layout_2_wrote_it() {
+        // Payloads of each MessagePack bin width: bin 8, bin 16, bin 32.
+        for n in [3, 100, 10_000] {
+            let model = weights(n);
+            let encoded = encode_artifact(ModelKind::RecommenderAls, &model).unwrap();
+            assert_eq!(
+                encoded.bytes,
+                written_before(ModelKind::RecommenderAls, FORMAT_BIN_PAYLOAD, &model),
+                "{n} weights"
+            );
+            assert_eq!(
+                inspect_artifact(&encoded.bytes).unwrap().format_version,
+                FORMAT_BIN_PAYLOAD
+            );
+        }
+    }
 
-        // A limit just under the model's size refuses it, naming both sizes.
-        let error = encode_within(ModelKind::RecommenderAls, &tiny(), payload_len - 1).unwrap_err();
-        let message = error.to_string();
-        assert!(
-            message.contains(&format!("is {payload_len} bytes")),
-            "{message}"
-        );
-        assert!(
-            message.contains(&format!("at most {}", payload_len - 1)),
-            "{message}"
-        );
+    #[test]
+    fn a_model_larger_than_a_bin_32_is_written_after_the_map_and_decodes() {
+        // Layout 1 holds at most what a bin 32's u32 length says.
+        assert_eq!(MAX_BIN_PAYLOAD_BYTES as u64, u64::from(u32::MAX));
+        let model = weights(1_000);
+        let payload_len = rmp_serde::to_vec_named(&model).unwrap().len();
 
-        // At the limit it is encoded and decodes.
-        let encoded = encode_within(ModelKind::RecommenderAls, &tiny(), payload_len).unwrap();
+        // A limit one byte under the model's size: layout 2, the model raw after the map.
+        let large = encode_within(ModelKind::RecommenderAls, &model, payload_len - 1).unwrap();
+        let head = ArtifactHead {
+            kind: ModelKind::RecommenderAls,
+            format_version: FORMAT_TRAILING_PAYLOAD,
+            declared_size: large.size(),
+        };
+        assert_eq!(inspect_artifact(&large.bytes).unwrap(), head);
+        assert_eq!(
+            inspect_artifact_head(&large.bytes[..ARTIFACT_HEAD_BYTES]).unwrap(),
+            head
+        );
+        assert_eq!(
+            large.bytes[large.bytes.len() - payload_len..],
+            rmp_serde::to_vec_named(&model).unwrap()[..]
+        );
         let back: TinyModel =
-            decode_artifact(&encoded.bytes, &encoded.digest, ModelKind::RecommenderAls).unwrap();
-        assert_eq!(back, tiny());
+            decode_artifact(&large.bytes, &large.digest, ModelKind::RecommenderAls).unwrap();
+        assert_eq!(back, model);
+
+        // At the limit: layout 1.
+        let fits = encode_within(ModelKind::RecommenderAls, &model, payload_len).unwrap();
+        assert_eq!(
+            inspect_artifact(&fits.bytes).unwrap().format_version,
+            FORMAT_BIN_PAYLOAD
+        );
+        let back: TinyModel =
+            decode_artifact(&fits.bytes, &fits.digest, ModelKind::RecommenderAls).unwrap();
+        assert_eq!(back, model);
+    }
+
+    /// `model` in layout 2, whatever its size.
+    fn layout_two(model: &TinyModel) -> EncodedArtifact {
+        encode_within(ModelKind::RecommenderAls, model, 0).unwrap()
     }
 
     #[derive(Debug, PartialEq, Serialize, Deserialize)]
@@ -388,7 +503,7 @@ mod tests {
         .unwrap();
         assert_eq!(decoded, tiny());
         assert_eq!(
-            inspect_artifact(&encoded.bytes).unwrap(),
+            inspect_artifact(&encoded.bytes).unwrap().kind,
             ModelKind::FraudRandomForest
         );
     }
@@ -401,20 +516,34 @@ mod tests {
             inspect_artifact_head(head).unwrap(),
             ArtifactHead {
                 kind: ModelKind::RecommenderAls,
+                format_version: FORMAT_BIN_PAYLOAD,
                 declared_size: encoded.size(),
             }
         );
-        let mut future = encoded.bytes.clone();
-        let at = future
-            .windows(14)
-            .position(|w| w == b"format_version")
-            .unwrap()
-            + 14;
-        future[at] = 2;
-        assert!(matches!(
-            inspect_artifact_head(&future),
-            Err(Error::UnsupportedFormat { found: 2, .. })
-        ));
+        for encoded in [encoded, layout_two(&tiny())] {
+            let mut future = encoded.bytes.clone();
+            let at = future
+                .windows(14)
+                .position(|w| w == b"format_version")
+                .unwrap()
+                + 14;
+            future[at] = 3;
+            assert!(matches!(
+                inspect_artifact_head(&future),
+                Err(Error::UnsupportedFormat {
+                    found: 3,
+                    newest: 2
+                })
+            ));
+            // Each layout's length field under the other's version is refused.
+            let mut swapped = encoded.bytes.clone();
+            swapped[at] ^= 3;
+            assert!(matches!(
+                inspect_artifact_head(&swapped),
+                Err(Error::CorruptArtifact { .. })
+            ));
+        }
+        let encoded = encode_artifact(ModelKind::RecommenderAls, &tiny()).unwrap();
         for foreign in [&b"hello world"[..], &[], &encoded.bytes[..10]] {
             assert!(matches!(
                 inspect_artifact_head(foreign),
@@ -430,48 +559,58 @@ mod tests {
 
     #[test]
     fn every_single_flipped_byte_is_refused() {
-        let encoded = encode_artifact(ModelKind::FraudRandomForest, &tiny()).unwrap();
-        for i in 0..encoded.bytes.len() {
-            let mut bytes = encoded.bytes.clone();
-            bytes[i] ^= 0x01;
-            let err =
-                decode_artifact::<TinyModel>(&bytes, &encoded.digest, ModelKind::FraudRandomForest)
-                    .unwrap_err();
-            assert!(
-                matches!(err, Error::DigestMismatch { .. }),
-                "byte {i}: {err}"
-            );
+        let layout_one = encode_artifact(ModelKind::RecommenderAls, &tiny()).unwrap();
+        for encoded in [layout_one, layout_two(&tiny())] {
+            for i in 0..encoded.bytes.len() {
+                let mut bytes = encoded.bytes.clone();
+                bytes[i] ^= 0x01;
+                let err = decode_artifact::<TinyModel>(
+                    &bytes,
+                    &encoded.digest,
+                    ModelKind::RecommenderAls,
+                )
+                .unwrap_err();
+                assert!(
+                    matches!(err, Error::DigestMismatch { .. }),
+                    "byte {i}: {err}"
+                );
+            }
         }
     }
 
     #[test]
-    fn truncated_artifact_is_refused_even_with_a_matching_digest() {
-        let encoded = encode_artifact(ModelKind::RecommenderAls, &tiny()).unwrap();
-        for len in [0, 1, encoded.bytes.len() / 2, encoded.bytes.len() - 1] {
-            let cut = &encoded.bytes[..len];
-            // A publisher that digested the truncated bytes still cannot get them served.
-            let err = decode_artifact::<TinyModel>(
-                cut,
-                &ArtifactDigest::of(cut),
-                ModelKind::RecommenderAls,
-            )
-            .unwrap_err();
-            assert!(
-                matches!(err, Error::CorruptArtifact { .. }),
-                "len {len}: {err}"
-            );
+    fn truncated_or_padded_artifact_is_refused_even_with_a_matching_digest() {
+        let layout_one = encode_artifact(ModelKind::RecommenderAls, &tiny()).unwrap();
+        for encoded in [layout_one, layout_two(&tiny())] {
+            let len = encoded.bytes.len();
+            let mut padded = encoded.bytes.clone();
+            padded.push(0xc0);
+            let cuts = [0, 1, len / 2, len - 1].map(|l| encoded.bytes[..l].to_vec());
+            for bytes in cuts.into_iter().chain([padded]) {
+                // A publisher that digested the damaged bytes still cannot get them served.
+                let err = decode_artifact::<TinyModel>(
+                    &bytes,
+                    &ArtifactDigest::of(&bytes),
+                    ModelKind::RecommenderAls,
+                )
+                .unwrap_err();
+                assert!(
+                    matches!(err, Error::CorruptArtifact { .. }),
+                    "{} of {len} bytes: {err}",
+                    bytes.len()
+                );
+                assert!(inspect_artifact(&bytes).is_err());
+            }
         }
     }
 
     #[test]
     fn wrong_format_version_is_refused_with_both_versions_named() {
-        let envelope = Envelope {
-            magic: MAGIC.to_owned(),
-            format_version: ARTIFACT_FORMAT_VERSION + 1,
-            kind: ModelKind::FraudRandomForest,
-            payload: rmp_serde::to_vec_named(&tiny()).unwrap(),
-        };
-        let bytes = rmp_serde::to_vec_named(&envelope).unwrap();
+        let bytes = written_before(
+            ModelKind::FraudRandomForest,
+            NEWEST_FORMAT_VERSION + 1,
+            &tiny(),
+        );
         let err = decode_artifact::<TinyModel>(
             &bytes,
             &ArtifactDigest::of(&bytes),
@@ -482,8 +621,8 @@ mod tests {
             matches!(
                 err,
                 Error::UnsupportedFormat {
-                    found: 2,
-                    supported: 1
+                    found: 3,
+                    newest: 2
                 }
             ),
             "{err}"
@@ -538,9 +677,10 @@ mod tests {
         }
 
         #[test]
-        fn models_round_trip(weights in proptest::collection::vec(-1e6f64..1e6, 0..64), bias in -10f64..10.0) {
+        fn models_round_trip(weights in proptest::collection::vec(-1e6f64..1e6, 0..64), bias in -10f64..10.0, layout_two in any::<bool>()) {
             let model = TinyModel { weights, bias };
-            let encoded = encode_artifact(ModelKind::FraudRandomForest, &model).unwrap();
+            let limit = if layout_two { 0 } else { MAX_BIN_PAYLOAD_BYTES };
+            let encoded = encode_within(ModelKind::FraudRandomForest, &model, limit).unwrap();
             let back: TinyModel = decode_artifact(&encoded.bytes, &encoded.digest, ModelKind::FraudRandomForest).unwrap();
             prop_assert_eq!(back, model);
         }

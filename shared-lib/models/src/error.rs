@@ -52,8 +52,10 @@ pub enum Error {
     },
     #[error("artifact size mismatch: expected {expected} bytes, got {actual}")]
     SizeMismatch { expected: u64, actual: u64 },
-    #[error("unsupported artifact format version {found} (this build reads version {supported})")]
-    UnsupportedFormat { found: u32, supported: u32 },
+    #[error(
+        "unsupported artifact format version {found} (this build reads versions 1 to {newest})"
+    )]
+    UnsupportedFormat { found: u32, newest: u32 },
     #[error("artifact holds a {found} model, expected {expected}")]
     WrongModelKind {
         expected: ModelKind,

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::Error;
-use crate::artifact::{ARTIFACT_FORMAT_VERSION, ArtifactDigest, ModelKind};
+use crate::artifact::{ArtifactDigest, ArtifactHead, ModelKind};
 use crate::drift::DriftProfile;
 use crate::model_id::{ModelName, ModelVersion};
 use crate::object_key::ObjectKey;
@@ -100,14 +100,15 @@ pub struct ArtifactRef {
 }
 
 impl ArtifactRef {
-    /// The reference to an artifact this build wrote (or checked), stored at `key`.
-    pub fn current(key: &ObjectKey, size: u64, sha256: ArtifactDigest, kind: ModelKind) -> Self {
+    /// The reference to the artifact stored at `key`, of sha256 `sha256`, whose envelope
+    /// (checked against the whole artifact: its length is the one declared) says `head`.
+    pub fn new(key: &ObjectKey, sha256: ArtifactDigest, head: ArtifactHead) -> Self {
         Self {
             key: key.to_string(),
-            size,
+            size: head.declared_size,
             sha256,
-            kind,
-            format_version: ARTIFACT_FORMAT_VERSION,
+            kind: head.kind,
+            format_version: head.format_version,
         }
     }
 }

@@ -30,7 +30,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use suite_models::artifact::{self, ArtifactDigest, ModelKind};
+use suite_models::artifact::{self, ArtifactDigest, ArtifactHead, ModelKind};
 use suite_models::model_id::{AliasName, ModelName, ModelVersion};
 
 use crate::Error;
@@ -141,9 +141,9 @@ impl Registry {
                 actual: digest,
             });
         }
-        let kind = artifact::inspect_artifact(&artifact_bytes)?;
+        let head = artifact::inspect_artifact(&artifact_bytes)?;
         let artifact_ref = self
-            .store_artifact(&draft.model, kind, digest, artifact_bytes.clone())
+            .store_artifact(&draft.model, head, digest, artifact_bytes.clone())
             .await?;
         let _guard = self.write_lock.lock().await;
         // Retention, which holds the same lock, may have removed the object since it was
@@ -174,12 +174,11 @@ impl Registry {
     async fn store_artifact(
         &self,
         model: &ModelName,
-        kind: ModelKind,
+        head: ArtifactHead,
         digest: ArtifactDigest,
         bytes: Bytes,
     ) -> Result<ArtifactRef, Error> {
         let key = layout::artifact(model, &digest);
-        let size = bytes.len() as u64;
         match self
             .store
             .put(&key, bytes.clone(), PutMode::CreateNew)
@@ -201,7 +200,7 @@ impl Registry {
             },
             Err(e) => return Err(e),
         }
-        Ok(ArtifactRef::current(&key, size, digest, kind))
+        Ok(ArtifactRef::new(&key, digest, head))
     }
 
     /// Puts the artifact object back if it is missing. Called with the write lock held.

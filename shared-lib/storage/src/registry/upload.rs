@@ -54,12 +54,7 @@ impl Registry {
             .put_stream(&key, checked, expected, max_bytes)
             .await?;
         tracing::info!(%model, %key, size, "Artifact uploaded.");
-        Ok(ArtifactRef::current(
-            &key,
-            size,
-            expected.clone(),
-            inspected.kind,
-        ))
+        Ok(ArtifactRef::new(&key, expected.clone(), inspected))
     }
 
     /// Registers a new version of `draft.model` whose artifact, of sha256 `artifact`, was
@@ -132,12 +127,7 @@ impl Registry {
                 actual: size,
             });
         }
-        Ok(ArtifactRef::current(
-            &key,
-            size,
-            expected.clone(),
-            inspected.kind,
-        ))
+        Ok(ArtifactRef::new(&key, expected.clone(), inspected))
     }
 
     /// The artifact of a version as a stream, with its size checked against the manifest
