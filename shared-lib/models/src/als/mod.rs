@@ -94,6 +94,26 @@ pub struct AlsModel {
     pub graph: Option<HnswIndex>,
 }
 
+/// Refuses a factor matrix an artifact cannot hold: it is one MessagePack array, whose length
+/// is a `u32`, and rmp writes a longer one's length cut to 32 bits without an error. Checked
+/// by [`AlsModel::validate`], which the trainer runs before it builds an index, so a catalogue
+/// too large (67M items at rank 64) is refused before hours of work rather than at load.
+fn factors_fit_an_artifact(what: &str, rows: usize, rank: usize) -> Result<(), String> {
+    let values = rows.saturating_mul(rank);
+    if values > MAX_ARRAY_VALUES {
+        return Err(format!(
+            "{rows} {what}s × rank {rank} is {values} factor values; an artifact holds at most \
+             {MAX_ARRAY_VALUES} in one matrix (a MessagePack array 32): at most {} {what}s at \
+             this rank",
+            MAX_ARRAY_VALUES / rank.max(1)
+        ));
+    }
+    Ok(())
+}
+
+/// The most values one array of a served model holds (MessagePack `array 32`).
+pub const MAX_ARRAY_VALUES: usize = u32::MAX as usize;
+
 /// One recommended item.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Scored {
@@ -181,6 +201,8 @@ impl AlsModel {
         if u32::try_from(users).is_err() || u32::try_from(items).is_err() {
             return Err(fail("more than 2^32 users or items".into()));
         }
+        factors_fit_an_artifact("user", users, k).map_err(fail)?;
+        factors_fit_an_artifact("item", items, k).map_err(fail)?;
         if self.user_factors.len() != users * k {
             return Err(fail(format!(
                 "user factors have length {}, expected {users} users × rank {k}",
@@ -730,6 +752,22 @@ mod tests {
 
     fn items(scored: &[Scored]) -> Vec<u32> {
         scored.iter().map(|s| s.item).collect()
+    }
+
+    #[test]
+    fn a_factor_matrix_longer_than_an_artifact_array_is_refused_by_name() {
+        // 67,108,863 items × rank 64 is the last that fits 2^32 - 1 values; one more does not.
+        let most = MAX_ARRAY_VALUES / 64;
+        assert_eq!(most, 67_108_863);
+        assert!(factors_fit_an_artifact("item", most, 64).is_ok());
+        let refused = factors_fit_an_artifact("item", most + 1, 64).unwrap_err();
+        assert!(
+            refused.contains("67108864 items × rank 64")
+                && refused.contains("at most 67108863 items"),
+            "{refused}"
+        );
+        // An overflowing product is refused too, not wrapped.
+        assert!(factors_fit_an_artifact("user", usize::MAX / 2, 3).is_err());
     }
 
     #[test]
