@@ -29,6 +29,17 @@ pub struct FlatTree {
 }
 
 impl FlatTree {
+    /// A tree of one leaf, scoring `value` for every row.
+    pub fn leaf(value: f32) -> Self {
+        Self {
+            feature: vec![LEAF],
+            threshold: vec![0.0],
+            left: vec![0],
+            right: vec![0],
+            value: vec![value],
+        }
+    }
+
     /// P(fraud) for one row. `x` must have the ensemble's feature count (checked by the caller).
     ///
     /// The hot loop of every `/classify`, written so that one bounds check per node serves
@@ -201,16 +212,9 @@ pub(crate) mod tests {
     }
 
     pub(crate) fn small_model() -> FraudModel {
-        let stump = FlatTree {
-            feature: vec![LEAF],
-            threshold: vec![0.0],
-            left: vec![0],
-            right: vec![0],
-            value: vec![0.3],
-        };
         FraudModel {
             feature_names: vec!["a".into(), "b".into()],
-            trees: vec![small_tree(), stump],
+            trees: vec![small_tree(), FlatTree::leaf(0.3)],
             threshold: 0.5,
         }
     }
@@ -252,13 +256,7 @@ pub(crate) mod tests {
             state ^= state << 17;
             state
         };
-        let mut tree = FlatTree {
-            feature: vec![LEAF],
-            threshold: vec![0.0],
-            left: vec![0],
-            right: vec![0],
-            value: vec![0.0],
-        };
+        let mut tree = FlatTree::leaf(0.0);
         let mut node = 0;
         while node < tree.feature.len() {
             if tree.feature.len() < 200 && next() % 4 != 0 {

@@ -187,13 +187,7 @@ mod tests {
             keys: Vec::new(),
             skipped: 0,
         };
-        let mut tree = FlatTree {
-            feature: vec![LEAF],
-            threshold: vec![0.0],
-            left: vec![0],
-            right: vec![0],
-            value: vec![0.0],
-        };
+        let mut tree = FlatTree::leaf(0.0);
         set_leaf_values(&mut tree, &t, [1.0, 1.0]);
         assert!((tree.value[0] - 1.0 / 3.0).abs() < 1e-6);
         set_leaf_values(&mut tree, &t, ClassWeight::Balanced.weights(&t.labels));
