@@ -232,8 +232,7 @@ impl HnswIndex {
     ) -> Vec<Scored> {
         let k = query.len();
         let query = Query {
-            factors,
-            k,
+            rows: Rows { factors, k },
             vector: query,
         };
         let ef = ef.max(n.saturating_add(excluded.len())).clamp(1, MAX_EF);
@@ -324,21 +323,35 @@ thread_local! {
     };
 }
 
-/// A vector scored by inner product against the rows of a row-major `items × k` matrix: a
-/// user's factors while serving, an item's own row while building.
-struct Query<'a> {
+/// The item factors, row-major `items × k`: the rows every score in the graph reads, searching
+/// and building alike. `Copy`, so a building thread takes it without borrowing the graph.
+#[derive(Clone, Copy)]
+struct Rows<'a> {
     factors: &'a [f32],
     k: usize,
+}
+
+impl<'a> Rows<'a> {
+    fn row(self, i: u32) -> &'a [f32] {
+        &self.factors[i as usize * self.k..(i as usize + 1) * self.k]
+    }
+
+    /// The similarity of two items: the inner product of their rows.
+    fn sim(self, a: u32, b: u32) -> f32 {
+        dot(self.row(a), self.row(b))
+    }
+}
+
+/// A vector scored by inner product against the item rows: a user's factors while serving, an
+/// item's own row while building.
+struct Query<'a> {
+    rows: Rows<'a>,
     vector: &'a [f32],
 }
 
 impl Query<'_> {
-    fn row(&self, i: u32) -> &[f32] {
-        &self.factors[i as usize * self.k..(i as usize + 1) * self.k]
-    }
-
     fn score(&self, i: u32) -> f32 {
-        dot(self.vector, self.row(i))
+        dot(self.vector, self.rows.row(i))
     }
 
     /// Reads one value from every 64-byte cache line of each of `items`' rows, before they are
@@ -352,7 +365,7 @@ impl Query<'_> {
     fn prefetch(&self, items: impl IntoIterator<Item = u32>) {
         const PER_LINE: usize = 64 / std::mem::size_of::<f32>();
         for i in items {
-            let row = self.row(i);
+            let row = self.rows.row(i);
             let mut sum = row.last().copied().unwrap_or(0.0);
             for x in row.iter().step_by(PER_LINE) {
                 sum += x;
@@ -476,8 +489,7 @@ fn select(candidates: &[Entry], max: usize, sim: impl Fn(u32, u32) -> f32) -> Ve
 
 /// The graph while it is built: the bottom layer flat, the few upper-layer nodes in maps.
 struct Building<'a> {
-    factors: &'a [f32],
-    k: usize,
+    rows: Rows<'a>,
     degree: usize,
     upper_degree: usize,
     /// Slots per node on the bottom layer while building: `degree` and half as many again, so
@@ -492,14 +504,6 @@ struct Building<'a> {
 type Links = Vec<Vec<u32>>;
 
 impl Building<'_> {
-    fn row(&self, i: u32) -> &[f32] {
-        &self.factors[i as usize * self.k..(i as usize + 1) * self.k]
-    }
-
-    fn sim(&self, a: u32, b: u32) -> f32 {
-        dot(self.row(a), self.row(b))
-    }
-
     fn neighbours(&self, layer: usize, node: u32) -> &[u32] {
         let list: &[u32] = if layer == 0 {
             &self.base[node as usize * self.stride..(node as usize + 1) * self.stride]
@@ -515,9 +519,8 @@ impl Building<'_> {
     /// Searches the graph for `node`'s neighbours on each of its `level + 1` layers.
     fn links(&self, node: u32, level: usize, ef: usize, visited: &mut Visited) -> Links {
         let query = Query {
-            factors: self.factors,
-            k: self.k,
-            vector: self.row(node),
+            rows: self.rows,
+            vector: self.rows.row(node),
         };
         let mut read = 0;
         let mut entry = Entry {
@@ -544,7 +547,7 @@ impl Building<'_> {
             } else {
                 self.upper_degree
             };
-            links[layer] = select(&found, max, |a, b| self.sim(a, b));
+            links[layer] = select(&found, max, |a, b| self.rows.sim(a, b));
             entries = found;
         }
         links
@@ -627,8 +630,10 @@ pub fn build_hnsw(item_factors: &[f32], k: usize, params: &HnswParams) -> HnswIn
     });
     let slack = params.degree / 2;
     let mut g = Building {
-        factors: item_factors,
-        k,
+        rows: Rows {
+            factors: item_factors,
+            k,
+        },
         degree: params.degree,
         upper_degree: params.upper_degree,
         stride: params.degree + slack,
@@ -727,7 +732,7 @@ impl Building<'_> {
                             continue;
                         }
                         let members = list[..len].iter().copied();
-                        let kept = prune(node, members, degree, |a, b| self.sim(a, b));
+                        let kept = prune(node, members, degree, |a, b| self.rows.sim(a, b));
                         slot[..kept.len()].copy_from_slice(&kept);
                     }
                 });
@@ -752,11 +757,7 @@ impl Building<'_> {
                 for &u in list {
                     let mut theirs = self.upper[layer - 1].get(&u).cloned().unwrap_or_default();
                     theirs.resize(self.upper_degree, NO_NODE);
-                    let (factors, k) = (self.factors, self.k);
-                    let sim = |a: u32, b: u32| {
-                        let (a, b) = (a as usize, b as usize);
-                        dot(&factors[a * k..(a + 1) * k], &factors[b * k..(b + 1) * k])
-                    };
+                    let sim = |a, b| self.rows.sim(a, b);
                     link_back(&mut theirs, u, std::iter::once(v), self.upper_degree, sim);
                     theirs.retain(|&n| n != NO_NODE);
                     self.upper[layer - 1].insert(u, theirs);
@@ -767,7 +768,7 @@ impl Building<'_> {
         back.sort_unstable();
         let n = self.base.len() / self.stride;
         let per = n.div_ceil(threads);
-        let (factors, k, degree, stride) = (self.factors, self.k, self.degree, self.stride);
+        let (rows, degree, stride) = (self.rows, self.degree, self.stride);
         std::thread::scope(|scope| {
             let mut rest = back.as_slice();
             for (c, part) in self.base.chunks_mut(per * stride).enumerate() {
@@ -779,10 +780,7 @@ impl Building<'_> {
                     continue;
                 }
                 scope.spawn(move || {
-                    let sim = |a: u32, b: u32| {
-                        let (a, b) = (a as usize, b as usize);
-                        dot(&factors[a * k..(a + 1) * k], &factors[b * k..(b + 1) * k])
-                    };
+                    let sim = |a, b| rows.sim(a, b);
                     let first = c * per;
                     for group in mine.chunk_by(|a, b| a.0 == b.0) {
                         let u = group[0].0;
