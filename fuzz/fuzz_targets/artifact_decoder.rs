@@ -1,8 +1,8 @@
 //! The model artifact envelope on arbitrary bytes: `inspect_artifact_head` (what a streamed
 //! upload checks from its first bytes) and `inspect_artifact`, then `decode_artifact`
-//! into both served model types followed by what the services do at load time (validate, warm
-//! up). The digest given is the bytes' own, so the fuzzer gets past the sha256 check and into
-//! the MessagePack decoding. Errors are fine; a panic is a finding, and so is a validated fraud
+//! into both served model types followed by what the services do at load time (validate and
+//! compile, warm up). The digest given is the bytes' own, so the fuzzer gets past the sha256
+//! check and into the MessagePack decoding. Errors are fine; a panic is a finding, and so is a validated fraud
 //! model scoring something that is not a probability.
 #![no_main]
 
@@ -20,7 +20,7 @@ fuzz_target!(|bytes: &[u8]| {
 
     for kind in [ModelKind::FraudRandomForest, ModelKind::FraudDecisionTree] {
         if let Ok(model) = decode_artifact::<FraudModel>(bytes, &digest, kind)
-            && model.validate(None).is_ok()
+            && let Ok(model) = model.compile(None)
         {
             // As services/fraud/src/model.rs: a validated model scores any full row, and the
             // score is a probability (leaves are checked to lie in [0, 1], so their mean does

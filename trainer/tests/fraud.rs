@@ -196,8 +196,8 @@ async fn the_forest_recovers_the_rule_and_its_artifact_round_trips() {
         .load_model(&manifest, ModelKind::FraudRandomForest)
         .await
         .unwrap();
-    served.validate(Some(&manifest.feature_schema)).unwrap();
-    assert_eq!(served.trees.len(), 30);
+    let served = served.compile(Some(&manifest.feature_schema)).unwrap();
+    assert_eq!(served.n_trees(), 30);
     let fraud_like = served.predict_proba(&[900.0, 1000.0, 0.0]);
     let legit_like = served.predict_proba(&[40.0, 1000.0, 12.0]);
     assert!(

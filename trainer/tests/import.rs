@@ -403,6 +403,7 @@ async fn onnx_probabilities_and_classes_agree_with_scikit_learn() {
     let names: Vec<String> = FEATURES.split(',').map(str::to_owned).collect();
     let model = onnx::convert("forest.onnx", &bytes, &names, 0.5).unwrap();
     assert_eq!(model.trees.len(), 25);
+    let model = model.compile(None).unwrap();
     let rows = parquet_rows("sklearn/reference.parquet");
     assert_eq!(rows.len(), 10_000);
     let (mut max_diff, mut class_mismatches, mut ties) = (0f64, 0, 0);

@@ -3,13 +3,13 @@
 use shared_lib::Error;
 use shared_lib::artifact::{ModelKind, decode_artifact};
 use shared_lib::models::drift::DriftTracker;
-use shared_lib::models::forest::FraudModel;
+use shared_lib::models::forest::{CompiledForest, FraudModel};
 use shared_lib::registry::manifest::Manifest;
 use shared_lib::serving::ServableModel;
 
 /// A loaded, validated, warmed-up fraud model, and its drift state when its manifest has a
 /// drift profile (the window lives and dies with the loaded version).
-pub struct Classifier(pub FraudModel, pub Option<DriftTracker>);
+pub struct Classifier(pub CompiledForest, pub Option<DriftTracker>);
 
 impl ServableModel for Classifier {
     type Config = ();
@@ -26,7 +26,7 @@ impl ServableModel for Classifier {
             decode_artifact(artifact, &manifest.artifact.sha256, manifest.artifact.kind)?;
         let schema =
             (!manifest.feature_schema.features.is_empty()).then_some(&manifest.feature_schema);
-        model.validate(schema)?;
+        let model = model.compile(schema)?;
         // Warm-up: score one row, so a model that loads but cannot score is never swapped in.
         let row: Vec<f64> = manifest
             .feature_schema
@@ -43,14 +43,14 @@ impl ServableModel for Classifier {
             });
         }
         tracing::debug!(
-            trees = model.trees.len(),
+            trees = model.n_trees(),
             nodes = model.node_count(),
             "Fraud model warmed up."
         );
         let drift = manifest
             .drift
             .as_ref()
-            .map(|profile| DriftTracker::new(profile, &model.feature_names));
+            .map(|profile| DriftTracker::new(profile, model.feature_names()));
         Ok(Self(model, drift))
     }
 }

@@ -170,7 +170,7 @@ mod tests {
             trees: vec![tree],
             threshold: 0.5,
         };
-        model.validate(None).unwrap();
+        let model = model.compile(None).unwrap();
         for i in 0..table.n_rows() {
             let p = model.predict_proba(table.row(i));
             assert_eq!(p, f64::from(table.labels[i]), "row {i}: {:?}", table.row(i));

@@ -434,7 +434,7 @@ mod tests {
     fn the_forest_learns_a_non_linear_rule_and_is_valid() {
         let table = xor_table();
         let m = model(fit_forest(&table, &params(20, 2), &|| {}).unwrap());
-        m.validate(None).unwrap();
+        let m = m.compile(None).unwrap();
         let correct = (0..table.n_rows())
             .filter(|&i| m.class_of(m.predict_proba(table.row(i))) == table.labels[i])
             .count();

@@ -26,7 +26,7 @@ use serde::Serialize;
 use serde_json::json;
 use suite_models::artifact::{ModelKind, encode_artifact};
 use suite_models::drift::{Binned, DRIFT_BINS, DriftProfile};
-use suite_models::forest::FraudModel;
+use suite_models::forest::{CompiledForest, FraudModel};
 use suite_models::model_id::ModelName;
 use suite_storage::registry::manifest::{
     FeatureSchema, FeatureSpec, FeatureType, HeldOutRule, Manifest, NewVersion,
@@ -434,8 +434,7 @@ fn fit_and_evaluate(
         trees,
         threshold: args.threshold,
     };
-    model.validate(None)?;
-    let scores = score(&model, &test);
+    let scores = score(&model.compile(None)?, &test);
     let metrics = ClassificationMetrics::compute(&scores, &test.labels, args.threshold)?;
     let drift = drift_profile(&test, &scores)?;
     Ok(Fitted {
@@ -470,7 +469,7 @@ pub(crate) fn drift_profile(test: &Table, scores: &[f64]) -> Result<DriftProfile
     })
 }
 
-fn score(model: &FraudModel, table: &Table) -> Vec<f64> {
+fn score(model: &CompiledForest, table: &Table) -> Vec<f64> {
     (0..table.n_rows())
         .map(|i| model.predict_proba(table.row(i)))
         .collect()
@@ -500,17 +499,22 @@ impl Challenger for FraudChallenger {
         champion: FraudModel,
         rows: &[usize],
     ) -> Result<(f64, f64), String> {
-        champion
-            .validate(Some(&manifest.feature_schema))
+        let champion = champion
+            .compile(Some(&manifest.feature_schema))
             .map_err(|e| format!("the champion is invalid: {e}"))?;
-        if champion.feature_names != self.test.feature_names {
+        if champion.feature_names() != self.test.feature_names {
             return Err(format!(
                 "the champion's features {:?} differ from the data's {:?}",
-                champion.feature_names, self.test.feature_names
+                champion.feature_names(),
+                self.test.feature_names
             ));
         }
+        let challenger = self
+            .model
+            .compile(None)
+            .map_err(|e| format!("the challenger is invalid: {e}"))?;
         let shared = self.test.select(rows);
-        let auc = |model: &FraudModel| {
+        let auc = |model: &CompiledForest| {
             roc_auc(&score(model, &shared), &shared.labels).map_err(|e| {
                 format!(
                     "the {} rows held out from both cannot be scored: {e}",
@@ -518,7 +522,7 @@ impl Challenger for FraudChallenger {
                 )
             })
         };
-        Ok((auc(&champion)?, auc(&self.model)?))
+        Ok((auc(&champion)?, auc(&challenger)?))
     }
 }
 

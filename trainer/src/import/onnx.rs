@@ -675,8 +675,9 @@ pub async fn import(ctx: &Context, args: &OnnxArgs) -> Result<Report, Error> {
     let publication = match test {
         None => publish_without_gate(ctx, draft, artifact, args.promote).await?,
         Some((data, table)) => {
+            let compiled = model.compile(None)?;
             let scores: Vec<f64> = (0..table.n_rows())
-                .map(|i| model.predict_proba(table.row(i)))
+                .map(|i| compiled.predict_proba(table.row(i)))
                 .collect();
             let m = ClassificationMetrics::compute(&scores, &table.labels, args.threshold)?;
             metrics.extend(m.to_map());

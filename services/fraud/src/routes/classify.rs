@@ -104,7 +104,7 @@ async fn classify_one(req: HttpRequest, state: web::Data<AppState>) -> Result<Ht
     let query = query_pairs(req.query_string());
     let (loaded, variant) =
         route_request(&state, &req, key_in_query(&query)).ok_or(Error::NotReady)?;
-    let (row, _) = row_from_query(&query, &loaded.model.0.feature_names)?;
+    let (row, _) = row_from_query(&query, loaded.model.0.feature_names())?;
     let scored = score(&state, &loaded, variant, &row);
     served_by(&state, &loaded, variant).record(&req);
     Ok(HttpResponse::Ok().json([scored.class]))
@@ -152,7 +152,7 @@ async fn classify_batch(
     for (index, instance) in instances.iter().enumerate() {
         let key = key_in_json(instance).unwrap_or_else(|| request_key.clone());
         let (loaded, variant) = state.slots.route(&key).ok_or(Error::NotReady)?;
-        let (row, _) = row_from_json(instance, &loaded.model.0.feature_names)
+        let (row, _) = row_from_json(instance, loaded.model.0.feature_names())
             .map_err(|source| Error::BatchRow { index, source })?;
         routed.push((loaded, variant, row));
     }

@@ -33,7 +33,7 @@ fn rows(seed: u64, n: usize, amount_shift: f64) -> Vec<[f64; 3]> {
 
 fn profile() -> DriftProfile {
     let reference = rows(1, 20_000, 0.0);
-    let model = flags_large();
+    let model = flags_large().compile(None).unwrap();
     let column = |j: usize| reference.iter().map(|r| r[j]).collect::<Vec<_>>();
     let scores: Vec<f64> = reference.iter().map(|r| model.predict_proba(r)).collect();
     DriftProfile {
