@@ -165,9 +165,10 @@ impl FraudModel {
     }
 }
 
-/// How many trees [`CompiledForest::predict_proba`] walks side by side. Sixteen cursors keep
-/// the two cores here busy while each tree's next load is in flight (measured against 2, 4
-/// and 8 on the 100-tree service forest); more gain nothing.
+/// How many trees [`CompiledForest::predict_proba`] walks side by side: enough loads in flight
+/// to hide most of each one's latency. On the benchmark's 100-tree forest and 2,000 of its
+/// rows, a row took 2.2 µs with 16 lanes, 2.7 with 8, 3.5 with 4, 5.9 with 2, and 9.9 tree by
+/// tree with a branch on leaves (one probe run on the 2-core machine).
 pub const LANES: usize = 16;
 
 /// One node of the compiled layout. A split sends rows with `x[feature] <= threshold` to
