@@ -5,7 +5,7 @@
 
 use recommender::Settings;
 use recommender::scoring::ScoringLimiter;
-use shared_lib::artifact::{ModelKind, encode_artifact};
+use shared_lib::artifact::{ArtifactDigest, ModelKind, encode_artifact};
 use shared_lib::models::als::{AlsModel, Feedback};
 use shared_lib::models::drift::DriftProfile;
 use shared_lib::registry::Registry;
@@ -108,17 +108,32 @@ pub async fn spawn_app_with_clicks(
     extra: &[(&str, &str)],
     clicks: Clicks,
 ) -> TestApp {
-    let models: Vec<(&AlsModel, Option<DriftProfile>)> = models.iter().map(|m| (m, None)).collect();
-    spawn(&models, extra, clicks).await
+    let artifacts: Vec<(Vec<u8>, Option<DriftProfile>)> =
+        models.iter().map(|m| (encoded(m), None)).collect();
+    spawn(&artifacts, extra, clicks).await
 }
 
 /// [`spawn_app`] with version 1's manifest carrying `drift`.
 pub async fn spawn_app_with_drift(model: &AlsModel, drift: DriftProfile) -> TestApp {
-    spawn(&[(model, Some(drift))], &[], Clicks::Memory).await
+    spawn(&[(encoded(model), Some(drift))], &[], Clicks::Memory).await
+}
+
+/// [`spawn_app`] with artifacts already encoded, published through the registry as they are.
+pub async fn spawn_app_with_artifacts(artifacts: &[Vec<u8>], extra: &[(&str, &str)]) -> TestApp {
+    let artifacts: Vec<(Vec<u8>, Option<DriftProfile>)> =
+        artifacts.iter().map(|a| (a.clone(), None)).collect();
+    spawn(&artifacts, extra, Clicks::Memory).await
+}
+
+/// `model` as the trainer writes it.
+pub fn encoded(model: &AlsModel) -> Vec<u8> {
+    encode_artifact(ModelKind::RecommenderAls, model)
+        .unwrap()
+        .bytes
 }
 
 async fn spawn(
-    models: &[(&AlsModel, Option<DriftProfile>)],
+    artifacts: &[(Vec<u8>, Option<DriftProfile>)],
     extra: &[(&str, &str)],
     clicks: Clicks,
 ) -> TestApp {
@@ -127,16 +142,12 @@ async fn spawn(
         .await
         .unwrap();
     let registry = Registry::new(store);
-    for (m, drift) in models {
+    for (bytes, drift) in artifacts {
         let mut draft = shared_lib::testing::recommender_draft("test");
         draft.drift = drift.clone();
-        let artifact = encode_artifact(ModelKind::RecommenderAls, *m).unwrap();
+        let digest = ArtifactDigest::of(bytes);
         registry
-            .publish(
-                draft,
-                bytes::Bytes::from(artifact.bytes),
-                Some(&artifact.digest),
-            )
+            .publish(draft, bytes::Bytes::from(bytes.clone()), Some(&digest))
             .await
             .unwrap();
     }

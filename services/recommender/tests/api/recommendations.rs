@@ -6,7 +6,12 @@ use serde_json::json;
 use shared_lib::models::als::synthetic::{Shape, random_model};
 use shared_lib::testing::{eventually, metric_sum};
 
-use crate::helpers::{Clicks, item_ids, spawn_app, spawn_app_with_clicks, two_cluster_model};
+use shared_lib::models::als::AlsModel;
+
+use crate::helpers::{
+    Clicks, encoded, item_ids, spawn_app, spawn_app_with_artifacts, spawn_app_with_clicks,
+    two_cluster_model,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recommendations_follow_the_users_taste_and_exclude_what_they_have_seen() {
@@ -223,6 +228,48 @@ async fn ab_variants_are_sticky_per_user() {
     }
     let b = seen.values().filter(|v| *v == "b").count();
     assert!((8..=32).contains(&b), "{b} of 40 users in B at 50 %");
+}
+
+/// Layout 2 of the artifact envelope (for models over 4 GiB), written by hand from its
+/// documented form rather than by the encoder, which only writes it for such models: the map
+/// `{magic, format_version: 2, kind, payload_len}`, then the model's MessagePack, raw.
+fn layout_2_artifact(model: &AlsModel) -> Vec<u8> {
+    fn push_str(bytes: &mut Vec<u8>, text: &str) {
+        bytes.push(0xa0 | u8::try_from(text.len()).unwrap()); // fixstr, under 32 bytes
+        bytes.extend_from_slice(text.as_bytes());
+    }
+    let payload = rmp_serde::to_vec_named(model).unwrap();
+    let mut bytes = vec![0x84]; // a map of four entries
+    for text in ["magic", "ml-suite-model", "format_version"] {
+        push_str(&mut bytes, text);
+    }
+    bytes.push(0x02);
+    for text in ["kind", "recommender-als", "payload_len"] {
+        push_str(&mut bytes, text);
+    }
+    bytes.push(0xcf); // uint 64
+    bytes.extend_from_slice(&(payload.len() as u64).to_be_bytes());
+    bytes.extend_from_slice(&payload);
+    bytes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_layout_2_artifact_is_published_loaded_and_answers_as_layout_1_does() {
+    let model = two_cluster_model();
+    let layout_2 = layout_2_artifact(&model);
+    assert_ne!(layout_2, encoded(&model), "the encoder wrote layout 1");
+    // Version 1 in layout 1, version 2 the same model in layout 2, and version 2 served.
+    let app =
+        spawn_app_with_artifacts(&[encoded(&model), layout_2], &[("MODEL_VERSION", "2")]).await;
+    for (user, expected) in [("alice", ["a2", "a3", "a4"]), ("bob", ["b2", "b3", "b4"])] {
+        let res = app
+            .get(&format!("/v1/users/{user}/recommendations?n=3"))
+            .await;
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.headers()["x-model-version"], "2");
+        let answer: serde_json::Value = res.json().await.unwrap();
+        assert_eq!(item_ids(&answer), expected, "{user}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
