@@ -166,10 +166,14 @@ impl FraudModel {
 }
 
 /// How many trees [`CompiledForest::predict_proba`] walks side by side: enough loads in flight
-/// to hide most of each one's latency. On the benchmark's 100-tree forest and 2,000 of its
-/// rows, a row took 2.2 µs with 16 lanes, 2.7 with 8, 3.5 with 4, 5.9 with 2, and 9.9 tree by
-/// tree with a branch on leaves (one probe run on the 2-core machine).
-pub const LANES: usize = 16;
+/// to hide most of each one's latency, few enough that the cursors stay in registers. On the
+/// benchmark's 100-tree forest (ten full groups) and 2,000 of its rows, a row took 2.0 µs with
+/// 10 lanes, 1.9-2.2 with 20, 2.1-2.2 with 16, 2.6 with 8, and 9.9 tree by tree with a branch
+/// on leaves (a probe, two rounds, on the 2-core machine).
+pub const LANES: usize = 10;
+
+/// Rows of at most this many features are scored from a copy in a fixed-length array.
+const SHORT_ROW: usize = 16;
 
 /// One node of the compiled layout. A split sends rows with `x[feature] <= threshold` to
 /// `left`, others to `right`. A leaf points both children at itself, so a walk that reaches it
@@ -287,6 +291,20 @@ impl CompiledForest {
             x.len(),
             self.n_features()
         );
+        // A short row is copied into an array of fixed length, where a feature index masked to
+        // it needs no bounds check (validation keeps every index below the row's length).
+        if let Some(short) = x.get(..self.n_features()).filter(|r| r.len() <= SHORT_ROW) {
+            let mut row = [0.0; SHORT_ROW];
+            row[..short.len()].copy_from_slice(short);
+            self.walk(|feature| row[feature as usize % SHORT_ROW])
+        } else {
+            self.walk(|feature| x[feature as usize])
+        }
+    }
+
+    /// The mean leaf value over all trees, `value_of(feature)` reading the row.
+    #[inline(always)]
+    fn walk(&self, value_of: impl Fn(u32) -> f64) -> f64 {
         let nodes = self.nodes.as_slice();
         let mut sum = -0.0;
         for group in &self.groups {
@@ -294,7 +312,7 @@ impl CompiledForest {
             for _ in 0..group.steps {
                 for cursor in &mut at {
                     let node = &nodes[*cursor as usize];
-                    *cursor = if x[node.feature as usize] <= node.threshold {
+                    *cursor = if value_of(node.feature) <= node.threshold {
                         node.left
                     } else {
                         node.right
@@ -417,15 +435,17 @@ pub(crate) mod tests {
         fn every_row_lands_on_the_leaf_the_rule_names(
             // Up to three groups of lanes, the last one part-filled.
             seeds in proptest::collection::vec(proptest::prelude::any::<u64>(), 1..3 * LANES),
-            picks in proptest::collection::vec(0usize..6, 3),
+            // Rows short enough to be copied into the fixed-length array, and longer ones.
+            features in proptest::sample::select(vec![1, 3, SHORT_ROW, SHORT_ROW + 5]),
+            picks in proptest::collection::vec(0usize..6, SHORT_ROW + 5),
         ) {
             // Rows on the thresholds, either side of them, and NaN (which goes right).
             let cuts = [-1.5, 0.0, 0.25, 7.0];
             let values = [-1.5, 0.0, 0.25, 7.0, 3.0, f64::NAN];
-            let row: Vec<f64> = picks.iter().map(|&i| values[i]).collect();
+            let row: Vec<f64> = picks[..features].iter().map(|&i| values[i]).collect();
             let model = FraudModel {
-                feature_names: vec!["a".into(), "b".into(), "c".into()],
-                trees: seeds.iter().map(|&s| random_tree(s, 3, &cuts)).collect(),
+                feature_names: (0..features).map(|j| format!("f{j}")).collect(),
+                trees: seeds.iter().map(|&s| random_tree(s, features as u32, &cuts)).collect(),
                 threshold: 0.5,
             };
             let compiled = model.compile(None).unwrap();
