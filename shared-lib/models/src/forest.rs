@@ -385,6 +385,19 @@ pub(crate) mod tests {
         assert_eq!(m.class_of(0.6), 1);
     }
 
+    #[test]
+    fn lanes_without_a_tree_add_nothing_even_to_negative_zero() {
+        // Three trees fill three of a group's lanes; the others walk the padding leaf. A sum of
+        // -0.0 leaves is -0.0 tree by tree, and stays so only if the padding adds -0.0 too.
+        let model = FraudModel {
+            feature_names: vec!["a".into()],
+            trees: vec![FlatTree::leaf(-0.0); 3],
+            threshold: 0.5,
+        };
+        let p = model.compile(None).unwrap().predict_proba(&[1.0]);
+        assert_eq!(p.to_bits(), (-0.0f64).to_bits(), "{p}");
+    }
+
     /// The rule as the docs state it, one node at a time: `x <= threshold` goes left.
     fn score_by_the_rule(tree: &FlatTree, x: &[f64]) -> f32 {
         let mut node = 0;
