@@ -2,8 +2,8 @@
 //! upload checks from its first bytes) and `inspect_artifact`, then `decode_artifact`
 //! into both served model types followed by what the services do at load time (validate and
 //! compile, warm up). The digest given is the bytes' own, so the fuzzer gets past the sha256
-//! check and into the MessagePack decoding. Errors are fine; a panic is a finding, and so is a validated fraud
-//! model scoring something that is not a probability.
+//! check and into the MessagePack decoding. Errors are fine; a panic is a finding, and so is a
+//! validated fraud model scoring something that is not a probability.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

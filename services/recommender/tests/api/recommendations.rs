@@ -3,10 +3,9 @@
 use std::time::Duration;
 
 use serde_json::json;
+use shared_lib::models::als::AlsModel;
 use shared_lib::models::als::synthetic::{Shape, random_model};
 use shared_lib::testing::{eventually, metric_sum};
-
-use shared_lib::models::als::AlsModel;
 
 use crate::helpers::{
     Clicks, encoded, item_ids, spawn_app, spawn_app_with_artifacts, spawn_app_with_clicks,
