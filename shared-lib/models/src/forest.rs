@@ -152,8 +152,8 @@ impl FraudModel {
     /// Checks the model ([`validate`](Self::validate)) and builds the form that scores it.
     ///
     /// # Errors
-    /// [`Error::CorruptArtifact`] describing the first inconsistency, or a forest of more
-    /// nodes than a `u32` indexes.
+    /// [`Error::CorruptArtifact`] describing the first inconsistency, a node under two
+    /// parents, or a forest of more nodes than a `u32` indexes.
     pub fn compile(&self, schema: Option<&FeatureSchema>) -> Result<CompiledForest, Error> {
         self.validate(schema)?;
         CompiledForest::new(self)
@@ -169,21 +169,22 @@ impl FraudModel {
 /// to hide most of each one's latency, few enough that the cursors stay in registers. On the
 /// benchmark's 100-tree forest (ten full groups) and 2,000 of its rows, a row took 2.0 µs with
 /// 10 lanes, 1.9-2.2 with 20, 2.1-2.2 with 16, 2.6 with 8, and 9.9 tree by tree with a branch
-/// on leaves (a probe, two rounds, on the 2-core machine).
+/// on leaves (a probe, two rounds, on the 2-core machine, with the 24-byte nodes that came
+/// before siblings were laid out side by side).
 pub const LANES: usize = 10;
 
-/// Rows of at most this many features are scored from a copy in a fixed-length array.
+/// Rows of fewer features than this are scored from a copy in a fixed-length array.
 const SHORT_ROW: usize = 16;
 
-/// One node of the compiled layout. A split sends rows with `x[feature] <= threshold` to
-/// `left`, others to `right`. A leaf points both children at itself, so a walk that reaches it
-/// stays there, and keeps its value in `threshold` (`feature` is 0, any valid index would do).
+/// One node of the compiled layout, 16 bytes. A split sends rows with `row[feature] <=
+/// threshold` to `left` and the others to `left + 1`: siblings are laid out side by side. A
+/// leaf reads the row's sentinel slot, past its features and always -inf, so it sends every
+/// row to `left`, itself; it keeps its value in `threshold`.
 #[derive(Debug, Clone, Copy)]
 struct Node {
     threshold: f64,
     feature: u32,
     left: u32,
-    right: u32,
 }
 
 /// Up to [`LANES`] trees walked together: their roots, and the steps that bring the deepest of
@@ -207,52 +208,61 @@ pub struct CompiledForest {
 
 impl CompiledForest {
     /// `model` must have passed [`FraudModel::validate`]: children in range and after their
-    /// parent, features in range.
+    /// parent, features in range. A node under two parents passes validation but is refused
+    /// here: laid out as a tree, what hangs below it would be copied once per path.
     fn new(model: &FraudModel) -> Result<Self, Error> {
-        let total = model.node_count() + 1;
-        if u32::try_from(total).is_err() {
-            return Err(Error::CorruptArtifact {
-                reason: format!("the forest has {total} nodes, more than a u32 indexes"),
-            });
-        }
-        let mut nodes = Vec::with_capacity(total);
+        let corrupt = |reason: String| Error::CorruptArtifact { reason };
+        let sentinel = u32::try_from(model.n_features())
+            .map_err(|_| corrupt("the model has more features than a u32 counts".into()))?;
         // Index 0: the leaf that lanes without a tree walk. -0.0 is the identity of addition.
-        nodes.push(Node {
+        let mut nodes = vec![Node {
             threshold: -0.0,
-            feature: 0,
+            feature: sentinel,
             left: 0,
-            right: 0,
-        });
+        }];
         let mut roots = Vec::with_capacity(model.trees.len());
-        for tree in &model.trees {
-            let base = nodes.len() as u32;
-            // Children come after their parent, so one pass in index order settles every
-            // node's depth before its children read it, even if a child had two parents.
-            let mut depth = vec![0u32; tree.len()];
-            for i in 0..tree.len() {
-                let at = base + i as u32;
-                nodes.push(if tree.feature[i] == LEAF {
+        for (t, tree) in model.trees.iter().enumerate() {
+            // Breadth first from the root, each split's children placed side by side.
+            let root = nodes.len();
+            let mut placed = vec![false; tree.len()];
+            let mut queue = std::collections::VecDeque::from([(0usize, root, 0u32)]);
+            nodes.push(Node {
+                threshold: 0.0,
+                feature: 0,
+                left: 0,
+            });
+            let mut depth = 0;
+            while let Some((old, at, level)) = queue.pop_front() {
+                if std::mem::replace(&mut placed[old], true) {
+                    return Err(corrupt(format!("tree {t}: node {old} has two parents")));
+                }
+                depth = depth.max(level);
+                nodes[at] = if tree.feature[old] == LEAF {
                     Node {
-                        threshold: f64::from(tree.value[i]),
-                        feature: 0,
-                        left: at,
-                        right: at,
+                        threshold: f64::from(tree.value[old]),
+                        feature: sentinel,
+                        left: at as u32,
                     }
                 } else {
-                    let below = depth[i] + 1;
-                    for child in [tree.left[i], tree.right[i]] {
-                        let child = &mut depth[child as usize];
-                        *child = (*child).max(below);
+                    let left = nodes.len();
+                    for child in [tree.left[old], tree.right[old]] {
+                        queue.push_back((child as usize, nodes.len(), level + 1));
+                        nodes.push(nodes[0]);
                     }
                     Node {
-                        threshold: tree.threshold[i],
-                        feature: tree.feature[i],
-                        left: base + tree.left[i],
-                        right: base + tree.right[i],
+                        threshold: tree.threshold[old],
+                        feature: tree.feature[old],
+                        left: left as u32,
                     }
-                });
+                };
             }
-            roots.push((base, depth.iter().copied().max().unwrap_or(0)));
+            if u32::try_from(nodes.len()).is_err() {
+                return Err(corrupt(format!(
+                    "the forest has {} nodes, more than a u32 indexes",
+                    nodes.len()
+                )));
+            }
+            roots.push((root as u32, depth));
         }
         let groups = roots
             .chunks(LANES)
@@ -291,14 +301,17 @@ impl CompiledForest {
             x.len(),
             self.n_features()
         );
-        // A short row is copied into an array of fixed length, where a feature index masked to
-        // it needs no bounds check (validation keeps every index below the row's length).
-        if let Some(short) = x.get(..self.n_features()).filter(|r| r.len() <= SHORT_ROW) {
-            let mut row = [0.0; SHORT_ROW];
-            row[..short.len()].copy_from_slice(short);
+        let x = &x[..self.n_features()];
+        // The row and its sentinel slot (-inf) after it. A short row goes into an array of
+        // fixed length, where a feature index masked to it needs no bounds check; a longer one
+        // into a vector, allocated per row (the served fraud schema has 3 features).
+        if x.len() < SHORT_ROW {
+            let mut row = [f64::NEG_INFINITY; SHORT_ROW];
+            row[..x.len()].copy_from_slice(x);
             self.walk(|feature| row[feature as usize % SHORT_ROW])
         } else {
-            self.walk(|feature| x[feature as usize])
+            let row: Vec<f64> = x.iter().copied().chain([f64::NEG_INFINITY]).collect();
+            self.walk(|feature| row[feature as usize])
         }
     }
 
@@ -312,11 +325,9 @@ impl CompiledForest {
             for _ in 0..group.steps {
                 for cursor in &mut at {
                     let node = &nodes[*cursor as usize];
-                    *cursor = if value_of(node.feature) <= node.threshold {
-                        node.left
-                    } else {
-                        node.right
-                    };
+                    // NaN is not `<=` anything, so it goes right, as the rule says.
+                    let goes_left = value_of(node.feature) <= node.threshold;
+                    *cursor = node.left + u32::from(!goes_left);
                 }
             }
             for cursor in at {
@@ -398,6 +409,27 @@ pub(crate) mod tests {
         assert_eq!(p.to_bits(), (-0.0f64).to_bits(), "{p}");
     }
 
+    #[test]
+    fn a_node_with_two_parents_is_refused_at_compile() {
+        // Valid node by node (children after their parent), but nodes 3 and 4 hang under both
+        // 1 and 2: laid out as a tree, shared subtrees would be copied once per path.
+        let shared = FlatTree {
+            feature: vec![0, 0, 0, LEAF, LEAF],
+            threshold: vec![0.5, 0.2, 0.8, 0.0, 0.0],
+            left: vec![1, 3, 3, 0, 0],
+            right: vec![2, 4, 4, 0, 0],
+            value: vec![0.0, 0.0, 0.0, 0.1, 0.9],
+        };
+        let model = FraudModel {
+            feature_names: vec!["a".into()],
+            trees: vec![FlatTree::leaf(0.5), shared],
+            threshold: 0.5,
+        };
+        model.validate(None).unwrap();
+        let err = model.compile(None).unwrap_err().to_string();
+        assert!(err.contains("tree 1: node 3 has two parents"), "{err}");
+    }
+
     /// The rule as the docs state it, one node at a time: `x <= threshold` goes left.
     fn score_by_the_rule(tree: &FlatTree, x: &[f64]) -> f32 {
         let mut node = 0;
@@ -449,7 +481,7 @@ pub(crate) mod tests {
             // Up to three groups of lanes, the last one part-filled.
             seeds in proptest::collection::vec(proptest::prelude::any::<u64>(), 1..3 * LANES),
             // Rows short enough to be copied into the fixed-length array, and longer ones.
-            features in proptest::sample::select(vec![1, 3, SHORT_ROW, SHORT_ROW + 5]),
+            features in proptest::sample::select(vec![1, 3, SHORT_ROW - 1, SHORT_ROW, SHORT_ROW + 5]),
             picks in proptest::collection::vec(0usize..6, SHORT_ROW + 5),
         ) {
             // Rows on the thresholds, either side of them, and NaN (which goes right).
