@@ -201,6 +201,8 @@ pub struct Report {
 /// The CPU-bound part of a run, done off the async runtime.
 struct Fitted {
     model: FraudModel,
+    /// `model` as it scores: the held-out rows here, the champion's shared rows in the gate.
+    compiled: CompiledForest,
     train: Table,
     test: Table,
     held_out: HeldOutRule,
@@ -280,7 +282,7 @@ pub async fn train(ctx: &Context, args: &TrainArgs) -> Result<Report, Error> {
     };
     // The fitted model and held-out rows move to the pipeline: no copy of either.
     let challenger = Arc::new(FraudChallenger {
-        model: fitted.model,
+        model: fitted.compiled,
         test: fitted.test,
     });
     report.publication = Some(gate_and_publish(ctx, challenger, candidate).await?);
@@ -434,11 +436,13 @@ fn fit_and_evaluate(
         trees,
         threshold: args.threshold,
     };
-    let scores = score(&model.compile(None)?, &test);
+    let compiled = model.compile(None)?;
+    let scores = score(&compiled, &test);
     let metrics = ClassificationMetrics::compute(&scores, &test.labels, args.threshold)?;
     let drift = drift_profile(&test, &scores)?;
     Ok(Fitted {
         model,
+        compiled,
         train,
         test,
         held_out,
@@ -469,7 +473,8 @@ pub(crate) fn drift_profile(test: &Table, scores: &[f64]) -> Result<DriftProfile
     })
 }
 
-fn score(model: &CompiledForest, table: &Table) -> Vec<f64> {
+/// P(fraud) for every row of `table`.
+pub(crate) fn score(model: &CompiledForest, table: &Table) -> Vec<f64> {
     (0..table.n_rows())
         .map(|i| model.predict_proba(table.row(i)))
         .collect()
@@ -477,7 +482,7 @@ fn score(model: &CompiledForest, table: &Table) -> Vec<f64> {
 
 /// A fitted fraud model and its held-out rows, as the pipeline compares it with the champion.
 pub struct FraudChallenger {
-    pub model: FraudModel,
+    pub model: CompiledForest,
     pub test: Table,
 }
 
@@ -509,10 +514,6 @@ impl Challenger for FraudChallenger {
                 self.test.feature_names
             ));
         }
-        let challenger = self
-            .model
-            .compile(None)
-            .map_err(|e| format!("the challenger is invalid: {e}"))?;
         let shared = self.test.select(rows);
         let auc = |model: &CompiledForest| {
             roc_auc(&score(model, &shared), &shared.labels).map_err(|e| {
@@ -522,7 +523,7 @@ impl Challenger for FraudChallenger {
                 )
             })
         };
-        Ok((auc(&champion)?, auc(&challenger)?))
+        Ok((auc(&champion)?, auc(&self.model)?))
     }
 }
 

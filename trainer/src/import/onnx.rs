@@ -676,9 +676,7 @@ pub async fn import(ctx: &Context, args: &OnnxArgs) -> Result<Report, Error> {
         None => publish_without_gate(ctx, draft, artifact, args.promote).await?,
         Some((data, table)) => {
             let compiled = model.compile(None)?;
-            let scores: Vec<f64> = (0..table.n_rows())
-                .map(|i| compiled.predict_proba(table.row(i)))
-                .collect();
+            let scores = crate::fraud::score(&compiled, &table);
             let m = ClassificationMetrics::compute(&scores, &table.labels, args.threshold)?;
             metrics.extend(m.to_map());
             metrics.insert("test_rows".into(), table.n_rows() as f64);
@@ -699,7 +697,10 @@ pub async fn import(ctx: &Context, args: &OnnxArgs) -> Result<Report, Error> {
                     min_improvement: args.min_improvement,
                 },
             };
-            let challenger = Arc::new(FraudChallenger { model, test: table });
+            let challenger = Arc::new(FraudChallenger {
+                model: compiled,
+                test: table,
+            });
             gate_and_publish(ctx, challenger, candidate).await?.into()
         }
     };
