@@ -26,6 +26,7 @@ impl ServableModel for Classifier {
             decode_artifact(artifact, &manifest.artifact.sha256, manifest.artifact.kind)?;
         let schema =
             (!manifest.feature_schema.features.is_empty()).then_some(&manifest.feature_schema);
+        let nodes = model.node_count();
         let model = model.compile(schema)?;
         // Warm-up: score one row, so a model that loads but cannot score is never swapped in.
         let row: Vec<f64> = manifest
@@ -42,11 +43,7 @@ impl ServableModel for Classifier {
                 reason: format!("warm-up score {p} is not a probability"),
             });
         }
-        tracing::debug!(
-            trees = model.n_trees(),
-            nodes = model.node_count(),
-            "Fraud model warmed up."
-        );
+        tracing::debug!(trees = model.n_trees(), nodes, "Fraud model warmed up.");
         let drift = manifest
             .drift
             .as_ref()

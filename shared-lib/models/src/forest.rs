@@ -226,11 +226,8 @@ impl CompiledForest {
             let root = nodes.len();
             let mut placed = vec![false; tree.len()];
             let mut queue = std::collections::VecDeque::from([(0usize, root, 0u32)]);
-            nodes.push(Node {
-                threshold: 0.0,
-                feature: 0,
-                left: 0,
-            });
+            // A place for each node, filled when the queue reaches it.
+            nodes.push(nodes[0]);
             let mut depth = 0;
             while let Some((old, at, level)) = queue.pop_front() {
                 if std::mem::replace(&mut placed[old], true) {
@@ -353,11 +350,6 @@ impl CompiledForest {
 
     pub fn n_trees(&self) -> usize {
         self.trees
-    }
-
-    /// Nodes over all trees, for logs.
-    pub fn node_count(&self) -> usize {
-        self.nodes.len() - 1
     }
 }
 
