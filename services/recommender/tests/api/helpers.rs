@@ -108,21 +108,19 @@ pub async fn spawn_app_with_clicks(
     extra: &[(&str, &str)],
     clicks: Clicks,
 ) -> TestApp {
-    let artifacts: Vec<(Vec<u8>, Option<DriftProfile>)> =
-        models.iter().map(|m| (encoded(m), None)).collect();
-    spawn(&artifacts, extra, clicks).await
+    let artifacts = models.iter().map(|m| (encoded(m), None)).collect();
+    spawn(artifacts, extra, clicks).await
 }
 
 /// [`spawn_app`] with version 1's manifest carrying `drift`.
 pub async fn spawn_app_with_drift(model: &AlsModel, drift: DriftProfile) -> TestApp {
-    spawn(&[(encoded(model), Some(drift))], &[], Clicks::Memory).await
+    spawn(vec![(encoded(model), Some(drift))], &[], Clicks::Memory).await
 }
 
 /// [`spawn_app`] with artifacts already encoded, published through the registry as they are.
-pub async fn spawn_app_with_artifacts(artifacts: &[Vec<u8>], extra: &[(&str, &str)]) -> TestApp {
-    let artifacts: Vec<(Vec<u8>, Option<DriftProfile>)> =
-        artifacts.iter().map(|a| (a.clone(), None)).collect();
-    spawn(&artifacts, extra, Clicks::Memory).await
+pub async fn spawn_app_with_artifacts(artifacts: Vec<Vec<u8>>, extra: &[(&str, &str)]) -> TestApp {
+    let artifacts = artifacts.into_iter().map(|a| (a, None)).collect();
+    spawn(artifacts, extra, Clicks::Memory).await
 }
 
 /// `model` as the trainer writes it.
@@ -133,7 +131,7 @@ pub fn encoded(model: &AlsModel) -> Vec<u8> {
 }
 
 async fn spawn(
-    artifacts: &[(Vec<u8>, Option<DriftProfile>)],
+    artifacts: Vec<(Vec<u8>, Option<DriftProfile>)>,
     extra: &[(&str, &str)],
     clicks: Clicks,
 ) -> TestApp {
@@ -144,10 +142,10 @@ async fn spawn(
     let registry = Registry::new(store);
     for (bytes, drift) in artifacts {
         let mut draft = shared_lib::testing::recommender_draft("test");
-        draft.drift = drift.clone();
-        let digest = ArtifactDigest::of(bytes);
+        draft.drift = drift;
+        let digest = ArtifactDigest::of(&bytes);
         registry
-            .publish(draft, bytes::Bytes::from(bytes.clone()), Some(&digest))
+            .publish(draft, bytes::Bytes::from(bytes), Some(&digest))
             .await
             .unwrap();
     }

@@ -259,7 +259,7 @@ async fn a_layout_2_artifact_is_published_loaded_and_answers_as_layout_1_does() 
     assert_ne!(layout_2, encoded(&model), "the encoder wrote layout 1");
     // Version 1 in layout 1, version 2 the same model in layout 2, and version 2 served.
     let app =
-        spawn_app_with_artifacts(&[encoded(&model), layout_2], &[("MODEL_VERSION", "2")]).await;
+        spawn_app_with_artifacts(vec![encoded(&model), layout_2], &[("MODEL_VERSION", "2")]).await;
     for (user, expected) in [("alice", ["a2", "a3", "a4"]), ("bob", ["b2", "b3", "b4"])] {
         let res = app
             .get(&format!("/v1/users/{user}/recommendations?n=3"))
