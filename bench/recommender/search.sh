@@ -7,7 +7,7 @@
 #
 # Steps: build; generate and publish one model (bench/harness/src/bin/bench_model.rs, item norms skewed by
 # popularity, factors planted around TOPICS centres, with the ann index when MODES has ann); then for each mode: start the service with RECOMMEND_SEARCH=mode, read its
-# /v1/models (recall@10 measured at load, bytes of factors held), RSS; REPEATS runs of
+# /v1/models (recall@10 measured at load, bytes of factors held), RSS and the load's peak (VmHWM once ready); REPEATS runs of
 # wrk -t1 -c1 (requests/s and p99 at c=1, bytes read per request from the service's own counter
 # recommender_factor_bytes_read_total); one wrk -t2 -c32 run; stop it. Summary: medians per
 # mode, int8/exact ratios, and the issue's targets.
@@ -127,7 +127,7 @@ if [[ " $MODES " == *" ann "* ]]; then
 fi
 
 base=http://127.0.0.1:$PORT
-printf 'mode\tready_s\trss_mib\tfactor_mib\trecall_at_10\trecall_users\trun\treq_s_c1\tp99_ms_c1\tbytes_per_req\n' >"$OUT/runs.tsv"
+printf 'mode\tready_s\trss_mib\tfactor_mib\trecall_at_10\trecall_users\trun\treq_s_c1\tp99_ms_c1\tbytes_per_req\tload_peak_mib\n' >"$OUT/runs.tsv"
 for mode in $MODES; do
     curl -s -o /dev/null --max-time 1 "$base/" 2>/dev/null && die "port $PORT is taken"
     log "[$mode] Starting the service (RECOMMEND_SEARCH=$mode)."
@@ -139,6 +139,8 @@ for mode in $MODES; do
     t0=$SECONDS
     wait_ok "$base/readyz" 600 || die "the service did not get ready (see $OUT/service-$mode.log)"
     ready=$((SECONDS - t0))
+    # The load's peak: the process's high-water mark of resident memory once it is ready.
+    peak=$(mib "$(status_kib "$pid" VmHWM)")
     curl -fsS "$base/v1/models" >"$OUT/models-$mode.json"
     got_mode=$(json "$OUT/models-$mode.json" slots.0.details.mode) || die "no search details: stale binary?"
     [[ $got_mode == "$mode" ]] || die "asked for $mode, the service reports $got_mode"
@@ -149,7 +151,7 @@ for mode in $MODES; do
     # Warm-up: a few seconds at c=1.
     timeout 40 wrk -t1 -c1 -d3s -s "$here/users.lua" "$base" -- "$USERS" "$N" >/dev/null
     rss=$(mib "$(status_kib "$pid" VmRSS)")
-    log "[$mode] Ready in ${ready}s, RSS $rss MiB, factors $factor_mib MiB, recall@10 $recall."
+    log "[$mode] Ready in ${ready}s (load peak $peak MiB), RSS $rss MiB, factors $factor_mib MiB, recall@10 $recall."
     for run in $(seq 1 "$REPEATS"); do
         before=$(counter "$base")
         timeout $((DURATION + 30)) wrk -t1 -c1 -d"${DURATION}s" --timeout 5s --latency \
@@ -162,8 +164,8 @@ for mode in $MODES; do
         errors=$(wrk_errors "$OUT/wrk-$mode-c1-$run.txt")
         [[ -z $errors ]] || log "[$mode] run $run: $errors"
         log "[$mode] c=1 run $run: $rps req/s, p99 $p99 ms, $bytes bytes/request."
-        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$mode" "$ready" "$rss" "$factor_mib" "$recall" \
-            "$recall_users" "$run" "$rps" "$p99" "$bytes" >>"$OUT/runs.tsv"
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$mode" "$ready" "$rss" "$factor_mib" "$recall" \
+            "$recall_users" "$run" "$rps" "$p99" "$bytes" "$peak" >>"$OUT/runs.tsv"
     done
     timeout $((CONC_DURATION + 30)) wrk -t"$THREADS" -c"$CONNECTIONS" -d"${CONC_DURATION}s" --timeout 5s \
         --latency -s "$here/users.lua" "$base" -- "$USERS" "$N" >"$OUT/wrk-$mode-c$CONNECTIONS.txt"
@@ -239,16 +241,17 @@ col() { awk -F'\t' -v m="$1" -v c="$2" 'NR > 1 && $1 == m {print $c}' "$OUT/runs
 {
     echo "# Search modes: $ITEMS items x rank $RANK, $USERS users, norm skew $NORM_SKEW, n=$N, oversample $OVERSAMPLE"
     echo "# medians of $REPEATS runs of ${DURATION}s at c=1 (range in brackets); c=$CONNECTIONS one run of ${CONC_DURATION}s"
-    printf '%-6s %10s %22s %18s %12s %14s %10s %10s %12s %8s\n' mode recall@10 "req/s c=1" "p99 ms c=1" \
-        "bytes/req" "req/s c=$CONNECTIONS" "RSS MiB" "factors" "ready s" users
+    printf '%-6s %10s %22s %18s %12s %14s %10s %10s %12s %8s %14s\n' mode recall@10 "req/s c=1" "p99 ms c=1" \
+        "bytes/req" "req/s c=$CONNECTIONS" "RSS MiB" "factors" "ready s" users "load peak MiB"
     for mode in $MODES; do
         rps=$(col "$mode" 8 | median); p99=$(col "$mode" 9 | median); bytes=$(col "$mode" 10 | median)
         rps_range="[$(col "$mode" 8 | sort -g | head -1)-$(col "$mode" 8 | sort -g | tail -1)]"
         p99_range="[$(col "$mode" 9 | sort -g | head -1)-$(col "$mode" 9 | sort -g | tail -1)]"
         conc=$(awk -F'\t' -v m="$mode" '$1 == m {print $2}' "$OUT/concurrent.tsv")
-        printf '%-6s %10s %22s %18s %12s %14s %10s %10s %12s %8s\n' "$mode" "$(col "$mode" 5 | head -1)" \
+        printf '%-6s %10s %22s %18s %12s %14s %10s %10s %12s %8s %14s\n' "$mode" "$(col "$mode" 5 | head -1)" \
             "$rps $rps_range" "$p99 $p99_range" "$bytes" "$conc" "$(col "$mode" 3 | head -1)" \
-            "$(col "$mode" 4 | head -1)" "$(col "$mode" 2 | head -1)" "$(col "$mode" 6 | head -1)"
+            "$(col "$mode" 4 | head -1)" "$(col "$mode" 2 | head -1)" "$(col "$mode" 6 | head -1)" \
+            "$(col "$mode" 11 | head -1)"
     done
     if [[ " $MODES " == *" exact "* && " $MODES " == *" int8 "* ]]; then
         e_rps=$(col exact 8 | median); i_rps=$(col int8 8 | median)
