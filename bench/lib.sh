@@ -32,10 +32,12 @@ verdict() { awk -v v="$1" -v op="$2" -v t="$3" 'BEGIN {
     ok = (op == ">=") ? (v >= t) : (op == "<=") ? (v <= t) : (v < t)
     print ((v != "n/a" && ok) ? "met" : "MISSED") }'; }
 
-# build_release: the release binaries, built the one way scripts/up.sh and docker/Dockerfile
-# build them (the four packages together, so features resolve alike), plus the benchmarks' own
-# programs (package bench-harness: normal dependencies only, no test features). After
-# scripts/up.sh this compiles bench-harness alone. Binaries land in $target_dir/release/.
+# build_release [profile]: the release binaries, built the one way scripts/up.sh and
+# docker/Dockerfile build them (the four packages together, so features resolve alike), plus the
+# benchmarks' own programs (package bench-harness: normal dependencies only, no test features).
+# After scripts/up.sh this compiles bench-harness alone. The profile is `release` unless named
+# (`production`: what the images serve). Binaries land in $target_dir/<profile>/.
 build_release() {
-    cargo build --release --locked -q -p trainer -p registry -p fraud -p recommender -p bench-harness
+    cargo build --profile "${1:-release}" --locked -q \
+        -p trainer -p registry -p fraud -p recommender -p bench-harness
 }

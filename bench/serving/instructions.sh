@@ -20,7 +20,8 @@
 # Knobs (environment): ROWS (100000), TREES (100), SEED (7), N_SMALL (200), N_LARGE (1200),
 # REPEATS (3; the median is reported), PORT_BASE (18700), OUT (bench/serving/last-instructions:
 # logs, summary.txt and the callgrind profiles, for `callgrind_annotate OUT/callgrind-fraud-1200.out`),
-# BUILD (1; 0 uses the release binaries already in target/).
+# PROFILE (release; production measures the images' build: thin LTO, every crate optimised),
+# BUILD (1; 0 uses the binaries of that profile already in target/).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
@@ -33,6 +34,7 @@ N_LARGE=${N_LARGE:-1200}
 REPEATS=${REPEATS:-3}
 PORT_BASE=${PORT_BASE:-18700}
 OUT=${OUT:-$root/bench/serving/last-instructions}
+PROFILE=${PROFILE:-release}
 target_dir=${CARGO_TARGET_DIR:-$root/target}
 
 # shellcheck source=bench/lib.sh
@@ -43,13 +45,13 @@ command -v curl >/dev/null || die "curl is needed"
 ((N_LARGE > N_SMALL)) || die "N_LARGE must be larger than N_SMALL"
 
 if [[ ${BUILD:-1} != 0 ]]; then
-    log "Building the release binaries and the benchmarks' programs (bench/lib.sh build_release)."
-    build_release
+    log "Building the $PROFILE binaries and the benchmarks' programs (bench/lib.sh build_release)."
+    build_release "$PROFILE"
 fi
-fraud_bin=$target_dir/release/fraud
-floor_bin=$target_dir/release/http_floor
-score_bin=$target_dir/release/score_only
-trainer_bin=$target_dir/release/trainer
+fraud_bin=$target_dir/$PROFILE/fraud
+floor_bin=$target_dir/$PROFILE/http_floor
+score_bin=$target_dir/$PROFILE/score_only
+trainer_bin=$target_dir/$PROFILE/trainer
 for bin in "$fraud_bin" "$floor_bin" "$score_bin" "$trainer_bin"; do
     [[ -x $bin ]] || die "$bin is missing"
 done
@@ -172,7 +174,7 @@ measure scoring score_run
 floor=${result[floor]} fraud=${result[fraud]} scoring=${result[scoring]}
 overhead=$((fraud - floor - scoring))
 {
-    echo "instructions per request (callgrind; median of $REPEATS, range; N $N_SMALL -> $N_LARGE; $TREES trees)"
+    echo "instructions per request (callgrind; median of $REPEATS, range; N $N_SMALL -> $N_LARGE; $TREES trees; profile $PROFILE)"
     printf '  %-34s %10s  (%s)\n' "HTTP floor (http_floor)" "$floor" "${spread[floor]}"
     printf '  %-34s %10s  (%s)\n' "fraud service, GET /classify" "$fraud" "${spread[fraud]}"
     printf '  %-34s %10s  (%s)\n' "scoring alone (score_only)" "$scoring" "${spread[scoring]}"
