@@ -1,4 +1,5 @@
-//! The fraud model as served: a tree ensemble in a flat layout, scored without allocation.
+//! The fraud model as served: a tree ensemble in a flat layout, scored without allocation for
+//! rows of fewer than 16 features (a wider row is copied into a vector once per row).
 //!
 //! Trainers (random forest, decision tree) convert whatever they fit into this one format, so
 //! the fraud service has a single scoring path and no training crates. A random forest is an
