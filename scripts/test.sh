@@ -30,6 +30,8 @@ if ! cargo deny --version 2>/dev/null | grep -qF "cargo-deny $CARGO_DENY_VERSION
 fi
 cargo deny --log-level error check licenses bans sources
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# Doc comments: a broken or private intra-doc link, or stray HTML, fails like a lint.
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 # The fault tests (tests/e2e/faults.rs) run the real binaries from target/debug: build them.
 cargo build --workspace --bins --locked
 # No service binary may reach the benchmark and test models (suite-models als::synthetic).

@@ -20,7 +20,7 @@ use crate::pipeline::Context;
 
 #[derive(Debug, clap::Args)]
 pub struct ScheduleArgs {
-    /// A job: "<cron, 6 fields>|<trainer command line>". Repeatable; adds to TRAINER_JOBS.
+    /// A job: `"<cron, 6 fields>|<trainer command line>"`. Repeatable; adds to TRAINER_JOBS.
     #[arg(long = "job")]
     pub jobs: Vec<String>,
 }
@@ -59,7 +59,7 @@ impl Jobs {
     }
 }
 
-/// Parses "<cron>|<command line>".
+/// Parses `"<cron>|<command line>"`.
 ///
 /// # Errors
 /// A message naming what is wrong with the line.

@@ -2,7 +2,7 @@
 //! decision tree on a CSV table, evaluate on a held-out split, gate against the champion and
 //! publish as the served [`FraudModel`].
 //!
-//! - [`generate`]: the synthetic data and its known rule;
+//! - [`generate`](mod@generate): the synthetic data and its known rule;
 //! - [`forest`]: our histogram CART random forest (and why it is not smartcore's);
 //! - [`decision_tree`]: the linfa-trees alternative, converted to the same served format;
 //! - [`binning`]: quantile binning of features for the forest.
@@ -159,7 +159,7 @@ fn parse_max_depth(value: &str) -> Result<MaxDepth, String> {
 /// What `generate fraud` wrote.
 pub type GenerateReport = generate::Generated;
 
-/// Writes synthetic transactions (see [`generate`] for the rule).
+/// Writes synthetic transactions (see [`generate`](mod@generate) for the rule).
 ///
 /// # Errors
 /// [`Error::Output`] if the file cannot be written.

@@ -69,7 +69,8 @@ pub struct HnswIndex {
     pub degree: u32,
     /// Neighbour list length on the layers above.
     pub upper_degree: u32,
-    /// `items × degree`: each item's neighbours on the bottom layer, [`NO_NODE`] after the last.
+    /// `items × degree`: each item's neighbours on the bottom layer, `NO_NODE` (`u32::MAX`)
+    /// after the last.
     pub base: Vec<u32>,
     /// The layers above the bottom one, lowest first.
     pub layers: Vec<HnswLayer>,
@@ -85,7 +86,7 @@ pub struct HnswIndex {
 pub struct HnswLayer {
     /// Item indices, strictly increasing.
     pub nodes: Vec<u32>,
-    /// `nodes × upper_degree`, in the order of `nodes`, [`NO_NODE`] after the last.
+    /// `nodes × upper_degree`, in the order of `nodes`, `NO_NODE` (`u32::MAX`) after the last.
     pub neighbours: Vec<u32>,
 }
 

@@ -81,7 +81,8 @@ impl ServingAls {
     /// The same model searched with `search`. Int8 builds the codes (one pass over the item
     /// factors, `rank + 4` bytes an item); ann searches the model's graph when it has one, else
     /// lays out its IVF index (the codes in list order, 8 bytes an item more). A `probe` of 0
-    /// becomes the index's own; one beyond the lists (or [`MAX_EF`]) is capped there.
+    /// becomes the index's own; one beyond the lists (or [`MAX_EF`](super::MAX_EF)) is capped
+    /// there.
     ///
     /// # Errors
     /// [`Error::NotServable`] for ann mode on a model without an index.

@@ -5,7 +5,7 @@
 //! - `<selector>.json`: the manifest last served for that selector, what [`ArtifactCache::recall`]
 //!   loads;
 //! - `<selector>.history.json`: the artifacts that selector remembered, newest first: its current
-//!   one and at most `keep` older ones ([`retention`]);
+//!   one and at most `keep` older ones (`retention`);
 //! - `<sha256>.msgpack`: the artifacts, one file however many selectors share it.
 //!
 //! Selectors never contain a dot, so the two JSON names cannot collide. Entries are written

@@ -41,7 +41,7 @@ use crate::{BoxError, Error};
 /// holds in memory (plus one incoming chunk). 10,000 parts of it allow 80 GiB.
 pub const PART_BYTES: usize = 8 * 1024 * 1024;
 
-/// Where [`S3Store::probe_conditional_writes`] writes (below the store prefix): not a key the
+/// Where `S3Store::probe_conditional_writes` writes (below the store prefix): not a key the
 /// registry reads, so a probe object left by a crash is harmless; delete it at will.
 pub const PROBE_PREFIX: &str = "_probes/conditional-writes";
 
