@@ -1,7 +1,9 @@
 //! The fraud model as this service loads it.
 
+use std::io::Read;
+
 use shared_lib::Error;
-use shared_lib::artifact::{ModelKind, decode_artifact};
+use shared_lib::artifact::{ModelKind, decode_artifact_from};
 use shared_lib::models::drift::DriftTracker;
 use shared_lib::models::forest::{CompiledForest, FraudModel};
 use shared_lib::registry::manifest::Manifest;
@@ -21,9 +23,9 @@ impl ServableModel for Classifier {
         )
     }
 
-    fn load(manifest: &Manifest, artifact: &[u8], (): &()) -> Result<Self, Error> {
+    fn load(manifest: &Manifest, artifact: &mut dyn Read, (): &()) -> Result<Self, Error> {
         let model: FraudModel =
-            decode_artifact(artifact, &manifest.artifact.sha256, manifest.artifact.kind)?;
+            decode_artifact_from(artifact, &manifest.artifact, manifest.artifact.kind)?;
         let schema =
             (!manifest.feature_schema.features.is_empty()).then_some(&manifest.feature_schema);
         let nodes = model.node_count();

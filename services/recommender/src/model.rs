@@ -1,9 +1,11 @@
 //! The ALS model as this service loads it.
 
+use std::io::Read;
+
 use prometheus::{GaugeVec, Opts, Registry};
 use serde::Serialize;
 use shared_lib::Error;
-use shared_lib::artifact::{ModelKind, decode_artifact};
+use shared_lib::artifact::{ModelKind, decode_artifact_from};
 use shared_lib::http::register_metric;
 use shared_lib::models::als::{AlsModel, AnnIndex, Filter, Search, ServingAls};
 use shared_lib::registry::manifest::Manifest;
@@ -102,12 +104,13 @@ impl ServableModel for Recommender {
         kind == ModelKind::RecommenderAls
     }
 
-    fn load(manifest: &Manifest, artifact: &[u8], config: &LoadConfig) -> Result<Self, Error> {
-        let model: AlsModel = decode_artifact(
-            artifact,
-            &manifest.artifact.sha256,
-            ModelKind::RecommenderAls,
-        )?;
+    fn load(
+        manifest: &Manifest,
+        artifact: &mut dyn Read,
+        config: &LoadConfig,
+    ) -> Result<Self, Error> {
+        let model: AlsModel =
+            decode_artifact_from(artifact, &manifest.artifact, ModelKind::RecommenderAls)?;
         let serving = model.prepare()?.with_search(config.search)?;
         // Warm-up: one scan of the catalogue, so a model that loads but cannot score is refused.
         if serving.model().n_users() > 0 {

@@ -3,10 +3,12 @@
 //! A [`ModelSlots`] has a slot per role (primary `a`, experiment `b`, `shadow`). A background
 //! loop resolves each slot's selector (a pinned number, or an alias re-read every poll
 //! interval), and when the wanted version differs from the loaded one it loads the new one
-//! *fully* (fetch, size and sha256 check, decode, validate against the manifest, warm up) and
-//! only then swaps it in atomically. In-flight requests keep the `Arc` of the version they
-//! started with, so a reload never fails a request; a load that fails leaves the old version
-//! serving and is counted and logged. Until the primary loads, `/readyz` says not ready and the
+//! *fully* (read, decode, size and sha256 check, validate against the manifest, warm up) and
+//! only then swaps it in atomically. The artifact is decoded as it arrives and verified at its
+//! end ([`crate::artifact::decode_artifact_from`]), never held whole, so a load needs memory
+//! for the model it builds, not for the model and its artifact. In-flight requests keep the
+//! `Arc` of the version they started with, so a reload never fails a request; a load that
+//! fails leaves the old version serving and is counted and logged. Until the primary loads, `/readyz` says not ready and the
 //! loop retries with backoff; with a cache directory, a restart during a store outage serves
 //! the last-good version.
 
@@ -14,10 +16,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
-use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use super::blocking_read::ArtifactSource;
 use super::cache::ArtifactCache;
 use super::metrics::ServingMetrics;
 use super::routing::{Variant, assign};
@@ -37,12 +39,17 @@ pub trait ServableModel: Sized + Send + Sync + 'static {
     /// Whether this server can serve artifacts of `kind`.
     fn accepts(kind: ModelKind) -> bool;
 
-    /// Decodes the verified artifact, validates it against its manifest and warms it up (e.g.
-    /// scores one row). Runs on a blocking thread.
+    /// Decodes the artifact as it is read from `artifact`, verifying it against the manifest
+    /// (`decode_artifact_from`: size and sha256 once it is read), validates the model against
+    /// its manifest and warms it up (e.g. scores one row). Runs on a blocking thread.
     ///
     /// # Errors
     /// Any reason not to serve it.
-    fn load(manifest: &Manifest, artifact: &[u8], config: &Self::Config) -> Result<Self, Error>;
+    fn load(
+        manifest: &Manifest,
+        artifact: &mut dyn std::io::Read,
+        config: &Self::Config,
+    ) -> Result<Self, Error>;
 
     /// What `/v1/models` reports about the loaded version beyond its manifest (`details`).
     fn details(&self) -> Option<serde_json::Value> {
@@ -117,7 +124,7 @@ pub struct ModelSlots<M> {
     load: Arc<Loader<M>>,
 }
 
-type Loader<M> = dyn Fn(&Manifest, &[u8]) -> Result<M, Error> + Send + Sync;
+type Loader<M> = dyn Fn(&Manifest, &mut dyn std::io::Read) -> Result<M, Error> + Send + Sync;
 
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
@@ -162,9 +169,11 @@ impl<M: ServableModel> ModelSlots<M> {
             metrics,
             readiness,
             poll: settings.poll_interval,
-            load: Arc::new(move |manifest: &Manifest, artifact: &[u8]| {
-                M::load(manifest, artifact, &config)
-            }),
+            load: Arc::new(
+                move |manifest: &Manifest, artifact: &mut dyn std::io::Read| {
+                    M::load(manifest, artifact, &config)
+                },
+            ),
         })
     }
 
@@ -234,17 +243,18 @@ impl<M: ServableModel> ModelSlots<M> {
         {
             return Ok(());
         }
-        let fetched = async {
+        let opened = async {
             let manifest = self.registry.manifest(&self.model, wanted).await?;
-            let bytes = self.registry.fetch_artifact(&manifest).await?;
-            Ok::<_, Error>((manifest, bytes))
+            let artifact = self.registry.open_artifact_unverified(&manifest).await?;
+            Ok::<_, Error>((manifest, artifact.stream))
         }
         .await;
-        let (manifest, bytes) = match fetched {
-            Ok(fetched) => fetched,
+        let (manifest, stream) = match opened {
+            Ok(opened) => opened,
             Err(e) => return self.fall_back_to_cache(slot, e).await,
         };
-        self.install(slot, manifest, bytes, "loaded").await
+        self.install(slot, manifest, ArtifactSource::Store(stream), "loaded")
+            .await
     }
 
     /// A store failure with nothing loaded: serve the last-good cached version if there is one.
@@ -259,9 +269,10 @@ impl<M: ServableModel> ModelSlots<M> {
             return Err(cause);
         };
         match cache.recall(&self.model, &slot.selector).await {
-            Ok(Some((manifest, bytes))) => {
+            Ok(Some((manifest, file))) => {
                 tracing::warn!(model = %self.model, version = %manifest.version, "Store unreachable; serving the last-good cached version.");
-                self.install(slot, manifest, bytes, "cached").await?;
+                self.install(slot, manifest, ArtifactSource::Cache(file), "cached")
+                    .await?;
                 Err(cause)
             }
             Ok(None) => {
@@ -279,11 +290,11 @@ impl<M: ServableModel> ModelSlots<M> {
         &self,
         slot: &Slot<M>,
         manifest: Manifest,
-        bytes: Bytes,
+        artifact: ArtifactSource,
         result: &str,
     ) -> Result<(), Error> {
         let started = Instant::now();
-        let loaded = match self.build(&manifest, bytes.clone()).await {
+        let loaded = match self.build(&manifest, artifact).await {
             Ok(model) => model,
             Err(e) => {
                 self.count(slot, "failed");
@@ -317,16 +328,25 @@ impl<M: ServableModel> ModelSlots<M> {
             .set(1);
         self.count(slot, result);
         tracing::info!(model = %self.model, %version, sha256 = %sha, slot = slot.role.as_str(), load_ms = started.elapsed().as_millis() as u64, "Model loaded.");
+        // The cache copies the artifact from the store: a second read, as the first one was
+        // decoded as it arrived and not kept.
+        let from_store = async {
+            Ok(self
+                .registry
+                .open_artifact_unverified(&manifest)
+                .await?
+                .stream)
+        };
         if result == "loaded"
             && let Some(cache) = &self.cache
-            && let Err(e) = cache.remember(&slot.selector, &manifest, &bytes).await
+            && let Err(e) = cache.remember(&slot.selector, &manifest, from_store).await
         {
             tracing::warn!(error = %e, "Could not write the last-good cache.");
         }
         Ok(())
     }
 
-    async fn build(&self, manifest: &Manifest, bytes: Bytes) -> Result<M, Error> {
+    async fn build(&self, manifest: &Manifest, artifact: ArtifactSource) -> Result<M, Error> {
         if !M::accepts(manifest.artifact.kind) {
             return Err(Error::CorruptArtifact {
                 reason: format!(
@@ -338,11 +358,14 @@ impl<M: ServableModel> ModelSlots<M> {
         let manifest = manifest.clone();
         let load = self.load.clone();
         let span = tracing::Span::current();
-        tokio::task::spawn_blocking(move || span.in_scope(|| load(&manifest, &bytes)))
-            .await
-            .map_err(|e| Error::CorruptArtifact {
-                reason: format!("loading panicked: {e}"),
-            })?
+        let runtime = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || {
+            span.in_scope(|| load(&manifest, &mut artifact.into_read(runtime)))
+        })
+        .await
+        .map_err(|e| Error::CorruptArtifact {
+            reason: format!("loading panicked: {e}"),
+        })?
     }
 
     fn count(&self, slot: &Slot<M>, result: &str) {

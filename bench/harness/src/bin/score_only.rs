@@ -42,7 +42,7 @@ async fn main() -> anyhow::Result<()> {
         .await?;
     let manifest = registry.manifest(&model, version).await?;
     let artifact = registry.fetch_artifact(&manifest).await?;
-    let classifier = Classifier::load(&manifest, &artifact, &())?;
+    let classifier = Classifier::load(&manifest, &mut artifact.as_ref(), &())?;
     let mut fraud = 0u64;
     for _ in 0..n {
         let row = black_box(row.as_slice());

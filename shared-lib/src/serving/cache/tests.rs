@@ -7,10 +7,12 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 
 use super::ArtifactCache;
+use crate::Error;
 use crate::artifact::{ArtifactDigest, ModelKind};
 use crate::model_id::{ModelName, ModelVersion};
 use crate::registry::manifest::{ArtifactRef, Manifest};
 use crate::serving::selection::Selector;
+use crate::store::ObjectStream;
 
 fn fraud() -> ModelName {
     ModelName::parse("fraud").unwrap()
@@ -49,7 +51,7 @@ fn manifest(version: u32, n: u32) -> Manifest {
 /// Remembers version `version` (artifact `n`) for `slot`.
 async fn remember(cache: &ArtifactCache, slot: &str, version: u32, n: u32) {
     cache
-        .remember(&selector(slot), &manifest(version, n), &artifact(n))
+        .remember(&selector(slot), &manifest(version, n), stream_of(n))
         .await
         .unwrap();
 }
@@ -73,8 +75,17 @@ fn digests(ns: &[u32]) -> BTreeSet<String> {
     ns.iter().map(|&n| digest(n)).collect()
 }
 
+/// Artifact `n` as the store streams it, in two chunks.
+async fn stream_of(n: u32) -> Result<ObjectStream, Error> {
+    let bytes = artifact(n);
+    let (head, tail) = (bytes.slice(..3), bytes.slice(3..));
+    Ok(Box::pin(futures_util::stream::iter([Ok(head), Ok(tail)])))
+}
+
 async fn recalled_version(cache: &ArtifactCache, slot: &str) -> Option<u32> {
-    let (manifest, bytes) = cache.recall(&fraud(), &selector(slot)).await.unwrap()?;
+    let (manifest, mut file) = cache.recall(&fraud(), &selector(slot)).await.unwrap()?;
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut file, &mut bytes).unwrap();
     assert_eq!(ArtifactDigest::of(&bytes), manifest.artifact.sha256);
     Some(manifest.version.get())
 }
@@ -245,4 +256,64 @@ async fn temp_files_left_by_a_crash_are_deleted_and_fresh_ones_kept() {
     // Assert
     assert!(!stale.exists());
     assert!(fresh.exists());
+}
+
+#[tokio::test]
+async fn bytes_that_are_not_the_manifests_are_not_cached_and_leave_no_temp_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = ArtifactCache::new(dir.path(), 1);
+    let short = async {
+        let stream: ObjectStream =
+            Box::pin(futures_util::stream::iter([Ok(artifact(1).slice(..4))]));
+        Ok(stream)
+    };
+
+    // Artifact 2's bytes (as long as 1's) under 1's manifest, then 1's first 4 bytes only.
+    let wrong = cache
+        .remember(&selector("production"), &manifest(1, 1), stream_of(2))
+        .await
+        .unwrap_err();
+    let cut = cache
+        .remember(&selector("production"), &manifest(1, 1), short)
+        .await
+        .unwrap_err();
+
+    assert!(matches!(wrong, Error::DigestMismatch { .. }), "{wrong}");
+    assert!(
+        matches!(
+            cut,
+            Error::SizeMismatch {
+                expected: 10,
+                actual: 4
+            }
+        ),
+        "{cut}"
+    );
+    let left: Vec<String> = files(dir.path())
+        .into_iter()
+        .filter(|f| !f.ends_with(".json"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    assert_eq!(recalled_version(&cache, "production").await, None);
+}
+
+#[tokio::test]
+async fn an_artifact_already_cached_is_not_read_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = ArtifactCache::new(dir.path(), 1);
+    remember(&cache, "production", 1, 1).await;
+
+    // The pinned slot `1` serves the same artifact: the store is not asked for it.
+    let never = async {
+        panic!("the cache opened an artifact it already holds");
+        #[allow(unreachable_code)]
+        Err(Error::ObjectNotFound { key: String::new() })
+    };
+    cache
+        .remember(&selector("1"), &manifest(1, 1), never)
+        .await
+        .unwrap();
+
+    assert_eq!(recalled_version(&cache, "1").await, Some(1));
+    assert_eq!(artifacts(dir.path()), digests(&[1]));
 }
