@@ -309,6 +309,92 @@ async fn a_corrupt_or_truncated_new_version_is_refused_and_the_old_one_keeps_ser
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs Garage and the built binaries: run scripts/test.sh"]
+async fn a_store_that_fails_mid_download_leaves_the_old_version_serving_and_the_next_poll_loads() {
+    // Arrange: v1 serving, its store reached through a proxy; v2 published, not promoted.
+    let (settings, store) = shared_store("faults-mid-download");
+    let registry = RegistryApi::start(&store).await;
+    let (v1, v2) = production_v1_and_unpromoted_v2(&registry).await;
+    let garage = settings.endpoint.clone().unwrap();
+    let proxy = HoldingProxy::start(garage.trim_start_matches("http://")).await;
+    let through_proxy = shared_lib::store::S3Settings {
+        endpoint: Some(proxy.url.clone()),
+        ..settings.clone()
+    };
+    let fraud = Service::start_ready(
+        "fraud",
+        &with(
+            &e2e::store_env(&through_proxy),
+            &[("MODEL_POLL_SECONDS", "0.2")],
+        ),
+    )
+    .await;
+    assert_eq!(fraud.served_version(CLASSIFY).await, v1.to_string());
+    let failed = || fraud.metric("model_reloads_total", &[("result", "failed")]);
+    let failed_before = failed().await;
+
+    // Act: the next artifact download stops half-way (the store "dies" mid-response, then is
+    // back); production moves to v2. Ask all the while.
+    let manifest = registry
+        .service
+        .get_json(&format!("/v1/models/fraud/versions/{v2}"))
+        .await["manifest"]
+        .clone();
+    let key = manifest["artifact"]["key"].as_str().unwrap();
+    let prefix = settings.prefix.as_ref().unwrap();
+    proxy.hold(
+        &format!("GET /{}/{prefix}/{key}", settings.bucket),
+        Cut::MidResponse(0.5),
+    );
+    registry.promote("fraud", v2).await;
+    let moved = Instant::now();
+    let (mut by_v1, mut by_v2, mut other) = (0u32, 0u32, 0u32);
+    while fraud.served_version(CLASSIFY).await != v2.to_string() {
+        assert!(
+            moved.elapsed() < Duration::from_secs(30),
+            "v2 never served (download cut: {}):\n{}",
+            proxy.is_held(),
+            fraud.proc.tail(20)
+        );
+        for _ in 0..10 {
+            let res = fraud.get(CLASSIFY).await;
+            match res
+                .headers()
+                .get("x-model-version")
+                .map(|v| v.to_str().unwrap().to_owned())
+            {
+                Some(v) if res.status() == 200 && v == v1.to_string() => by_v1 += 1,
+                Some(v) if res.status() == 200 && v == v2.to_string() => by_v2 += 1,
+                _ => other += 1,
+            }
+        }
+    }
+
+    // Assert: the cut download was a failed, logged load while v1 answered everything; the
+    // next poll loaded v2 whole.
+    assert!(proxy.is_held(), "the artifact download was never cut");
+    assert_eq!(other, 0, "requests not answered by v1 or v2");
+    assert!(by_v1 >= 1, "no request answered while v2 was loading");
+    let failed_during = failed().await - failed_before;
+    assert!(
+        failed_during >= 1.0,
+        "the cut load was not counted as failed"
+    );
+    let logged = logged_errors(&fraud.proc, REFRESH_FAILED, "object store read of");
+    assert!(
+        logged >= 1,
+        "no log of the failed read:\n{}",
+        fraud.proc.tail(20)
+    );
+    println!(
+        "download cut half-way: model_reloads_total{{result=\"failed\"}} +{failed_during} \
+         ({logged} log records), {by_v1} requests answered by v{v1} and {by_v2} by v{v2}, none \
+         failed; v{v2} served {:.1?} after the move",
+        moved.elapsed()
+    );
+}
+
 /// Runs the trainer to completion; returns its result (stdout JSON).
 async fn train(args: &[&str], env: &[(String, String)]) -> serde_json::Value {
     let mut trainer = Proc::spawn("trainer", args, env);

@@ -1,11 +1,15 @@
-//! A TCP proxy that can stop a chosen HTTP request part-way, so a test can kill the client at
-//! an exact point of its conversation (e.g. half-way through uploading a model).
+//! A TCP proxy that can stop a chosen HTTP request, or its response, part-way, so a test can
+//! kill the client at an exact point of its conversation (e.g. half-way through uploading a
+//! model), or the server (half-way through sending one).
 //!
 //! Until [`HoldingProxy::hold`] arms it, it passes bytes both ways. Armed with a request-line
-//! prefix, the first request starting with it is forwarded only up to the chosen [`Cut`]; the
-//! rest is held back (read from the client and dropped) and [`HoldingProxy::is_held`] turns true.
-//! When the client goes away, the upstream connection is closed with the request unfinished,
-//! exactly what the server sees when a client dies mid-request. One-shot: later requests pass.
+//! prefix, the first request starting with it is cut as the chosen [`Cut`] says and
+//! [`HoldingProxy::is_held`] turns true. A request cut part-way is forwarded up to the cut and
+//! the rest is held back (read from the client and dropped); when the client goes away, the
+//! upstream connection is closed with the request unfinished, exactly what the server sees when
+//! a client dies mid-request. A response cut part-way reaches the client up to the cut, and
+//! then the connection closes, what a client sees when the server dies mid-response.
+//! One-shot: later requests pass.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,6 +25,9 @@ pub enum Cut {
     BeforeRequest,
     /// Its head and this share (0 to 1) of its `Content-Length` body.
     MidBody(f64),
+    /// All of it; then its response's head and this share (0 to 1) of the response's
+    /// `Content-Length` body reach the client, and the connection closes.
+    MidResponse(f64),
 }
 
 #[derive(Default)]
@@ -104,12 +111,30 @@ impl Drop for HoldingProxy {
     }
 }
 
+/// How much of a body of `body` bytes a cut at `share` lets through: never all of it.
+fn part_of(body: usize, share: f64) -> usize {
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss
+    )]
+    let part = (body as f64 * share.clamp(0.0, 1.0)) as usize;
+    part.min(body.saturating_sub(1))
+}
+
 async fn relay(client: TcpStream, server: TcpStream, state: Arc<State>) -> std::io::Result<()> {
-    let (mut client_read, mut client_write) = client.into_split();
-    let (mut server_read, mut server_write) = server.into_split();
-    let back = tokio::spawn(async move {
-        let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
-    });
+    let (mut client_read, client_write) = client.into_split();
+    let (server_read, mut server_write) = server.into_split();
+    // Set when this connection carries the request whose response is to be cut: the next
+    // bytes from the server are that response (HTTP/1.1 clients send a request on a kept-alive
+    // connection only once they have read the previous response).
+    let cut_response: Arc<Mutex<Option<f64>>> = Arc::default();
+    let back = tokio::spawn(respond(
+        server_read,
+        client_write,
+        cut_response.clone(),
+        state.clone(),
+    ));
     let mut pending: Vec<u8> = Vec::new();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
@@ -152,6 +177,18 @@ async fn relay(client: TcpStream, server: TcpStream, state: Arc<State>) -> std::
         server_write.write_all(&pending[..start]).await?;
         pending.drain(..start);
         let forward = match cut {
+            Cut::MidResponse(share) => {
+                *cut_response
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(share);
+                *state
+                    .armed
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+                server_write.write_all(&pending).await?;
+                pending.clear();
+                continue;
+            }
             Cut::BeforeRequest => 0,
             Cut::MidBody(share) => {
                 while find(&pending, b"\r\n\r\n").is_none() {
@@ -162,14 +199,7 @@ async fn relay(client: TcpStream, server: TcpStream, state: Arc<State>) -> std::
                     pending.extend_from_slice(&buf[..n]);
                 }
                 let head_end = find(&pending, b"\r\n\r\n").unwrap_or(0) + 4;
-                let body = content_length(&pending[..head_end]);
-                #[allow(
-                    clippy::cast_possible_truncation,
-                    clippy::cast_sign_loss,
-                    clippy::cast_precision_loss
-                )]
-                let part = (body as f64 * share.clamp(0.0, 1.0)) as usize;
-                head_end + part.min(body.saturating_sub(1))
+                head_end + part_of(content_length(&pending[..head_end]), share)
             }
         };
         while pending.len() < forward {
@@ -194,4 +224,48 @@ async fn relay(client: TcpStream, server: TcpStream, state: Arc<State>) -> std::
     let _ = server_write.shutdown().await;
     let _ = back.await;
     Ok(())
+}
+
+/// Copies the server's bytes to the client; once `cut` is set, lets the response then arriving
+/// through up to the cut and closes the connection.
+async fn respond(
+    mut server_read: tokio::net::tcp::OwnedReadHalf,
+    mut client_write: tokio::net::tcp::OwnedWriteHalf,
+    cut: Arc<Mutex<Option<f64>>>,
+    state: Arc<State>,
+) {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut response: Vec<u8> = Vec::new();
+    while let Ok(n) = server_read.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+        let share = *cut
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(share) = share else {
+            if client_write.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
+            continue;
+        };
+        response.extend_from_slice(&buf[..n]);
+        let Some(at) = find(&response, b"\r\n\r\n") else {
+            continue;
+        };
+        let head_end = at + 4;
+        let through = head_end + part_of(content_length(&response[..head_end]), share);
+        while response.len() < through {
+            match server_read.read(&mut buf).await {
+                Ok(n) if n > 0 => response.extend_from_slice(&buf[..n]),
+                _ => break,
+            }
+        }
+        let through = through.min(response.len());
+        let _ = client_write.write_all(&response[..through]).await;
+        let _ = client_write.flush().await;
+        state.held.store(true, Ordering::SeqCst);
+        break;
+    }
+    let _ = client_write.shutdown().await;
 }
