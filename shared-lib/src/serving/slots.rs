@@ -8,9 +8,9 @@
 //! end ([`crate::artifact::decode_artifact_from`]), never held whole, so a load needs memory
 //! for the model it builds, not for the model and its artifact. In-flight requests keep the
 //! `Arc` of the version they started with, so a reload never fails a request; a load that
-//! fails leaves the old version serving and is counted and logged. Until the primary loads, `/readyz` says not ready and the
-//! loop retries with backoff; with a cache directory, a restart during a store outage serves
-//! the last-good version.
+//! fails leaves the old version serving and is counted and logged. Until the primary loads,
+//! `/readyz` says not ready and the loop retries with backoff; with a cache directory, a
+//! restart during a store outage serves the last-good version.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

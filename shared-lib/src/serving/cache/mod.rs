@@ -11,10 +11,10 @@
 //! Selectors never contain a dot, so the two JSON names cannot collide. Entries are written
 //! atomically (temp file + rename): an artifact is streamed from the store into its temp file
 //! and renamed only if its size and sha256 are the manifest's. A recalled artifact is verified
-//! as it loads, like any load. After each `remember`, artifacts that no selector's history or current manifest names are
-//! deleted, so a cache holds at most `keep + 1` artifacts per selector it has served; without
-//! that, an `emptyDir` fills with every version a long-lived pod ever followed and the pod is
-//! evicted.
+//! as it loads, like any load. After each `remember`, artifacts that no selector's history or
+//! current manifest names are deleted, so a cache holds at most `keep + 1` artifacts per
+//! selector it has served; without that, an `emptyDir` fills with every version a long-lived
+//! pod ever followed and the pod is evicted.
 
 mod retention;
 
