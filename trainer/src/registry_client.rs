@@ -12,17 +12,20 @@
 //!
 //! Through the API a version is published in two calls: the artifact's bytes go up as the raw
 //! body of `PUT /v1/models/{model}/artifacts/{sha256}` (no copy, no base64), then
-//! `POST /v1/models/{model}/versions` registers the manifest naming that sha256. Downloads
-//! are hashed as they arrive and refused unless size and sha256 match the manifest.
+//! `POST /v1/models/{model}/versions` registers the manifest naming that sha256. A champion's
+//! artifact, read either way, is decoded as it arrives and hashed as it passes, and the model is
+//! refused unless size and sha256 match the manifest (`decode_artifact_from`, as the services
+//! load): the trainer never holds a champion's artifact whole beside its model.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 use serde_json::json;
-use suite_models::artifact::{ArtifactHasher, EncodedArtifact, ModelKind, decode_artifact};
+use suite_models::artifact::{EncodedArtifact, ModelKind, decode_artifact_from};
 use suite_models::model_id::{AliasName, ModelName, ModelVersion};
 use suite_storage::registry::manifest::{Manifest, NewVersion};
 use suite_storage::registry::{Change, Registry};
+use suite_storage::store::{BlockingRead, ObjectStream};
 
 use crate::Error;
 
@@ -75,7 +78,7 @@ impl ModelRegistry {
     ///
     /// # Errors
     /// Store, registry or artifact errors; [`suite_models::Error::WrongModelKind`] for other kinds.
-    pub async fn load<T: DeserializeOwned>(
+    pub async fn load<T: DeserializeOwned + Send + 'static>(
         &self,
         model: &ModelName,
         version: ModelVersion,
@@ -93,11 +96,16 @@ impl ModelRegistry {
             }
             .into());
         }
-        let bytes = match self {
-            Self::Store(r) => r.fetch_artifact(&manifest).await?,
+        let stream = match self {
+            Self::Store(r) => r.open_artifact_unverified(&manifest).await?.stream,
             Self::Api(c) => c.artifact(&manifest).await?,
         };
-        let loaded = decode_artifact(&bytes, &manifest.artifact.sha256, kind)?;
+        let (runtime, artifact) = (tokio::runtime::Handle::current(), manifest.artifact.clone());
+        let loaded = tokio::task::spawn_blocking(move || {
+            decode_artifact_from(BlockingRead::new(stream, runtime), &artifact, kind)
+        })
+        .await
+        .map_err(|e| Error::Training(format!("loading the champion panicked: {e}")))??;
         Ok((manifest, loaded))
     }
 
@@ -291,52 +299,26 @@ impl RegistryClient {
         })
     }
 
-    /// Downloads the artifact of `manifest`'s version, hashing it as it arrives; refused
-    /// unless its size and sha256 are the manifest's.
-    async fn artifact(&self, manifest: &Manifest) -> Result<Bytes, Error> {
+    /// The artifact of `manifest`'s version as the registry sends it, unverified: the reader
+    /// checks its size and sha256 as it decodes it (`decode_artifact_from`).
+    async fn artifact(&self, manifest: &Manifest) -> Result<ObjectStream, Error> {
         let path = format!(
             "/v1/models/{}/versions/{}/artifact",
             manifest.model, manifest.version
         );
-        let mut res = Self::check(self.send(self.http.get(self.url(&path))).await?).await?;
-        let failed = |message: String| Error::Registry {
-            status: None,
-            message,
-        };
-        let expected = &manifest.artifact;
-        // The manifest says how much to expect; never reserve more than that on the server's word.
-        let mut bytes = BytesMut::with_capacity(usize::try_from(expected.size).unwrap_or(0));
-        let mut hasher = ArtifactHasher::new();
-        while let Some(chunk) = res
-            .chunk()
-            .await
-            .map_err(|e| failed(format!("artifact download failed: {e}")))?
-        {
-            if (bytes.len() + chunk.len()) as u64 > expected.size {
-                return Err(failed(format!(
-                    "artifact download is larger than the manifest's {} bytes",
-                    expected.size
-                )));
-            }
-            hasher.update(&chunk);
-            bytes.extend_from_slice(&chunk);
-        }
-        if bytes.len() as u64 != expected.size {
-            return Err(suite_models::Error::SizeMismatch {
-                expected: expected.size,
-                actual: bytes.len() as u64,
-            }
-            .into());
-        }
-        let actual = hasher.finish();
-        if actual != expected.sha256 {
-            return Err(suite_models::Error::DigestMismatch {
-                expected: expected.sha256.clone(),
-                actual,
-            }
-            .into());
-        }
-        Ok(bytes.freeze())
+        let res = Self::check(self.send(self.http.get(self.url(&path))).await?).await?;
+        Ok(Box::pin(futures_util::stream::try_unfold(
+            res,
+            |mut res| async move {
+                match res.chunk().await {
+                    Ok(Some(chunk)) => Ok(Some((chunk, res))),
+                    Ok(None) => Ok(None),
+                    Err(e) => Err(std::io::Error::other(format!(
+                        "the artifact download from the registry failed: {e}"
+                    ))),
+                }
+            },
+        )))
     }
 
     /// Uploads the artifact (its bytes move into the request body, uncopied), then registers

@@ -3,7 +3,7 @@
 //! shadow scoring ([`shadow`]) and the serving metrics ([`metrics`]). The fraud and recommender
 //! services differ only in their model type and routes.
 
-mod blocking_read;
+mod artifact_source;
 pub mod cache;
 pub mod metrics;
 pub mod model_server;

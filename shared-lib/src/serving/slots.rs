@@ -19,7 +19,7 @@ use arc_swap::ArcSwapOption;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::blocking_read::ArtifactSource;
+use super::artifact_source::ArtifactSource;
 use super::cache::ArtifactCache;
 use super::metrics::ServingMetrics;
 use super::routing::{Variant, assign};

@@ -29,6 +29,43 @@ impl std::fmt::Debug for ObjectRead {
     }
 }
 
+/// An object stream read from a blocking thread, one chunk in memory at a time, for decoders
+/// that take a [`std::io::Read`] (`artifact::decode_artifact_from`, how servers and the trainer
+/// load models without holding an artifact whole). Each chunk is awaited on `runtime`: use it
+/// on a blocking thread (`spawn_blocking`), never on a runtime's worker.
+pub struct BlockingRead {
+    stream: ObjectStream,
+    runtime: tokio::runtime::Handle,
+    chunk: Bytes,
+}
+
+impl BlockingRead {
+    pub fn new(stream: ObjectStream, runtime: tokio::runtime::Handle) -> Self {
+        Self {
+            stream,
+            runtime,
+            chunk: Bytes::new(),
+        }
+    }
+}
+
+impl std::io::Read for BlockingRead {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use bytes::Buf as _;
+        use futures_util::StreamExt as _;
+        while self.chunk.is_empty() {
+            match self.runtime.block_on(self.stream.next()) {
+                Some(chunk) => self.chunk = chunk?,
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len());
+        buf[..n].copy_from_slice(&self.chunk[..n]);
+        self.chunk.advance(n);
+        Ok(n)
+    }
+}
+
 /// The checks of a streamed write: at most `max_bytes`, sha256 equal to `expected`.
 pub(super) struct UploadCheck<'a> {
     hasher: ArtifactHasher,
