@@ -20,7 +20,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::artifact_source::ArtifactSource;
-use super::cache::ArtifactCache;
+use super::cache::{ArtifactCache, PendingArtifact};
 use super::metrics::ServingMetrics;
 use super::routing::{Variant, assign};
 use super::selection::{Percent, Selector, ServingSettings};
@@ -253,8 +253,19 @@ impl<M: ServableModel> ModelSlots<M> {
             Ok(opened) => opened,
             Err(e) => return self.fall_back_to_cache(slot, e).await,
         };
-        self.install(slot, manifest, ArtifactSource::Store(stream), "loaded")
-            .await
+        // The load copies the artifact into the last-good cache as it reads it.
+        let copy = match &self.cache {
+            Some(cache) => cache.begin(&manifest).await,
+            None => None,
+        };
+        self.install(
+            slot,
+            manifest,
+            ArtifactSource::Store(stream),
+            copy,
+            "loaded",
+        )
+        .await
     }
 
     /// A store failure with nothing loaded: serve the last-good cached version if there is one.
@@ -271,7 +282,7 @@ impl<M: ServableModel> ModelSlots<M> {
         match cache.recall(&self.model, &slot.selector).await {
             Ok(Some((manifest, file))) => {
                 tracing::warn!(model = %self.model, version = %manifest.version, "Store unreachable; serving the last-good cached version.");
-                self.install(slot, manifest, ArtifactSource::Cache(file), "cached")
+                self.install(slot, manifest, ArtifactSource::Cache(file), None, "cached")
                     .await?;
                 Err(cause)
             }
@@ -291,11 +302,12 @@ impl<M: ServableModel> ModelSlots<M> {
         slot: &Slot<M>,
         manifest: Manifest,
         artifact: ArtifactSource,
+        copy: Option<PendingArtifact>,
         result: &str,
     ) -> Result<(), Error> {
         let started = Instant::now();
-        let loaded = match self.build(&manifest, artifact).await {
-            Ok(model) => model,
+        let (loaded, copied) = match self.build(&manifest, artifact, copy).await {
+            Ok(built) => built,
             Err(e) => {
                 self.count(slot, "failed");
                 return Err(e);
@@ -328,25 +340,22 @@ impl<M: ServableModel> ModelSlots<M> {
             .set(1);
         self.count(slot, result);
         tracing::info!(model = %self.model, %version, sha256 = %sha, slot = slot.role.as_str(), load_ms = started.elapsed().as_millis() as u64, "Model loaded.");
-        // The cache copies the artifact from the store: a second read, as the first one was
-        // decoded as it arrived and not kept.
-        let from_store = async {
-            Ok(self
-                .registry
-                .open_artifact_unverified(&manifest)
-                .await?
-                .stream)
-        };
         if result == "loaded"
             && let Some(cache) = &self.cache
-            && let Err(e) = cache.remember(&slot.selector, &manifest, from_store).await
+            && let Err(e) = cache.remember(&slot.selector, &manifest, copied).await
         {
             tracing::warn!(error = %e, "Could not write the last-good cache.");
         }
         Ok(())
     }
 
-    async fn build(&self, manifest: &Manifest, artifact: ArtifactSource) -> Result<M, Error> {
+    /// The model, and the cache's copy of its artifact (`copy`, filled as the load read it).
+    async fn build(
+        &self,
+        manifest: &Manifest,
+        artifact: ArtifactSource,
+        copy: Option<PendingArtifact>,
+    ) -> Result<(M, Option<PendingArtifact>), Error> {
         if !M::accepts(manifest.artifact.kind) {
             return Err(Error::CorruptArtifact {
                 reason: format!(
@@ -360,7 +369,11 @@ impl<M: ServableModel> ModelSlots<M> {
         let span = tracing::Span::current();
         let runtime = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || {
-            span.in_scope(|| load(&manifest, &mut artifact.into_read(runtime)))
+            span.in_scope(|| {
+                let mut read = artifact.into_read(runtime, copy);
+                let model = load(&manifest, &mut read)?;
+                Ok((model, read.into_copy()))
+            })
         })
         .await
         .map_err(|e| Error::CorruptArtifact {

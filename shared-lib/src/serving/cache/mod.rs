@@ -9,27 +9,25 @@
 //! - `<sha256>.msgpack`: the artifacts, one file however many selectors share it.
 //!
 //! Selectors never contain a dot, so the two JSON names cannot collide. Entries are written
-//! atomically (temp file + rename): an artifact is streamed from the store into its temp file
-//! and renamed only if its size and sha256 are the manifest's. A recalled artifact is verified
-//! as it loads, like any load. After each `remember`, artifacts that no selector's history or
+//! atomically (temp file + rename). An artifact is copied into its temp file as the load reads
+//! it from the store ([`PendingArtifact`]), and renamed into place only once the load has
+//! verified it and the version is installed: the cache never reads the store again, so the
+//! version a pod served when the store died is the one a restart recalls. A recalled artifact is
+//! verified as it loads, like any load. After each `remember`, artifacts that no selector's history or
 //! current manifest names are deleted, so a cache holds at most `keep + 1` artifacts per
 //! selector it has served; without that, an `emptyDir` fills with every version a long-lived
 //! pod ever followed and the pod is evicted.
 
 mod retention;
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use futures_util::StreamExt;
-use tokio::io::AsyncWriteExt;
-
 use super::selection::Selector;
 use crate::Error;
-use crate::artifact::ArtifactHasher;
 use crate::model_id::ModelName;
 use crate::registry::manifest::Manifest;
-use crate::store::ObjectStream;
 use retention::{History, artifact_path, manifest_path};
 
 #[derive(Debug, Clone)]
@@ -56,10 +54,38 @@ impl ArtifactCache {
         self.dir.join(model.as_str())
     }
 
+    /// A temp file for `manifest`'s artifact, for the load to copy it into as it reads it;
+    /// `None` when the cache holds that artifact already, or the file cannot be created (the
+    /// load goes on; the version is then not cached, and that is logged).
+    pub async fn begin(&self, manifest: &Manifest) -> Option<PendingArtifact> {
+        let dir = self.model_dir(&manifest.model);
+        let path = artifact_path(&dir, &manifest.artifact.sha256);
+        if tokio::fs::try_exists(&path).await.unwrap_or(false) {
+            return None;
+        }
+        let tmp = temp_path(&path);
+        let created = async {
+            tokio::fs::create_dir_all(&dir).await?;
+            tokio::fs::File::create(&tmp).await
+        }
+        .await;
+        match created {
+            Ok(file) => Some(PendingArtifact {
+                tmp,
+                file: Some(file.into_std().await),
+                written: 0,
+            }),
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), error = %e, "Cannot copy the artifact into the last-good cache.");
+                None
+            }
+        }
+    }
+
     /// Remembers `manifest` and its artifact as last-good for `selector`, then deletes the
-    /// artifacts no selector keeps any more. `artifact` opens the artifact's bytes; it is
-    /// awaited only when the cache does not hold them yet, and they are streamed to disk,
-    /// never held whole.
+    /// artifacts no selector keeps any more. `copied` is the artifact as the load copied it
+    /// ([`ArtifactCache::begin`]): renamed into place unless the cache holds the artifact
+    /// already. Without either, only the history is updated, and the error says so.
     ///
     /// The history is written before the artifact, so a concurrent prune that lists the new
     /// artifact also finds it referenced. Pruning also runs before the artifact is written, so a
@@ -68,14 +94,13 @@ impl ArtifactCache {
     /// remembered.
     ///
     /// # Errors
-    /// [`Error::Store`] when the directory cannot be written, an error of `artifact`,
-    /// [`Error::SizeMismatch`] or [`Error::DigestMismatch`] when its bytes are not the
-    /// manifest's.
+    /// [`Error::Store`] when the directory cannot be written or there is no artifact to keep,
+    /// [`Error::SizeMismatch`] when the copy is not the manifest's size.
     pub async fn remember(
         &self,
         selector: &Selector,
         manifest: &Manifest,
-        artifact: impl Future<Output = Result<ObjectStream, Error>>,
+        copied: Option<PendingArtifact>,
     ) -> Result<(), Error> {
         let _writing = self.writing.lock().await;
         let dir = self.model_dir(&manifest.model);
@@ -89,7 +114,14 @@ impl ArtifactCache {
 
         let artifact_path = artifact_path(&dir, &manifest.artifact.sha256);
         if !tokio::fs::try_exists(&artifact_path).await.unwrap_or(false) {
-            write_verified(&artifact_path, artifact.await?, manifest).await?;
+            let Some(copied) = copied else {
+                return Err(fail(std::io::Error::other(
+                    "the load's copy of the artifact is missing",
+                )));
+            };
+            copied
+                .commit(&artifact_path, manifest.artifact.size)
+                .await?;
         }
         let json =
             serde_json::to_vec_pretty(manifest).map_err(|e| fail(std::io::Error::other(e)))?;
@@ -140,49 +172,58 @@ impl ArtifactCache {
     }
 }
 
-/// Streams `artifact` into a temp file beside `path`, hashing it, and renames it into place
-/// only if its size and sha256 are `manifest`'s; otherwise removes the temp file.
-async fn write_verified(
-    path: &Path,
-    mut artifact: ObjectStream,
-    manifest: &Manifest,
-) -> Result<(), Error> {
-    let tmp = temp_path(path);
-    let fail = |e: std::io::Error| Error::store("cache", path.display().to_string(), e);
-    let written = async {
-        let mut file = tokio::fs::File::create(&tmp).await.map_err(fail)?;
-        let (mut hasher, mut size) = (ArtifactHasher::new(), 0u64);
-        while let Some(chunk) = artifact.next().await {
-            let chunk =
-                chunk.map_err(|e| Error::store("read", manifest.artifact.key.clone(), e))?;
-            hasher.update(&chunk);
-            size += chunk.len() as u64;
-            if size > manifest.artifact.size {
-                break;
+/// An artifact being copied into the cache as a load reads it: a temp file, removed on drop
+/// unless [`ArtifactCache::remember`] renamed it into place. A write that fails stops the copy
+/// (the load goes on).
+#[derive(Debug)]
+pub struct PendingArtifact {
+    tmp: PathBuf,
+    /// `None` once a write failed.
+    file: Option<std::fs::File>,
+    written: u64,
+}
+
+impl PendingArtifact {
+    /// Appends `bytes`, the artifact's next ones. Blocking: called by the load's reader.
+    pub(crate) fn write(&mut self, bytes: &[u8]) {
+        let Some(file) = &mut self.file else {
+            return;
+        };
+        match file.write_all(bytes) {
+            Ok(()) => self.written += bytes.len() as u64,
+            Err(e) => {
+                tracing::warn!(path = %self.tmp.display(), error = %e, "Could not copy the artifact into the last-good cache.");
+                self.file = None;
             }
-            file.write_all(&chunk).await.map_err(fail)?;
         }
-        file.flush().await.map_err(fail)?;
-        if size != manifest.artifact.size {
+    }
+
+    /// Renames the copy to `path` if it is whole (`size` bytes, all written).
+    async fn commit(mut self, path: &Path, size: u64) -> Result<(), Error> {
+        let fail = |e: std::io::Error| Error::store("cache", path.display().to_string(), e);
+        if self.file.take().is_none() {
+            return Err(fail(std::io::Error::other(
+                "copying the artifact failed while it loaded",
+            )));
+        }
+        if self.written != size {
             return Err(Error::SizeMismatch {
-                expected: manifest.artifact.size,
-                actual: size,
+                expected: size,
+                actual: self.written,
             });
         }
-        let actual = hasher.finish();
-        if actual != manifest.artifact.sha256 {
-            return Err(Error::DigestMismatch {
-                expected: manifest.artifact.sha256.clone(),
-                actual,
-            });
+        tokio::fs::rename(&self.tmp, path).await.map_err(fail)?;
+        self.tmp = PathBuf::new();
+        Ok(())
+    }
+}
+
+impl Drop for PendingArtifact {
+    fn drop(&mut self) {
+        if !self.tmp.as_os_str().is_empty() {
+            let _ = std::fs::remove_file(&self.tmp);
         }
-        tokio::fs::rename(&tmp, path).await.map_err(fail)
     }
-    .await;
-    if written.is_err() {
-        let _ = tokio::fs::remove_file(&tmp).await;
-    }
-    written
 }
 
 fn temp_path(path: &Path) -> PathBuf {
