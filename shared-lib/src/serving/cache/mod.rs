@@ -87,11 +87,11 @@ impl ArtifactCache {
     /// ([`ArtifactCache::begin`]): renamed into place unless the cache holds the artifact
     /// already. Without either, only the history is updated, and the error says so.
     ///
-    /// The history is written before the artifact, so a concurrent prune that lists the new
-    /// artifact also finds it referenced. Pruning also runs before the artifact is written, so a
-    /// full `emptyDir` makes room first and the directory never holds more than the bound plus
-    /// the artifact being written. A failed prune is logged, not returned: the entry itself was
-    /// remembered.
+    /// The history is written before the copy is renamed into place, so a concurrent prune that
+    /// lists the new artifact also finds it referenced. The copy is written while the version
+    /// loads, before this prunes, so the directory holds at most the bound plus the artifact
+    /// being copied (the sizing the README gives for an `emptyDir`). A failed prune is logged,
+    /// not returned: the entry itself was remembered.
     ///
     /// # Errors
     /// [`Error::Store`] when the directory cannot be written or there is no artifact to keep,
