@@ -23,20 +23,23 @@ fn script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/garage.sh")
 }
 
-/// An S3 port whose RPC (+1) and admin (+3) neighbours are free too.
+/// An S3 port whose RPC (+1) and admin (+3) neighbours are free too, below the kernel's
+/// ephemeral range. A port from `bind(0)` lies inside that range, where any client connection
+/// of the tests running in parallel can take it between this check and Garage binding it:
+/// Garage then panicked with "Address already in use" on its RPC port, once in a full run.
 fn free_port_block() -> u16 {
-    for _ in 0..100 {
-        let Ok(listener) = TcpListener::bind("127.0.0.1:0") else {
-            continue;
-        };
-        let Ok(addr) = listener.local_addr() else {
-            continue;
-        };
-        let port = addr.port();
-        if port > 65_000 {
-            continue;
-        }
-        drop(listener);
+    let ephemeral_from = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    let (low, high) = (10_000u16, ephemeral_from.saturating_sub(4).max(10_100));
+    // A random start, so that private Garages started at once by parallel tests (separate
+    // processes under nextest) rarely try the same block.
+    let start = uuid::Uuid::new_v4().as_u128();
+    let span = u128::from(high - low);
+    for i in 0..500u128 {
+        #[allow(clippy::cast_possible_truncation)]
+        let port = low + ((start.wrapping_add(i * 7_919)) % span) as u16;
         if [0, 1, 3]
             .iter()
             .all(|d| TcpListener::bind(("127.0.0.1", port + d)).is_ok())
@@ -44,7 +47,7 @@ fn free_port_block() -> u16 {
             return port;
         }
     }
-    panic!("no free block of loopback ports for a private Garage");
+    panic!("no free block of loopback ports below {high} for a private Garage");
 }
 
 fn refuses(port: u16) -> bool {
