@@ -395,6 +395,65 @@ async fn a_store_that_fails_mid_download_leaves_the_old_version_serving_and_the_
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs Garage and the built binaries: run scripts/test.sh"]
+async fn a_store_that_fails_mid_download_at_start_serves_the_last_good_version_from_the_cache() {
+    // Arrange: a first run caches v1; the next start reads the store through a proxy that will
+    // cut v1's artifact half-way.
+    let (settings, store) = shared_store("faults-mid-download-cached");
+    let registry = RegistryApi::start(&store).await;
+    let (v1, _) = production_v1_and_unpromoted_v2(&registry).await;
+    let cache = tempfile::tempdir().unwrap();
+    let cached = [
+        ("MODEL_POLL_SECONDS", "0.2"),
+        ("MODEL_CACHE_DIR", cache.path().to_str().unwrap()),
+    ];
+    let mut first = Service::start_ready("fraud", &with(&store, &cached)).await;
+    first.proc.signal("TERM");
+    assert!(first.proc.wait(Duration::from_secs(30)).await.success());
+    let garage = settings.endpoint.clone().unwrap();
+    let proxy = HoldingProxy::start(garage.trim_start_matches("http://")).await;
+    let through_proxy = shared_lib::store::S3Settings {
+        endpoint: Some(proxy.url.clone()),
+        ..settings.clone()
+    };
+    let manifest = registry
+        .service
+        .get_json(&format!("/v1/models/fraud/versions/{v1}"))
+        .await["manifest"]
+        .clone();
+    let key = manifest["artifact"]["key"].as_str().unwrap();
+    let prefix = settings.prefix.as_ref().unwrap();
+    proxy.hold(
+        &format!("GET /{}/{prefix}/{key}", settings.bucket),
+        Cut::MidResponse(0.5),
+    );
+
+    // Act: the service starts again; its first download of v1 stops half-way.
+    let restarted =
+        Service::start_ready("fraud", &with(&e2e::store_env(&through_proxy), &cached)).await;
+
+    // Assert: ready on v1 from the cache, not from a second download.
+    assert!(proxy.is_held(), "the artifact download was never cut");
+    assert_eq!(restarted.served_version(CLASSIFY).await, v1.to_string());
+    let cached_loads = restarted
+        .metric("model_reloads_total", &[("result", "cached")])
+        .await;
+    let store_loads = restarted
+        .metric("model_reloads_total", &[("result", "loaded")])
+        .await;
+    assert_eq!((cached_loads, store_loads), (1.0, 0.0));
+    assert!(
+        logged_errors(&restarted.proc, REFRESH_FAILED, "object store read of") >= 1,
+        "no log of the failed read:\n{}",
+        restarted.proc.tail(20)
+    );
+    println!(
+        "download cut half-way at start: ready on cached v{v1} \
+         (model_reloads_total{{result=\"cached\"}} = {cached_loads}, loaded = {store_loads})"
+    );
+}
+
 /// Runs the trainer to completion; returns its result (stdout JSON).
 async fn train(args: &[&str], env: &[(String, String)]) -> serde_json::Value {
     let mut trainer = Proc::spawn("trainer", args, env);

@@ -258,17 +258,25 @@ impl<M: ServableModel> ModelSlots<M> {
             Some(cache) => cache.begin(&manifest).await,
             None => None,
         };
-        self.install(
-            slot,
-            manifest,
-            ArtifactSource::Store(stream),
-            copy,
-            "loaded",
-        )
-        .await
+        let installed = self
+            .install(
+                slot,
+                manifest,
+                ArtifactSource::Store(stream),
+                copy,
+                "loaded",
+            )
+            .await;
+        // A store that fails part-way through the artifact is a store failure like one that
+        // cannot be reached: with nothing loaded yet, the last-good cache serves.
+        match installed {
+            Ok(()) => Ok(()),
+            Err(e) => self.fall_back_to_cache(slot, e).await,
+        }
     }
 
-    /// A store failure with nothing loaded: serve the last-good cached version if there is one.
+    /// A failed refresh, counted; on a store failure with nothing loaded, the last-good cached
+    /// version serves if there is one.
     async fn fall_back_to_cache(&self, slot: &Slot<M>, cause: Error) -> Result<(), Error> {
         let store_down = matches!(cause, Error::Store { .. });
         if !store_down || slot.current.load().is_some() {
@@ -282,8 +290,13 @@ impl<M: ServableModel> ModelSlots<M> {
         match cache.recall(&self.model, &slot.selector).await {
             Ok(Some((manifest, file))) => {
                 tracing::warn!(model = %self.model, version = %manifest.version, "Store unreachable; serving the last-good cached version.");
-                self.install(slot, manifest, ArtifactSource::Cache(file), None, "cached")
-                    .await?;
+                let installed = self
+                    .install(slot, manifest, ArtifactSource::Cache(file), None, "cached")
+                    .await;
+                if let Err(e) = installed {
+                    self.count(slot, "failed");
+                    return Err(e);
+                }
                 Err(cause)
             }
             Ok(None) => {
@@ -306,13 +319,8 @@ impl<M: ServableModel> ModelSlots<M> {
         result: &str,
     ) -> Result<(), Error> {
         let started = Instant::now();
-        let (loaded, copied) = match self.build(&manifest, artifact, copy).await {
-            Ok(built) => built,
-            Err(e) => {
-                self.count(slot, "failed");
-                return Err(e);
-            }
-        };
+        // A failure is counted by the caller, which may still serve the cached version.
+        let (loaded, copied) = self.build(&manifest, artifact, copy).await?;
         let version = manifest.version;
         let sha = manifest.artifact.sha256.to_string();
         let previous = slot.current.swap(Some(Arc::new(Loaded {
