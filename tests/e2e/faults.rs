@@ -309,6 +309,50 @@ async fn a_corrupt_or_truncated_new_version_is_refused_and_the_old_one_keeps_ser
     );
 }
 
+/// The store of `settings` reached through a [`HoldingProxy`], which can stop the download of a
+/// version's artifact half-way: the store "dying" mid-response, then back.
+struct ProxiedStore {
+    proxy: HoldingProxy,
+    settings: shared_lib::store::S3Settings,
+}
+
+impl ProxiedStore {
+    async fn start(settings: &shared_lib::store::S3Settings) -> Self {
+        let garage = settings.endpoint.clone().unwrap();
+        Self {
+            proxy: HoldingProxy::start(garage.trim_start_matches("http://")).await,
+            settings: settings.clone(),
+        }
+    }
+
+    /// The store variables of a service that reads the store through the proxy.
+    fn env(&self) -> Vec<(String, String)> {
+        e2e::store_env(&shared_lib::store::S3Settings {
+            endpoint: Some(self.proxy.url.clone()),
+            ..self.settings.clone()
+        })
+    }
+
+    /// Arms the proxy: the next download of `version`'s artifact stops half-way.
+    async fn cut_next_download(&self, registry: &RegistryApi, version: u64) {
+        let manifest = registry
+            .service
+            .get_json(&format!("/v1/models/fraud/versions/{version}"))
+            .await["manifest"]
+            .clone();
+        let key = manifest["artifact"]["key"].as_str().unwrap();
+        let prefix = self.settings.prefix.as_ref().unwrap();
+        self.proxy.hold(
+            &format!("GET /{}/{prefix}/{key}", self.settings.bucket),
+            Cut::MidResponse(0.5),
+        );
+    }
+
+    fn cut(&self) -> bool {
+        self.proxy.is_held()
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "needs Garage and the built binaries: run scripts/test.sh"]
 async fn a_store_that_fails_mid_download_leaves_the_old_version_serving_and_the_next_poll_loads() {
@@ -316,18 +360,10 @@ async fn a_store_that_fails_mid_download_leaves_the_old_version_serving_and_the_
     let (settings, store) = shared_store("faults-mid-download");
     let registry = RegistryApi::start(&store).await;
     let (v1, v2) = production_v1_and_unpromoted_v2(&registry).await;
-    let garage = settings.endpoint.clone().unwrap();
-    let proxy = HoldingProxy::start(garage.trim_start_matches("http://")).await;
-    let through_proxy = shared_lib::store::S3Settings {
-        endpoint: Some(proxy.url.clone()),
-        ..settings.clone()
-    };
+    let proxied = ProxiedStore::start(&settings).await;
     let fraud = Service::start_ready(
         "fraud",
-        &with(
-            &e2e::store_env(&through_proxy),
-            &[("MODEL_POLL_SECONDS", "0.2")],
-        ),
+        &with(&proxied.env(), &[("MODEL_POLL_SECONDS", "0.2")]),
     )
     .await;
     assert_eq!(fraud.served_version(CLASSIFY).await, v1.to_string());
@@ -336,17 +372,7 @@ async fn a_store_that_fails_mid_download_leaves_the_old_version_serving_and_the_
 
     // Act: the next artifact download stops half-way (the store "dies" mid-response, then is
     // back); production moves to v2. Ask all the while.
-    let manifest = registry
-        .service
-        .get_json(&format!("/v1/models/fraud/versions/{v2}"))
-        .await["manifest"]
-        .clone();
-    let key = manifest["artifact"]["key"].as_str().unwrap();
-    let prefix = settings.prefix.as_ref().unwrap();
-    proxy.hold(
-        &format!("GET /{}/{prefix}/{key}", settings.bucket),
-        Cut::MidResponse(0.5),
-    );
+    proxied.cut_next_download(&registry, v2).await;
     registry.promote("fraud", v2).await;
     let moved = Instant::now();
     let (mut by_v1, mut by_v2, mut other) = (0u32, 0u32, 0u32);
@@ -354,7 +380,7 @@ async fn a_store_that_fails_mid_download_leaves_the_old_version_serving_and_the_
         assert!(
             moved.elapsed() < Duration::from_secs(30),
             "v2 never served (download cut: {}):\n{}",
-            proxy.is_held(),
+            proxied.cut(),
             fraud.proc.tail(20)
         );
         for _ in 0..10 {
@@ -373,7 +399,7 @@ async fn a_store_that_fails_mid_download_leaves_the_old_version_serving_and_the_
 
     // Assert: the cut download was a failed, logged load while v1 answered everything; the
     // next poll loaded v2 whole.
-    assert!(proxy.is_held(), "the artifact download was never cut");
+    assert!(proxied.cut(), "the artifact download was never cut");
     assert_eq!(other, 0, "requests not answered by v1 or v2");
     assert!(by_v1 >= 1, "no request answered while v2 was loading");
     let failed_during = failed().await - failed_before;
@@ -411,30 +437,14 @@ async fn a_store_that_fails_mid_download_at_start_serves_the_last_good_version_f
     let mut first = Service::start_ready("fraud", &with(&store, &cached)).await;
     first.proc.signal("TERM");
     assert!(first.proc.wait(Duration::from_secs(30)).await.success());
-    let garage = settings.endpoint.clone().unwrap();
-    let proxy = HoldingProxy::start(garage.trim_start_matches("http://")).await;
-    let through_proxy = shared_lib::store::S3Settings {
-        endpoint: Some(proxy.url.clone()),
-        ..settings.clone()
-    };
-    let manifest = registry
-        .service
-        .get_json(&format!("/v1/models/fraud/versions/{v1}"))
-        .await["manifest"]
-        .clone();
-    let key = manifest["artifact"]["key"].as_str().unwrap();
-    let prefix = settings.prefix.as_ref().unwrap();
-    proxy.hold(
-        &format!("GET /{}/{prefix}/{key}", settings.bucket),
-        Cut::MidResponse(0.5),
-    );
+    let proxied = ProxiedStore::start(&settings).await;
+    proxied.cut_next_download(&registry, v1).await;
 
     // Act: the service starts again; its first download of v1 stops half-way.
-    let restarted =
-        Service::start_ready("fraud", &with(&e2e::store_env(&through_proxy), &cached)).await;
+    let restarted = Service::start_ready("fraud", &with(&proxied.env(), &cached)).await;
 
     // Assert: ready on v1 from the cache, not from a second download.
-    assert!(proxy.is_held(), "the artifact download was never cut");
+    assert!(proxied.cut(), "the artifact download was never cut");
     assert_eq!(restarted.served_version(CLASSIFY).await, v1.to_string());
     let cached_loads = restarted
         .metric("model_reloads_total", &[("result", "cached")])
