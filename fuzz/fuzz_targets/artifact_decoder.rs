@@ -5,8 +5,8 @@
 //! compile, warm up). The digest and size given are the bytes' own, so the fuzzer gets past the
 //! sha256 check and into the MessagePack decoding. Errors are fine; a panic is a finding, and
 //! so is a validated fraud model scoring something that is not a probability, and so is the
-//! whole-artifact `decode_artifact` (the trainer's and the registry's) disagreeing with the
-//! streamed one on whether the bytes are a model.
+//! whole-artifact `decode_artifact` (for bytes already in memory) disagreeing with the streamed
+//! one on whether the bytes are a model.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

@@ -21,11 +21,11 @@ use bytes::Bytes;
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 use serde_json::json;
-use suite_models::artifact::{EncodedArtifact, ModelKind, decode_artifact_from};
+use suite_models::artifact::{EncodedArtifact, ModelKind};
 use suite_models::model_id::{AliasName, ModelName, ModelVersion};
 use suite_storage::registry::manifest::{Manifest, NewVersion};
 use suite_storage::registry::{Change, Registry};
-use suite_storage::store::{BlockingRead, ObjectStream};
+use suite_storage::store::{ObjectStream, decode_streamed};
 
 use crate::Error;
 
@@ -96,16 +96,12 @@ impl ModelRegistry {
             }
             .into());
         }
-        let stream = match self {
-            Self::Store(r) => r.open_artifact_unverified(&manifest).await?.stream,
-            Self::Api(c) => c.artifact(&manifest).await?,
+        let loaded = match self {
+            Self::Store(r) => r.load_model(&manifest, kind).await?,
+            Self::Api(c) => {
+                decode_streamed(c.artifact(&manifest).await?, &manifest.artifact, kind).await?
+            }
         };
-        let (runtime, artifact) = (tokio::runtime::Handle::current(), manifest.artifact.clone());
-        let loaded = tokio::task::spawn_blocking(move || {
-            decode_artifact_from(BlockingRead::new(stream, runtime), &artifact, kind)
-        })
-        .await
-        .map_err(|e| Error::Training(format!("loading the champion panicked: {e}")))??;
         Ok((manifest, loaded))
     }
 

@@ -82,7 +82,7 @@ impl TestEnv {
         onnx::import(&self.ctx, &args).await
     }
 
-    async fn load<T: serde::de::DeserializeOwned>(
+    async fn load<T: serde::de::DeserializeOwned + Send + 'static>(
         &self,
         model: &str,
         version: ModelVersion,

@@ -252,7 +252,7 @@ pub struct ArtifactHead {
 /// Checks the envelope header from the first bytes of an artifact (up to
 /// [`ARTIFACT_HEAD_BYTES`], or the whole artifact when shorter): magic, format version, kind,
 /// and the payload length, so a streamed upload is refused before it is stored. The payload
-/// itself is checked by the digest and, at load, by [`decode_artifact`].
+/// itself is checked by the digest and, at load, by [`decode_artifact_from`].
 ///
 /// # Errors
 /// [`Error::CorruptArtifact`] or [`Error::UnsupportedFormat`].
@@ -341,8 +341,10 @@ fn read_str<'a>(rd: &mut &'a [u8]) -> Option<&'a str> {
     std::str::from_utf8(text).ok()
 }
 
-/// Verifies and decodes an artifact: size and sha256 against what the manifest recorded, then
-/// magic, format version and kind, then the model payload.
+/// Verifies and decodes an artifact held whole: size and sha256 against what the manifest
+/// recorded, then magic, format version and kind, then the model payload. Every load of a stored
+/// version streams instead ([`decode_artifact_from`]); this is for bytes already in memory, and
+/// the tests and the fuzz target hold the two decoders to the same answers.
 ///
 /// # Errors
 /// [`Error::SizeMismatch`], [`Error::DigestMismatch`], [`Error::CorruptArtifact`],

@@ -447,18 +447,19 @@ impl Registry {
         Ok(bytes)
     }
 
-    /// Fetches, verifies and decodes the model of a version.
+    /// The model of a version, decoded as its artifact streams in and verified against the
+    /// manifest at its end ([`crate::store::decode_streamed`]), as the services load it.
     ///
     /// # Errors
-    /// As [`Registry::fetch_artifact`] and [`artifact::decode_artifact`].
+    /// As [`Registry::open_artifact_unverified`] and `artifact::decode_artifact_from`.
     #[tracing::instrument(skip_all, fields(model = %manifest.model, version = %manifest.version))]
-    pub async fn load_model<T: serde::de::DeserializeOwned>(
+    pub async fn load_model<T: serde::de::DeserializeOwned + Send + 'static>(
         &self,
         manifest: &Manifest,
         kind: ModelKind,
     ) -> Result<T, Error> {
-        let bytes = self.fetch_artifact(manifest).await?;
-        artifact::decode_artifact(&bytes, &manifest.artifact.sha256, kind)
+        let artifact = self.open_artifact_unverified(manifest).await?;
+        crate::store::decode_streamed(artifact.stream, &manifest.artifact, kind).await
     }
 
     // --- aliases -------------------------------------------------------------------------

@@ -25,7 +25,7 @@ use suite_models::artifact::ArtifactDigest;
 pub use local::LocalStore;
 pub use location::{DEFAULT_MODEL_STORE, S3Credentials, S3Settings, StoreLocation};
 pub use s3::{PROBE_PREFIX, S3Store, https_client};
-pub use streaming::{BlockingRead, ObjectRead, ObjectStream};
+pub use streaming::{BlockingRead, ObjectRead, ObjectStream, decode_streamed};
 pub use suite_models::object_key::ObjectKey;
 
 use crate::{BoxError, Error};

@@ -8,7 +8,9 @@ use std::pin::Pin;
 
 use bytes::Bytes;
 use futures_util::Stream;
-use suite_models::artifact::{ArtifactDigest, ArtifactHasher};
+use serde::de::DeserializeOwned;
+use suite_models::artifact::{ArtifactDigest, ArtifactHasher, ModelKind, decode_artifact_from};
+use suite_models::manifest::ArtifactRef;
 
 use crate::{BoxError, Error};
 
@@ -64,6 +66,29 @@ impl std::io::Read for BlockingRead {
         self.chunk.advance(n);
         Ok(n)
     }
+}
+
+/// The model in an artifact, decoded as `stream` delivers it: on a blocking thread, through
+/// [`BlockingRead`] and `decode_artifact_from` (size and sha256 checked against `artifact` at its
+/// end), so the artifact is never held whole. How the trainer loads a champion and
+/// `Registry::load_model` a version; the services' loads add their validation and cache copy to
+/// the same reader.
+///
+/// # Errors
+/// As `decode_artifact_from`; [`Error::CorruptArtifact`] if the decoding thread panicked.
+pub async fn decode_streamed<T: DeserializeOwned + Send + 'static>(
+    stream: ObjectStream,
+    artifact: &ArtifactRef,
+    kind: ModelKind,
+) -> Result<T, Error> {
+    let (runtime, artifact) = (tokio::runtime::Handle::current(), artifact.clone());
+    tokio::task::spawn_blocking(move || {
+        decode_artifact_from(BlockingRead::new(stream, runtime), &artifact, kind)
+    })
+    .await
+    .map_err(|e| Error::CorruptArtifact {
+        reason: format!("loading panicked: {e}"),
+    })?
 }
 
 /// The checks of a streamed write: at most `max_bytes`, sha256 equal to `expected`.
