@@ -249,6 +249,40 @@ pub struct ArtifactHead {
     pub declared_size: u64,
 }
 
+impl ArtifactHead {
+    /// Refuses an artifact of `size` bytes whose envelope declares another length: cut short,
+    /// or with bytes after its payload.
+    fn check_size(&self, size: u64) -> Result<(), Error> {
+        if self.declared_size == size {
+            return Ok(());
+        }
+        Err(Error::CorruptArtifact {
+            reason: format!(
+                "the envelope declares {} bytes but the artifact has {size}",
+                self.declared_size
+            ),
+        })
+    }
+
+    /// Refuses an artifact of another kind than `expected`.
+    fn check_kind(&self, expected: ModelKind) -> Result<(), Error> {
+        if self.kind == expected {
+            return Ok(());
+        }
+        Err(Error::WrongModelKind {
+            expected,
+            found: self.kind,
+        })
+    }
+
+    /// The error for a payload that does not decode as a model of this kind.
+    fn undecodable(&self, e: rmp_serde::decode::Error) -> Error {
+        Error::CorruptArtifact {
+            reason: format!("the {} payload does not decode: {e}", self.kind),
+        }
+    }
+}
+
 /// Checks the envelope header from the first bytes of an artifact (up to
 /// [`ARTIFACT_HEAD_BYTES`], or the whole artifact when shorter): magic, format version, kind,
 /// and the payload length, so a streamed upload is refused before it is stored. The payload
@@ -362,16 +396,9 @@ pub fn decode_artifact<T: DeserializeOwned>(
         });
     }
     let (head, payload) = open_envelope(bytes)?;
-    if head.kind != expected_kind {
-        return Err(Error::WrongModelKind {
-            expected: expected_kind,
-            found: head.kind,
-        });
-    }
+    head.check_kind(expected_kind)?;
     // Read in place from the artifact's bytes: no copy of the payload first.
-    rmp_serde::from_slice(payload).map_err(|e| Error::CorruptArtifact {
-        reason: format!("the {} payload does not decode: {e}", head.kind),
-    })
+    rmp_serde::from_slice(payload).map_err(|e| head.undecodable(e))
 }
 
 /// Verifies and decodes an artifact while reading it from `source`, so that its bytes are never
@@ -447,20 +474,8 @@ fn decode_stream<T: DeserializeOwned>(
         .read_to_end(&mut head)
         .map_err(unreadable)?;
     let (envelope, header_len) = read_header(&head)?;
-    if envelope.declared_size != size {
-        return Err(Error::CorruptArtifact {
-            reason: format!(
-                "the envelope declares {} bytes but the artifact has {size}",
-                envelope.declared_size
-            ),
-        });
-    }
-    if envelope.kind != expected_kind {
-        return Err(Error::WrongModelKind {
-            expected: expected_kind,
-            found: envelope.kind,
-        });
-    }
+    envelope.check_size(size)?;
+    envelope.check_kind(expected_kind)?;
     // The payload: what the head read past the header, then the rest of the source. Buffered,
     // since the decoder reads a few bytes at a time (a marker, then one f32).
     let rest = size - head.len() as u64;
@@ -468,9 +483,7 @@ fn decode_stream<T: DeserializeOwned>(
         1 << 20,
         Read::chain(&head[header_len..], source.take(rest)),
     );
-    rmp_serde::from_read(payload).map_err(|e| Error::CorruptArtifact {
-        reason: format!("the {} payload does not decode: {e}", envelope.kind),
-    })
+    rmp_serde::from_read(payload).map_err(|e| envelope.undecodable(e))
 }
 
 /// A source read through: hashed and counted as it passes, its first failure kept (the decoder
@@ -507,15 +520,7 @@ impl<R: Read> Read for VerifyingRead<R> {
 /// header declares (a truncated artifact, or one with bytes after its payload, is corrupt).
 fn open_envelope(bytes: &[u8]) -> Result<(ArtifactHead, &[u8]), Error> {
     let (head, header_len) = read_header(bytes)?;
-    if head.declared_size != bytes.len() as u64 {
-        return Err(Error::CorruptArtifact {
-            reason: format!(
-                "the envelope declares {} bytes but the artifact has {}",
-                head.declared_size,
-                bytes.len()
-            ),
-        });
-    }
+    head.check_size(bytes.len() as u64)?;
     Ok((head, &bytes[header_len..]))
 }
 
