@@ -20,7 +20,8 @@
 # users than the trainer tunes on; tuned to 0.95, the service measured 0.948), N (10),
 # OVERSAMPLE (10), REPEATS (3), DURATION (10), CONC_DURATION (10), CONNECTIONS (32),
 # THREADS (2), PORT (18720), MODES ("exact int8 ann"), SCORING_WAIT_MS (10000), OUT (bench/recommender/last-search),
-# BUILD (1; 0 uses the release binaries already in target/).
+# BUILD (1; 0 uses the release binaries already in target/), CACHE (0; 1 gives each mode's service
+# a fresh MODEL_CACHE_DIR, so the load peak includes copying the artifact into the last-good cache).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
@@ -51,6 +52,7 @@ MODES=${MODES:-exact int8 ann}
 # A scan of 1M items takes tens of milliseconds: at c=32 requests queue for a scoring permit
 # longer than the default 100 ms, and would be refused with 503 rather than measured.
 SCORING_WAIT_MS=${SCORING_WAIT_MS:-10000}
+CACHE=${CACHE:-0}
 OUT=${OUT:-$here/last-search}
 target_dir=${CARGO_TARGET_DIR:-$root/target}
 
@@ -131,8 +133,10 @@ printf 'mode\tready_s\trss_mib\tfactor_mib\trecall_at_10\trecall_users\trun\treq
 for mode in $MODES; do
     curl -s -o /dev/null --max-time 1 "$base/" 2>/dev/null && die "port $PORT is taken"
     log "[$mode] Starting the service (RECOMMEND_SEARCH=$mode)."
+    cache_env=()
+    [[ $CACHE == 1 ]] && cache_env=(MODEL_CACHE_DIR="$work/cache-$mode")
     env -u OTEL_EXPORTER_OTLP_ENDPOINT MODEL_STORE="$store" MODEL_VERSION="$version" HOST=127.0.0.1 \
-        PORT="$PORT" RUST_LOG=warn SCORING_WAIT_MS="$SCORING_WAIT_MS" RECOMMEND_SEARCH="$mode" RECOMMEND_OVERSAMPLE="$OVERSAMPLE" \
+        "${cache_env[@]}" PORT="$PORT" RUST_LOG=warn SCORING_WAIT_MS="$SCORING_WAIT_MS" RECOMMEND_SEARCH="$mode" RECOMMEND_OVERSAMPLE="$OVERSAMPLE" \
         "$service_bin" >"$OUT/service-$mode.log" 2>&1 &
     pid=$!
     pids+=("$pid")
@@ -141,6 +145,9 @@ for mode in $MODES; do
     ready=$((SECONDS - t0))
     # The load's peak: the process's high-water mark of resident memory once it is ready.
     peak=$(mib "$(status_kib "$pid" VmHWM)")
+    if [[ $CACHE == 1 ]]; then
+        compgen -G "$work/cache-$mode/*/*.msgpack" >/dev/null || die "[$mode] the cache holds no artifact"
+    fi
     curl -fsS "$base/v1/models" >"$OUT/models-$mode.json"
     got_mode=$(json "$OUT/models-$mode.json" slots.0.details.mode) || die "no search details: stale binary?"
     [[ $got_mode == "$mode" ]] || die "asked for $mode, the service reports $got_mode"
