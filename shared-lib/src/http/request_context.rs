@@ -111,7 +111,10 @@ pub async fn request_context(
     let _in_flight = metrics.as_ref().map(|m| m.http.enter());
 
     // The route and the span's name are set once the request has been routed (below).
+    // Disabled where it is written when traces are not exported (`telemetry`): it is then
+    // `Span::none()`, and recording on it, entering it or reading its context costs nothing.
     let span = tracing::info_span!(
+        target: REQUEST_SPAN,
         REQUEST_SPAN,
         otel.kind = "server",
         http.method = %method,
@@ -121,7 +124,7 @@ pub async fn request_context(
     );
     // The W3C propagator (`telemetry::init` installs it) reads nothing from a request without
     // a `traceparent`: the span is then a root, as it is without a parent set.
-    if req.headers().contains_key(&TRACEPARENT) {
+    if !span.is_disabled() && req.headers().contains_key(&TRACEPARENT) {
         let parent = opentelemetry::global::get_text_map_propagator(|p| {
             p.extract(&HeaderExtractor(req.headers()))
         });
