@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used)] // Tests: a failed unwrap is a failed test.
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 use shared_lib::http::{self, ApiError, Metrics, Readiness, ServedBy};
 
@@ -12,7 +12,7 @@ struct ScoreQuery {
     x: f64,
 }
 
-async fn score(req: HttpRequest, query: web::Query<ScoreQuery>) -> Result<HttpResponse, ApiError> {
+async fn score(query: web::Query<ScoreQuery>) -> Result<HttpResponse, ApiError> {
     if !query.x.is_finite() {
         return Err(ApiError::invalid_features(
             "feature x must be a finite number",
@@ -23,7 +23,7 @@ async fn score(req: HttpRequest, query: web::Query<ScoreQuery>) -> Result<HttpRe
         version: "3".into(),
         variant: "b".into(),
     }
-    .record(&req);
+    .record();
     Ok(HttpResponse::Ok().json(vec![i32::from(query.x > 0.5)]))
 }
 

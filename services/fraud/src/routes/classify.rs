@@ -3,9 +3,9 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
-use shared_lib::http::{RequestId, ServedBy};
+use shared_lib::http::{ServedBy, current_request_id, with_request_id};
 use shared_lib::serving::{Loaded, Variant};
 
 use super::AppState;
@@ -25,29 +25,19 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
 
 /// The request's A/B key: the caller's `card_id`/`user_id`, else its request id (a per-request
 /// split, as there is nobody to keep sticky).
-fn request_key(req: &HttpRequest, explicit: Option<&str>) -> String {
-    explicit.map(str::to_owned).unwrap_or_else(|| {
-        req.extensions()
-            .get::<RequestId>()
-            .map(|id| id.0.to_string())
-            .unwrap_or_default()
-    })
+fn request_key(explicit: Option<&str>) -> String {
+    explicit.map_or_else(|| current_request_id().unwrap_or_default(), str::to_owned)
 }
 
 /// The version and variant for one request keyed as [`request_key`] says, without copying
 /// the request id.
 fn route_request(
     state: &AppState,
-    req: &HttpRequest,
     explicit: Option<&str>,
 ) -> Option<(Arc<Loaded<Classifier>>, Variant)> {
     match explicit {
         Some(key) => state.slots.route(key),
-        None => {
-            let extensions = req.extensions();
-            let id = extensions.get::<RequestId>().map_or("", |id| &*id.0);
-            state.slots.route(id)
-        }
+        None => with_request_id(|id| state.slots.route(id)),
     }
 }
 
@@ -102,11 +92,10 @@ fn served_by(state: &AppState, loaded: &Loaded<Classifier>, variant: Variant) ->
 /// `GET /classify?f1=..&f2=..&f3=..` → `[class]`, exactly as the classic service answers.
 async fn classify_one(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, Error> {
     let query = query_pairs(req.query_string());
-    let (loaded, variant) =
-        route_request(&state, &req, key_in_query(&query)).ok_or(Error::NotReady)?;
+    let (loaded, variant) = route_request(&state, key_in_query(&query)).ok_or(Error::NotReady)?;
     let (row, _) = row_from_query(&query, loaded.model.0.feature_names())?;
     let scored = score(&state, &loaded, variant, &row);
-    served_by(&state, &loaded, variant).record(&req);
+    served_by(&state, &loaded, variant).record();
     Ok(HttpResponse::Ok().json([scored.class]))
 }
 
@@ -133,7 +122,6 @@ struct BatchResponse {
 /// `POST /v1/classify` with `{"instances": [[..], {..}, ...]}`: per row, class, P(fraud),
 /// version and variant. Rows with a `card_id`/`user_id` are routed by it.
 async fn classify_batch(
-    req: HttpRequest,
     body: web::Json<BatchRequest>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, Error> {
@@ -147,7 +135,7 @@ async fn classify_batch(
             limit: state.max_batch_rows,
         });
     }
-    let request_key = request_key(&req, None);
+    let request_key = request_key(None);
     let mut routed = Vec::with_capacity(instances.len());
     for (index, instance) in instances.iter().enumerate() {
         let key = key_in_json(instance).unwrap_or_else(|| request_key.clone());
@@ -180,7 +168,7 @@ async fn classify_batch(
         version: versions.into_iter().collect::<Vec<_>>().join(",").into(),
         variant: variants.into_iter().collect::<Vec<_>>().join(",").into(),
     }
-    .record(&req);
+    .record();
     Ok(HttpResponse::Ok().json(BatchResponse {
         model: state.slots.model().to_string(),
         predictions: predictions

@@ -81,6 +81,46 @@ async fn ab_split_is_sticky_per_key_and_close_to_the_configured_share() {
     assert!((share("a") - 0.7).abs() < 1e-9 && (share("b") - 0.3).abs() < 1e-9);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_without_a_key_are_split_by_their_request_id() {
+    // Arrange: half the keys to version 2.
+    let (_fixture, app) = two_versions(&[
+        ("MODEL_VERSION", "1"),
+        ("MODEL_VERSION_B", "2"),
+        ("AB_PERCENT_B", "50"),
+    ])
+    .await;
+    wait_all_slots_loaded(&app).await;
+    let variant = |res: &reqwest::Response| res.headers()["x-variant"].to_str().unwrap().to_owned();
+    let with_id = |id: &str| {
+        app.client
+            .get(format!("{}/classify?f1=500&f2=1&f3=1", app.address))
+            .header("x-request-id", id)
+    };
+
+    // Act: 200 requests with no key and a new request id each; then one caller's id, 5 times.
+    let mut b = 0;
+    for _ in 0..200 {
+        if variant(&app.get("/classify?f1=500&f2=1&f3=1").await) == "b" {
+            b += 1;
+        }
+    }
+    let mut repeated = Vec::new();
+    for _ in 0..5 {
+        repeated.push(variant(&with_id("caller-id-7").send().await.unwrap()));
+    }
+
+    // Assert: both variants, near the configured half; one request id, one variant.
+    assert!(
+        (60..=140).contains(&b),
+        "{b} of 200 keyless requests went to B"
+    );
+    assert!(
+        repeated.iter().all(|v| *v == repeated[0]),
+        "one request id, several variants: {repeated:?}"
+    );
+}
+
 /// Waits until every slot (A, B, shadow) has a model loaded.
 async fn wait_all_slots_loaded(app: &TestApp) {
     app.wait_for(|app| async move {

@@ -6,9 +6,7 @@ pub mod similar;
 
 use std::sync::Arc;
 
-use actix_web::{HttpMessage, HttpRequest};
 use serde::Deserialize;
-use shared_lib::http::RequestId;
 use shared_lib::serving::{ModelSlots, ShadowRunner};
 
 use crate::clicks::ClickStore;
@@ -70,11 +68,8 @@ impl ListQuery {
 }
 
 /// The request id, the A/B key of requests without a user.
-pub fn request_id(req: &HttpRequest) -> String {
-    req.extensions()
-        .get::<RequestId>()
-        .map(|id| id.0.to_string())
-        .unwrap_or_default()
+pub fn request_id() -> String {
+    shared_lib::http::current_request_id().unwrap_or_default()
 }
 
 #[cfg(test)]

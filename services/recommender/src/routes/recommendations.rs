@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
 use shared_lib::http::ServedBy;
 use shared_lib::models::als::{AnnIndex, take_bytes_read};
@@ -193,7 +193,7 @@ fn top_item(recommendations: &Recommendations) -> Option<String> {
     recommendations.items.first().map(|i| i.item_id.clone())
 }
 
-fn record_served(req: &HttpRequest, state: &AppState, answers: &[&Answer]) {
+fn record_served(state: &AppState, answers: &[&Answer]) {
     let versions: BTreeSet<String> = answers.iter().map(|a| a.version.to_string()).collect();
     let variants: BTreeSet<&str> = answers.iter().map(|a| a.variant.as_str()).collect();
     ServedBy {
@@ -201,11 +201,10 @@ fn record_served(req: &HttpRequest, state: &AppState, answers: &[&Answer]) {
         version: versions.into_iter().collect::<Vec<_>>().join(",").into(),
         variant: variants.into_iter().collect::<Vec<_>>().join(",").into(),
     }
-    .record(req);
+    .record();
 }
 
 async fn for_user(
-    req: HttpRequest,
     path: web::Path<UserId>,
     query: web::Query<ListQuery>,
     state: web::Data<AppState>,
@@ -221,7 +220,7 @@ async fn for_user(
         .await?
         .pop()
         .ok_or(Error::NotReady)?;
-    record_served(&req, &state, &[&answer]);
+    record_served(&state, &[&answer]);
     Ok(HttpResponse::Ok().json(answer))
 }
 
@@ -247,7 +246,6 @@ struct SubsetRequest {
 
 /// `recommendForUserSubset`: the same answer per user as the GET, for many users in one call.
 async fn for_users(
-    req: HttpRequest,
     body: web::Json<SubsetRequest>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, Error> {
@@ -268,7 +266,7 @@ async fn for_users(
         cold_start: body.cold_start,
     };
     let answers = answers(&state, body.users, options).await?;
-    record_served(&req, &state, &answers.iter().collect::<Vec<_>>());
+    record_served(&state, &answers.iter().collect::<Vec<_>>());
     Ok(HttpResponse::Ok().json(SubsetAnswer {
         model: state.slots.model().to_string(),
         results: answers,

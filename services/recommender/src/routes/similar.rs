@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpResponse, web};
 use serde::Serialize;
 use shared_lib::http::ServedBy;
 
@@ -25,7 +25,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 async fn similar_items(
-    req: HttpRequest,
     path: web::Path<ItemId>,
     query: web::Query<ListQuery>,
     state: web::Data<AppState>,
@@ -35,7 +34,7 @@ async fn similar_items(
     let key = query
         .user_id
         .as_ref()
-        .map_or_else(|| request_id(&req), ToString::to_string);
+        .map_or_else(request_id, ToString::to_string);
     let options = query.options(state.max_n)?;
     let (loaded, variant) = state.slots.route(&key).ok_or(Error::NotReady)?;
     let scoring = loaded.clone();
@@ -50,7 +49,7 @@ async fn similar_items(
         version: Arc::clone(&loaded.version_label),
         variant: variant.as_str().into(),
     }
-    .record(&req);
+    .record();
     Ok(HttpResponse::Ok().json(SimilarAnswer {
         model: state.slots.model().to_string(),
         version: loaded.manifest.version.get(),
