@@ -279,35 +279,29 @@ impl<M: ServableModel> ModelSlots<M> {
     /// version serves if there is one.
     async fn fall_back_to_cache(&self, slot: &Slot<M>, cause: Error) -> Result<(), Error> {
         let store_down = matches!(cause, Error::Store { .. });
-        if !store_down || slot.current.load().is_some() {
-            self.count(slot, "failed");
-            return Err(cause);
-        }
-        let Some(cache) = &self.cache else {
-            self.count(slot, "failed");
-            return Err(cause);
+        let recalled = match &self.cache {
+            Some(cache) if store_down && slot.current.load().is_none() => {
+                cache.recall(&self.model, &slot.selector).await
+            }
+            _ => Ok(None),
         };
-        match cache.recall(&self.model, &slot.selector).await {
+        let failure = match recalled {
             Ok(Some((manifest, file))) => {
                 tracing::warn!(model = %self.model, version = %manifest.version, "Store unreachable; serving the last-good cached version.");
-                let installed = self
+                match self
                     .install(slot, manifest, ArtifactSource::Cache(file), None, "cached")
-                    .await;
-                if let Err(e) = installed {
-                    self.count(slot, "failed");
-                    return Err(e);
+                    .await
+                {
+                    // Serving, counted as "cached" by the install; the refresh still failed.
+                    Ok(()) => return Err(cause),
+                    Err(e) => e,
                 }
-                Err(cause)
             }
-            Ok(None) => {
-                self.count(slot, "failed");
-                Err(cause)
-            }
-            Err(e) => {
-                self.count(slot, "failed");
-                Err(e)
-            }
-        }
+            Ok(None) => cause,
+            Err(e) => e,
+        };
+        self.count(slot, "failed");
+        Err(failure)
     }
 
     async fn install(
