@@ -22,7 +22,7 @@ pub use metrics::{HttpMetrics, LabelCache, Metrics};
 pub use metrics::{register_metric, telemetry_error};
 pub use request_context::{
     MODEL_VERSION, REQUEST_ID, REQUEST_SPAN, ServedBy, VARIANT, current_request_id,
-    request_context, with_request_id,
+    key_or_request_id, request_context, with_request_id,
 };
 
 /// Whether the service can take traffic (a model is loaded, an index is built), and an

@@ -65,6 +65,12 @@ pub fn with_request_id<R>(f: impl FnOnce(&str) -> R) -> R {
     }
 }
 
+/// The A/B key of a request: the caller's `key` (a card or user id) if it gave one, else the
+/// request id, so that requests with nobody to keep sticky are split one by one.
+pub fn key_or_request_id(key: Option<&str>) -> String {
+    key.map_or_else(|| with_request_id(str::to_owned), str::to_owned)
+}
+
 /// Which model answered a request; handlers record it with [`ServedBy::record`]. The labels
 /// are shared strings the slots format once per loaded version ([`crate::serving::Loaded`]),
 /// so recording them costs no formatting or allocation on the request path.

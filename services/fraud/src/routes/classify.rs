@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
-use shared_lib::http::{ServedBy, current_request_id, with_request_id};
+use shared_lib::http::{ServedBy, key_or_request_id, with_request_id};
 use shared_lib::serving::{Loaded, Variant};
 
 use super::AppState;
@@ -23,14 +23,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, max_body_bytes: usize) {
     );
 }
 
-/// The request's A/B key: the caller's `card_id`/`user_id`, else its request id (a per-request
-/// split, as there is nobody to keep sticky).
-fn request_key(explicit: Option<&str>) -> String {
-    explicit.map_or_else(|| current_request_id().unwrap_or_default(), str::to_owned)
-}
-
-/// The version and variant for one request keyed as [`request_key`] says, without copying
-/// the request id.
+/// The version and variant for one request keyed as [`key_or_request_id`] says, without
+/// copying the request id.
 fn route_request(
     state: &AppState,
     explicit: Option<&str>,
@@ -135,7 +129,7 @@ async fn classify_batch(
             limit: state.max_batch_rows,
         });
     }
-    let request_key = request_key(None);
+    let request_key = key_or_request_id(None);
     let mut routed = Vec::with_capacity(instances.len());
     for (index, instance) in instances.iter().enumerate() {
         let key = key_in_json(instance).unwrap_or_else(|| request_key.clone());

@@ -67,11 +67,6 @@ impl ListQuery {
     }
 }
 
-/// The request id, the A/B key of requests without a user.
-pub fn request_id() -> String {
-    shared_lib::http::current_request_id().unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use actix_web::web::Query;

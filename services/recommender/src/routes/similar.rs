@@ -4,11 +4,11 @@ use std::sync::Arc;
 
 use actix_web::{HttpResponse, web};
 use serde::Serialize;
-use shared_lib::http::ServedBy;
+use shared_lib::http::{ServedBy, key_or_request_id};
 
-use super::{AppState, ListQuery, request_id};
+use super::{AppState, ListQuery};
 use crate::error::Error;
-use crate::ids::ItemId;
+use crate::ids::{ItemId, UserId};
 use crate::recommend::{Item, similar};
 
 #[derive(Debug, Serialize)]
@@ -31,10 +31,7 @@ async fn similar_items(
 ) -> Result<HttpResponse, Error> {
     let item_id = path.into_inner();
     let query = query.into_inner();
-    let key = query
-        .user_id
-        .as_ref()
-        .map_or_else(request_id, ToString::to_string);
+    let key = key_or_request_id(query.user_id.as_ref().map(UserId::as_str));
     let options = query.options(state.max_n)?;
     let (loaded, variant) = state.slots.route(&key).ok_or(Error::NotReady)?;
     let scoring = loaded.clone();
